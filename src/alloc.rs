@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Block and inode allocation.
+//!
+//! The block bitmap in pmem is the truth (bit i set: block i in use); the
+//! allocator keeps only hints and free counts in memory, rebuilt at mount.
+//! Callers hold `FsInfo::alloc`.
+
+use crate::format::{self, Geometry, Inode as DiskInode, Pod};
+use crate::sys::pmem::Pmem;
+use kernel::error::{code::*, Result};
+
+pub(crate) struct Allocator {
+    free_blocks: u64,
+    free_inodes: u64,
+    next_block: u64,
+    next_ino: u32,
+}
+
+
+impl Allocator {
+    /// Count free blocks and inodes. Bits past the end are set by mkfs.
+    pub(crate) fn scan(pmem: &Pmem, g: &Geometry) -> Result<Allocator> {
+        let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
+        let words = g.blocks_count.div_ceil(64);
+        let mut used = 0u64;
+        for w in 0..words {
+            let mut v = pmem.read_u64(bitmap + w * 8)?;
+            if w == words - 1 && g.blocks_count % 64 != 0 {
+                v &= (1u64 << (g.blocks_count % 64)) - 1;
+            }
+            used += v.count_ones() as u64;
+        }
+        let mut free_inodes = 0u64;
+        for ino in 1..=g.inodes_count {
+            let mode = pmem.read_u32(inode_off(g, ino))? & 0xffff;
+            if mode == 0 {
+                free_inodes += 1;
+            }
+        }
+        Ok(Allocator {
+            free_blocks: g.blocks_count - used,
+            free_inodes,
+            next_block: g.data_start,
+            next_ino: format::ROOT_INO + 1,
+        })
+    }
+
+    pub(crate) fn free_blocks(&self) -> u64 {
+        self.free_blocks
+    }
+    pub(crate) fn free_inodes(&self) -> u64 {
+        self.free_inodes
+    }
+
+    /// Allocate one block: set its bit (flushed). The caller initialises and
+    /// flushes the block before publishing a pointer to it.
+    pub(crate) fn alloc_block(&mut self, pmem: &Pmem, g: &Geometry) -> Result<u64> {
+        if self.free_blocks == 0 {
+            return Err(ENOSPC);
+        }
+        let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
+        let words = g.blocks_count.div_ceil(64);
+        let start = self.next_block.clamp(g.data_start, g.blocks_count - 1) / 64;
+        for i in 0..words {
+            let w = (start + i) % words;
+            let off = bitmap + w * 8;
+            let v = pmem.read_u64(off)?;
+            if v == u64::MAX {
+                continue;
+            }
+            let bit = (!v).trailing_zeros() as u64;
+            let b = w * 64 + bit;
+            if b >= g.blocks_count || b < g.data_start {
+                // Bits below data_start or past the end are set by mkfs; a
+                // clear one means a damaged bitmap. Never hand it out.
+                pmem.write_u64_atomic(off, v | (1 << bit))?;
+                pmem.flush(off, 8)?;
+                continue;
+            }
+            pmem.write_u64_atomic(off, v | (1 << bit))?;
+            pmem.flush(off, 8)?;
+            self.free_blocks -= 1;
+            self.next_block = b + 1;
+            return Ok(b);
+        }
+        Err(ENOSPC)
+    }
+
+    pub(crate) fn free_block(&mut self, pmem: &Pmem, g: &Geometry, b: u64) -> Result {
+        if b < g.data_start || b >= g.blocks_count {
+            kernel::pr_err!("ferrofs: freeing block {} outside the data area\n", b);
+            return Err(EIO);
+        }
+        let off = (g.bitmap_start << format::BLOCK_SHIFT) + (b / 64) * 8;
+        let v = pmem.read_u64(off)?;
+        let m = 1u64 << (b % 64);
+        if v & m == 0 {
+            kernel::pr_err!("ferrofs: block {} freed twice\n", b);
+            return Err(EIO);
+        }
+        pmem.write_u64_atomic(off, v & !m)?;
+        pmem.flush(off, 8)?;
+        self.free_blocks += 1;
+        if b < self.next_block {
+            self.next_block = b;
+        }
+        Ok(())
+    }
+
+    /// Find a free inode slot and write `init` into it (flushed): the slot is
+    /// taken as soon as its mode is nonzero.
+    pub(crate) fn alloc_inode(&mut self, pmem: &Pmem, g: &Geometry, init: &mut DiskInode) -> Result<u32> {
+        if self.free_inodes == 0 {
+            return Err(ENOSPC);
+        }
+        let n = g.inodes_count;
+        for i in 0..n {
+            let ino = (self.next_ino - 1 + i) % n + 1;
+            let off = inode_off(g, ino);
+            if pmem.read_u32(off)? & 0xffff != 0 {
+                continue;
+            }
+            init.update_checksum(ino);
+            pmem.write(off, init.as_bytes())?;
+            pmem.flush(off, format::INODE_SIZE)?;
+            self.free_inodes -= 1;
+            self.next_ino = ino % n + 1;
+            return Ok(ino);
+        }
+        Err(ENOSPC)
+    }
+
+    pub(crate) fn free_inode(&mut self, pmem: &Pmem, g: &Geometry, ino: u32) -> Result {
+        let off = inode_off(g, ino);
+        pmem.zero(off, format::INODE_SIZE)?;
+        pmem.flush(off, format::INODE_SIZE)?;
+        self.free_inodes += 1;
+        Ok(())
+    }
+}
+
+/// Byte offset of inode `ino`'s slot.
+pub(crate) fn inode_off(g: &Geometry, ino: u32) -> u64 {
+    (g.itable_start << format::BLOCK_SHIFT) + (ino as u64 - 1) * format::INODE_SIZE as u64
+}
+
+/// Whether `ino` names a slot of the table.
+pub(crate) fn ino_valid(g: &Geometry, ino: u32) -> bool {
+    ino >= 1 && ino <= g.inodes_count
+}
+

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: GPL-2.0
+//! DAX mappings: page faults, dirty tracking and the fsync writeback walk.
+//!
+//! A user store through a mapping lands in the CPU cache, not in pmem. To
+//! make it durable at fsync, every page a store can reach is recorded in the
+//! inode's XArray (`Inode::dirty`, index = page offset, value = pmem block)
+//! with the DIRTY mark, *before* a writable PTE for it exists:
+//!
+//! - `fault` for a write (shared mapping): allocate the block if needed, mark
+//!   the entry, install a writable PTE. For a read: install a read-only PTE
+//!   (the zero page for a hole). Private mappings only ever get read-only
+//!   PTEs; the core copies on write, so their stores never reach pmem.
+//! - `pfn_mkwrite` (a store to a read-only PTE): mark, replace the PTE by a
+//!   writable one.
+//!
+//! Both hold `dirty_lock` shared from the mark until the writable PTE is in
+//! place. The writeback walk ([`writeback`], behind fsync, fdatasync,
+//! msync(MS_SYNC), sync(2) and eviction) holds it exclusive while it clears
+//! marks and zaps the PTEs of the pages it claimed. So no writable PTE ever
+//! exists for an unmarked entry: a store after the zap faults and re-marks,
+//! a store before it is in the cache lines the walk flushes next.
+//!
+//! The walk holds the mapping's invalidate lock shared throughout; truncate,
+//! hole punch and eviction take it exclusive before removing entries and
+//! freeing blocks. An entry found by the lockless XArray search is only a
+//! hint: it is revalidated under the XArray lock (present, same block, still
+//! marked) before the walk acts on it, so it never flushes a block the file
+//! no longer owns.
+//!
+//! Marks live in the inode, not the mapping: stores made through a mapping
+//! that was then unmapped are still flushed by the next fsync, and eviction
+//! writes back whatever is left.
+
+use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
+use crate::inode;
+use crate::super_::FsInfo;
+use crate::sys::pmem::fence;
+use crate::sys::stats::Counter;
+use crate::sys::vfs::{Inode, VmFault, VM_FAULT_OOM, VM_FAULT_SIGBUS};
+use crate::sys::xarray::Claim;
+use kernel::bindings::vm_fault_t;
+use kernel::error::{code::*, Error, Result};
+
+fn to_fault(e: Error) -> vm_fault_t {
+    if e == ENOMEM {
+        VM_FAULT_OOM
+    } else {
+        VM_FAULT_SIGBUS
+    }
+}
+
+fn beyond_eof(inode: &Inode, pgoff: u64) -> bool {
+    pgoff >= inode.size().div_ceil(BLOCK_SIZE as u64)
+}
+
+pub(crate) fn fault(vmf: &VmFault) -> vm_fault_t {
+    let inode = vmf.inode();
+    let fs = inode.fs();
+    fs.count(Counter::Faults);
+    let write = vmf.is_write() && !vmf.is_cow();
+    if write {
+        fs.count(Counter::WriteFaults);
+        vmf.sb_start_pagefault();
+        vmf.file_update_time();
+    }
+    let ret = {
+        let _inv = inode.invalidate_lock().read();
+        if beyond_eof(inode, vmf.pgoff()) {
+            VM_FAULT_SIGBUS
+        } else if write {
+            map_writable(vmf, inode, false)
+        } else {
+            map_readonly(vmf, inode)
+        }
+    };
+    if write {
+        vmf.sb_end_pagefault();
+    }
+    ret
+}
+
+pub(crate) fn pfn_mkwrite(vmf: &VmFault) -> vm_fault_t {
+    let inode = vmf.inode();
+    inode.fs().count(Counter::PfnMkwrite);
+    vmf.sb_start_pagefault();
+    vmf.file_update_time();
+    let ret = {
+        let _inv = inode.invalidate_lock().read();
+        if beyond_eof(inode, vmf.pgoff()) {
+            VM_FAULT_SIGBUS
+        } else {
+            map_writable(vmf, inode, true)
+        }
+    };
+    vmf.sb_end_pagefault();
+    ret
+}
+
+fn map_readonly(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
+    let fs = inode.fs();
+    let pfn = match inode::get_block(inode, vmf.pgoff()) {
+        Ok(0) => VmFault::zero_pfn(),
+        Ok(b) => match fs.pmem.pfn(FsInfo::block_off(b)) {
+            Ok(p) => p,
+            Err(e) => return to_fault(e),
+        },
+        Err(e) => return to_fault(e),
+    };
+    if vmf.is_cow() {
+        vmf.insert_cow_source(pfn)
+    } else {
+        vmf.insert_ro(pfn)
+    }
+}
+
+/// Mark the page dirty, then give it a writable PTE, all under `dirty_lock`
+/// shared. `replace`: a read-only PTE (maybe of the zero page) is present
+/// and must be zapped first, since the insert does not upgrade it.
+fn map_writable(vmf: &VmFault, inode: &Inode, replace: bool) -> vm_fault_t {
+    let fs = inode.fs();
+    let pgoff = vmf.pgoff();
+    let _d = inode.dirty_lock().read();
+    let block = match inode::get_or_alloc_block(inode, pgoff) {
+        Ok((b, _)) => b,
+        Err(e) => return to_fault(e),
+    };
+    let pfn = match fs.pmem.pfn(FsInfo::block_off(block)) {
+        Ok(p) => p,
+        Err(e) => return to_fault(e),
+    };
+    match inode.dirty.mark_dirty(pgoff, block) {
+        Ok(true) => {
+            fs.count(Counter::EntriesMarked);
+            inode.mark_pages_dirty();
+        }
+        Ok(false) => {}
+        Err(e) => return to_fault(e),
+    }
+    if replace {
+        inode.unmap_range(pgoff << BLOCK_SHIFT, BLOCK_SIZE as u64, false);
+    }
+    vmf.insert_rw(pfn)
+}
+
+/// fsync, fdatasync and msync(MS_SYNC) of `start..=end` (bytes).
+pub(crate) fn fsync(inode: &Inode, start: u64, end: u64, _datasync: bool) -> Result {
+    inode.fs().count(Counter::FsyncCalls);
+    // Metadata (size, block map, times) was flushed as it was written; the
+    // walk's closing fence orders it with the data.
+    writeback(inode, start, end)
+}
+
+/// Hints taken from one lockless search before they are revalidated.
+const BATCH: usize = 32;
+
+/// Write back every dirty page of `start..=end` (bytes): the heart of fsync.
+/// Cost follows the number of marked entries, not the file size: the XArray
+/// search skips unmarked subtrees.
+pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
+    let fs = inode.fs();
+    let first = start >> BLOCK_SHIFT;
+    let last = core::cmp::min(end, i64::MAX as u64) >> BLOCK_SHIFT;
+    if first > last {
+        return Ok(());
+    }
+    let _inv = inode.invalidate_lock().read();
+    let _one_walk = inode.sync_lock().lock();
+    let mut index = first;
+    let mut more = true;
+    while more {
+        // 1. Lockless search: hints only.
+        let mut hints = [(0u64, 0u64); BATCH];
+        let mut n = 0;
+        while n < BATCH {
+            match inode.dirty.next_dirty(&mut index, last) {
+                Some(block) => {
+                    hints[n] = (index, block);
+                    n += 1;
+                    if index >= last {
+                        more = false;
+                        break;
+                    }
+                    index += 1;
+                }
+                None => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        // 2. Revalidate and clear marks, then zap the PTEs, with dirty_lock
+        //    exclusive so no fault installs a writable PTE in between.
+        let mut claimed = [false; BATCH];
+        {
+            let _d = inode.dirty_lock().write();
+            for k in 0..n {
+                let (idx, block) = hints[k];
+                match inode.dirty.claim(idx, block) {
+                    Claim::Claimed => claimed[k] = true,
+                    Claim::Dropped => fs.count(Counter::RevalidateDrops),
+                }
+            }
+            zap_claimed(inode, &hints[..n], &claimed[..n]);
+        }
+        // 3. Flush. A store that lands from now on faults and re-marks.
+        for k in (0..n).filter(|&k| claimed[k]) {
+            let lines = fs.pmem.flush(FsInfo::block_off(hints[k].1), BLOCK_SIZE)?;
+            fs.count(Counter::EntriesFlushed);
+            fs.stats.add(Counter::LinesFlushed, lines);
+        }
+    }
+    // 4. One fence for the whole walk.
+    fence();
+    Ok(())
+}
+
+/// Zap the PTEs of the claimed pages, one call per run of consecutive pages.
+fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool]) {
+    let mut k = 0;
+    while k < hints.len() {
+        if !claimed[k] {
+            k += 1;
+            continue;
+        }
+        let start = hints[k].0;
+        let mut end = start;
+        while k + 1 < hints.len() && claimed[k + 1] && hints[k + 1].0 == end + 1 {
+            k += 1;
+            end += 1;
+        }
+        inode.unmap_range(start << BLOCK_SHIFT, (end - start + 1) << BLOCK_SHIFT, false);
+        k += 1;
+    }
+}

@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The ferrofs on-media format, version 1.
+//!
+//! Defined once, in plain `core` Rust, and compiled into both the kernel module
+//! and the userspace tools (mkfs, fsck) through `#[path]`. Nothing here allocates
+//! or panics on input from the medium: decoding returns [`FormatError`].
+//!
+//! Layout of a ferrofs image (block size 4096, all integers little-endian):
+//!
+//! | blocks                         | content                                   |
+//! |--------------------------------|-------------------------------------------|
+//! | 0                              | superblock ([`Superblock`], 512 bytes)    |
+//! | `journal_start..+journal_blocks` | metadata journal (zero = empty)         |
+//! | `bitmap_start..+bitmap_blocks` | block allocation bitmap, bit i = block i  |
+//! | `itable_start..+itable_blocks` | inode table, [`INODES_PER_BLOCK`] a block |
+//! | `data_start..blocks_count`     | data, directory and indirect blocks       |
+//!
+//! Inode numbers start at 1 ([`ROOT_INO`]); inode `n` is slot `n - 1` of the
+//! table. A slot whose `mode` is 0 is free. Free block and inode counts are not
+//! stored: mount derives them from the bitmap and the table, so there is no
+//! counter to get out of step after a crash.
+//!
+//! A directory's data blocks hold [`DIRENTS_PER_BLOCK`] fixed slots
+//! ([`Dirent`]); a slot with `ino == 0` is free. `.` and `..` are not stored: a
+//! directory inode records its parent in `parent`.
+//!
+//! A file's blocks are found through 12 direct pointers, one single, one
+//! double and one triple indirect block of [`PTRS_PER_BLOCK`] `u32` block
+//! numbers each. Pointer 0 is a hole.
+
+#![allow(dead_code)]
+
+/// Bytes in a block (and in a page: ferrofs maps blocks straight into user space).
+pub const BLOCK_SIZE: usize = 4096;
+pub const BLOCK_SHIFT: u32 = 12;
+/// `b"FERROFS\0"`.
+pub const MAGIC: [u8; 8] = *b"FERROFS\0";
+pub const VERSION: u32 = 1;
+pub const ROOT_INO: u32 = 1;
+pub const SUPERBLOCK_SIZE: usize = 512;
+pub const INODE_SIZE: usize = 256;
+pub const INODES_PER_BLOCK: usize = BLOCK_SIZE / INODE_SIZE;
+pub const DIRENT_SIZE: usize = 256;
+pub const DIRENTS_PER_BLOCK: usize = BLOCK_SIZE / DIRENT_SIZE;
+/// Longest file name. Fixed-size directory slots keep lookups and crash
+/// reasoning simple; the price is 248 instead of 255 bytes.
+pub const NAME_MAX: usize = 248;
+pub const NDIRECT: usize = 12;
+pub const PTRS_PER_BLOCK: usize = BLOCK_SIZE / 4;
+pub const JOURNAL_BLOCKS: u32 = 64;
+/// Smallest device mkfs accepts: room for the metadata and a few data blocks.
+pub const MIN_BLOCKS: u64 = 256;
+/// One inode per this many bytes of device, by default.
+pub const BYTES_PER_INODE: u64 = 16 * 1024;
+
+/// File types stored in directory slots (the values of `DT_*`).
+pub const DT_UNKNOWN: u8 = 0;
+pub const DT_FIFO: u8 = 1;
+pub const DT_CHR: u8 = 2;
+pub const DT_DIR: u8 = 4;
+pub const DT_BLK: u8 = 6;
+pub const DT_REG: u8 = 8;
+pub const DT_LNK: u8 = 10;
+pub const DT_SOCK: u8 = 12;
+
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFDIR: u16 = 0o040000;
+pub const S_IFREG: u16 = 0o100000;
+pub const S_IFLNK: u16 = 0o120000;
+
+/// Why a piece of the medium was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatError {
+    BadMagic,
+    UnknownVersion(u32),
+    BadBlockSize(u32),
+    BadChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// The superblock describes more blocks than the device has.
+    TooLarge {
+        blocks: u64,
+        device_blocks: u64,
+    },
+    /// Regions overlap, run past the end, or are too small for their content.
+    BadGeometry(&'static str),
+    BadInode(&'static str),
+    BadDirent(&'static str),
+}
+
+impl FormatError {
+    /// A short human-readable reason, for log lines and tool messages.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FormatError::BadMagic => "bad magic",
+            FormatError::UnknownVersion(_) => "unknown format version",
+            FormatError::BadBlockSize(_) => "unsupported block size",
+            FormatError::BadChecksum { .. } => "bad checksum",
+            FormatError::TooLarge { .. } => "filesystem larger than the device",
+            FormatError::BadGeometry(why) => why,
+            FormatError::BadInode(why) => why,
+            FormatError::BadDirent(why) => why,
+        }
+    }
+}
+
+/// Little-endian integers stored as byte arrays: alignment 1, every bit
+/// pattern valid, so on-media structs can be viewed as bytes and back.
+macro_rules! le_int {
+    ($name:ident, $t:ty, $n:literal) => {
+        #[derive(Clone, Copy, Default, PartialEq, Eq)]
+        #[repr(transparent)]
+        pub struct $name([u8; $n]);
+        impl $name {
+            pub const fn new(v: $t) -> Self {
+                Self(v.to_le_bytes())
+            }
+            pub const fn get(self) -> $t {
+                <$t>::from_le_bytes(self.0)
+            }
+            pub fn set(&mut self, v: $t) {
+                self.0 = v.to_le_bytes();
+            }
+        }
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "{}", self.get())
+            }
+        }
+    };
+}
+le_int!(Le16, u16, 2);
+le_int!(Le32, u32, 4);
+le_int!(Le64, u64, 8);
+
+/// A plain-old-data on-media struct: `#[repr(C)]`, made only of byte arrays.
+///
+/// # Safety
+/// The implementor must be `#[repr(C)]` (or transparent), have alignment 1,
+/// no padding, size `SIZE`, and accept every bit pattern.
+pub unsafe trait Pod: Copy + Sized {
+    const SIZE: usize;
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: `b` holds at least SIZE bytes and, by the trait's contract,
+        // every bit pattern of SIZE bytes is a valid Self of alignment 1.
+        Some(unsafe { core::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
+    }
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: Self is SIZE bytes with no padding (the trait's contract), so
+        // viewing it as bytes reads only initialised memory.
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), Self::SIZE) }
+    }
+}
+
+/// CRC-32C (Castagnoli), reflected, as used by ext4 and btrfs.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c_update(!0, data) ^ !0
+}
+
+const fn crc32c_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+static CRC32C_TABLE: [u32; 256] = crc32c_table();
+
+fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = CRC32C_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// Block 0.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Superblock {
+    pub magic: [u8; 8],
+    pub version: Le32,
+    pub block_size: Le32,
+    pub blocks_count: Le64,
+    pub inodes_count: Le32,
+    pub flags: Le32,
+    pub journal_start: Le64,
+    pub journal_blocks: Le32,
+    pub pad0: Le32,
+    pub bitmap_start: Le64,
+    pub bitmap_blocks: Le32,
+    pub pad1: Le32,
+    pub itable_start: Le64,
+    pub itable_blocks: Le32,
+    pub pad2: Le32,
+    pub data_start: Le64,
+    pub root_ino: Le32,
+    pub pad3: Le32,
+    pub uuid: [u8; 16],
+    pub label: [u8; 32],
+    pub mkfs_time: Le64,
+    pub reserved: [u8; 356],
+    pub checksum: Le32,
+}
+const _: () = assert!(core::mem::size_of::<Superblock>() == SUPERBLOCK_SIZE);
+const _: () = assert!(core::mem::align_of::<Superblock>() == 1);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for Superblock {
+    const SIZE: usize = SUPERBLOCK_SIZE;
+}
+
+/// Layout chosen by mkfs for a device of `blocks` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub blocks_count: u64,
+    pub inodes_count: u32,
+    pub journal_start: u64,
+    pub journal_blocks: u32,
+    pub bitmap_start: u64,
+    pub bitmap_blocks: u32,
+    pub itable_start: u64,
+    pub itable_blocks: u32,
+    pub data_start: u64,
+}
+
+impl Geometry {
+    /// The layout for `blocks` blocks; `inodes` overrides the default count.
+    pub fn for_blocks(blocks: u64, inodes: Option<u32>) -> Result<Geometry, FormatError> {
+        if blocks < MIN_BLOCKS {
+            return Err(FormatError::BadGeometry("device too small"));
+        }
+        if blocks > u32::MAX as u64 {
+            return Err(FormatError::BadGeometry(
+                "device too large for 32-bit block numbers",
+            ));
+        }
+        let default_inodes = (blocks * BLOCK_SIZE as u64 / BYTES_PER_INODE).clamp(64, 1 << 20);
+        let inodes = inodes.map(u64::from).unwrap_or(default_inodes);
+        let inodes = inodes.div_ceil(INODES_PER_BLOCK as u64) * INODES_PER_BLOCK as u64;
+        if inodes == 0 || inodes > u32::MAX as u64 {
+            return Err(FormatError::BadGeometry("inode count out of range"));
+        }
+        let bits_per_block = (BLOCK_SIZE * 8) as u64;
+        let journal_start = 1u64;
+        let bitmap_start = journal_start + JOURNAL_BLOCKS as u64;
+        let bitmap_blocks = blocks.div_ceil(bits_per_block);
+        let itable_start = bitmap_start + bitmap_blocks;
+        let itable_blocks = inodes / INODES_PER_BLOCK as u64;
+        let data_start = itable_start + itable_blocks;
+        if data_start + 16 > blocks {
+            return Err(FormatError::BadGeometry(
+                "device too small for its metadata",
+            ));
+        }
+        Ok(Geometry {
+            blocks_count: blocks,
+            inodes_count: inodes as u32,
+            journal_start,
+            journal_blocks: JOURNAL_BLOCKS,
+            bitmap_start,
+            bitmap_blocks: bitmap_blocks as u32,
+            itable_start,
+            itable_blocks: itable_blocks as u32,
+            data_start,
+        })
+    }
+}
+
+impl Superblock {
+    pub fn new(geo: &Geometry, uuid: [u8; 16], label: &[u8], mkfs_time: u64) -> Superblock {
+        let mut l = [0u8; 32];
+        let n = label.len().min(31);
+        l[..n].copy_from_slice(&label[..n]);
+        let mut sb = Superblock {
+            magic: MAGIC,
+            version: Le32::new(VERSION),
+            block_size: Le32::new(BLOCK_SIZE as u32),
+            blocks_count: Le64::new(geo.blocks_count),
+            inodes_count: Le32::new(geo.inodes_count),
+            flags: Le32::new(0),
+            journal_start: Le64::new(geo.journal_start),
+            journal_blocks: Le32::new(geo.journal_blocks),
+            pad0: Le32::new(0),
+            bitmap_start: Le64::new(geo.bitmap_start),
+            bitmap_blocks: Le32::new(geo.bitmap_blocks),
+            pad1: Le32::new(0),
+            itable_start: Le64::new(geo.itable_start),
+            itable_blocks: Le32::new(geo.itable_blocks),
+            pad2: Le32::new(0),
+            data_start: Le64::new(geo.data_start),
+            root_ino: Le32::new(ROOT_INO),
+            pad3: Le32::new(0),
+            uuid,
+            label: l,
+            mkfs_time: Le64::new(mkfs_time),
+            reserved: [0; 356],
+            checksum: Le32::new(0),
+        };
+        sb.update_checksum();
+        sb
+    }
+
+    pub fn compute_checksum(&self) -> u32 {
+        crc32c(&self.as_bytes()[..SUPERBLOCK_SIZE - 4])
+    }
+
+    pub fn update_checksum(&mut self) {
+        let c = self.compute_checksum();
+        self.checksum.set(c);
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            blocks_count: self.blocks_count.get(),
+            inodes_count: self.inodes_count.get(),
+            journal_start: self.journal_start.get(),
+            journal_blocks: self.journal_blocks.get(),
+            bitmap_start: self.bitmap_start.get(),
+            bitmap_blocks: self.bitmap_blocks.get(),
+            itable_start: self.itable_start.get(),
+            itable_blocks: self.itable_blocks.get(),
+            data_start: self.data_start.get(),
+        }
+    }
+
+    /// Check everything a mount relies on, against a device of
+    /// `device_blocks` blocks. Order matters: the first failure is the reason
+    /// reported, so magic comes before version before checksum.
+    pub fn validate(&self, device_blocks: u64) -> Result<Geometry, FormatError> {
+        if self.magic != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        if self.version.get() != VERSION {
+            return Err(FormatError::UnknownVersion(self.version.get()));
+        }
+        let computed = self.compute_checksum();
+        if computed != self.checksum.get() {
+            return Err(FormatError::BadChecksum {
+                stored: self.checksum.get(),
+                computed,
+            });
+        }
+        if self.block_size.get() != BLOCK_SIZE as u32 {
+            return Err(FormatError::BadBlockSize(self.block_size.get()));
+        }
+        let g = self.geometry();
+        if g.blocks_count > device_blocks {
+            return Err(FormatError::TooLarge {
+                blocks: g.blocks_count,
+                device_blocks,
+            });
+        }
+        if g.blocks_count < MIN_BLOCKS || g.blocks_count > u32::MAX as u64 {
+            return Err(FormatError::BadGeometry("block count out of range"));
+        }
+        let bits_per_block = (BLOCK_SIZE * 8) as u64;
+        let inodes = g.inodes_count as u64;
+        if inodes == 0 || inodes % INODES_PER_BLOCK as u64 != 0 {
+            return Err(FormatError::BadGeometry(
+                "inode count not a whole number of blocks",
+            ));
+        }
+        // Regions must follow one another in order, with no overlap. The
+        // starts come from the medium: saturate rather than overflow (a panic).
+        let regions_ok = g.journal_start >= 1
+            && g.bitmap_start >= g.journal_start.saturating_add(g.journal_blocks as u64)
+            && (g.bitmap_blocks as u64) >= g.blocks_count.div_ceil(bits_per_block)
+            && g.itable_start >= g.bitmap_start.saturating_add(g.bitmap_blocks as u64)
+            && g.itable_blocks as u64 * INODES_PER_BLOCK as u64 == inodes
+            && g.data_start >= g.itable_start.saturating_add(g.itable_blocks as u64)
+            && g.data_start < g.blocks_count;
+        if !regions_ok {
+            return Err(FormatError::BadGeometry(
+                "metadata regions overlap or run past the end",
+            ));
+        }
+        let root = self.root_ino.get();
+        if root != ROOT_INO {
+            return Err(FormatError::BadGeometry("bad root inode number"));
+        }
+        Ok(g)
+    }
+
+    pub fn label_str(&self) -> &[u8] {
+        let n = self
+            .label
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.label.len());
+        &self.label[..n]
+    }
+}
+
+/// One slot of the inode table.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Inode {
+    pub mode: Le16,
+    pub flags: Le16,
+    pub uid: Le32,
+    pub gid: Le32,
+    pub nlink: Le32,
+    pub size: Le64,
+    /// Blocks allocated to the file (data and indirect), in 4 KiB units.
+    pub blocks: Le64,
+    pub atime_sec: Le64,
+    pub mtime_sec: Le64,
+    pub ctime_sec: Le64,
+    pub atime_nsec: Le32,
+    pub mtime_nsec: Le32,
+    pub ctime_nsec: Le32,
+    pub generation: Le32,
+    pub direct: [Le32; NDIRECT],
+    pub indirect: Le32,
+    pub dindirect: Le32,
+    pub tindirect: Le32,
+    /// Parent directory, for directories.
+    pub parent: Le32,
+    pub reserved: [u8; 116],
+    pub checksum: Le32,
+}
+const _: () = assert!(core::mem::size_of::<Inode>() == INODE_SIZE);
+const _: () = assert!(core::mem::align_of::<Inode>() == 1);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for Inode {
+    const SIZE: usize = INODE_SIZE;
+}
+
+impl Inode {
+    pub const fn zeroed() -> Inode {
+        Inode {
+            mode: Le16::new(0),
+            flags: Le16::new(0),
+            uid: Le32::new(0),
+            gid: Le32::new(0),
+            nlink: Le32::new(0),
+            size: Le64::new(0),
+            blocks: Le64::new(0),
+            atime_sec: Le64::new(0),
+            mtime_sec: Le64::new(0),
+            ctime_sec: Le64::new(0),
+            atime_nsec: Le32::new(0),
+            mtime_nsec: Le32::new(0),
+            ctime_nsec: Le32::new(0),
+            generation: Le32::new(0),
+            direct: [Le32::new(0); NDIRECT],
+            indirect: Le32::new(0),
+            dindirect: Le32::new(0),
+            tindirect: Le32::new(0),
+            parent: Le32::new(0),
+            reserved: [0; 116],
+            checksum: Le32::new(0),
+        }
+    }
+
+    pub fn is_free(&self) -> bool {
+        self.mode.get() == 0
+    }
+
+    pub fn compute_checksum(&self, ino: u32) -> u32 {
+        // The inode number is mixed in, so a slot copied to the wrong place fails.
+        crc32c_update(
+            crc32c(&ino.to_le_bytes()),
+            &self.as_bytes()[..INODE_SIZE - 4],
+        )
+    }
+
+    pub fn update_checksum(&mut self, ino: u32) {
+        let c = self.compute_checksum(ino);
+        self.checksum.set(c);
+    }
+
+    /// Checks a used slot read from the medium. Free slots are not checked.
+    pub fn validate(&self, ino: u32, blocks_count: u64) -> Result<(), FormatError> {
+        if self.is_free() {
+            return Ok(());
+        }
+        let computed = self.compute_checksum(ino);
+        if computed != self.checksum.get() {
+            return Err(FormatError::BadChecksum {
+                stored: self.checksum.get(),
+                computed,
+            });
+        }
+        let fmt = self.mode.get() & S_IFMT;
+        if fmt != S_IFDIR && fmt != S_IFREG && fmt != S_IFLNK {
+            return Err(FormatError::BadInode("unknown file type"));
+        }
+        let ptr_ok = |b: u32| (b as u64) < blocks_count;
+        let all = self
+            .direct
+            .iter()
+            .chain([&self.indirect, &self.dindirect, &self.tindirect])
+            .all(|p| ptr_ok(p.get()));
+        if !all {
+            return Err(FormatError::BadInode("block pointer past the end"));
+        }
+        Ok(())
+    }
+}
+
+/// One directory slot.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Dirent {
+    pub ino: Le32,
+    pub name_len: u8,
+    pub file_type: u8,
+    pub reserved: [u8; 2],
+    pub name: [u8; NAME_MAX],
+}
+const _: () = assert!(core::mem::size_of::<Dirent>() == DIRENT_SIZE);
+const _: () = assert!(core::mem::align_of::<Dirent>() == 1);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for Dirent {
+    const SIZE: usize = DIRENT_SIZE;
+}
+
+impl Dirent {
+    pub fn new(ino: u32, name: &[u8], file_type: u8) -> Result<Dirent, FormatError> {
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Err(FormatError::BadDirent("name length out of range"));
+        }
+        let mut d = Dirent {
+            ino: Le32::new(ino),
+            name_len: name.len() as u8,
+            file_type,
+            reserved: [0; 2],
+            name: [0; NAME_MAX],
+        };
+        d.name[..name.len()].copy_from_slice(name);
+        Ok(d)
+    }
+
+    /// The name of a used slot, or an error if its length is corrupt.
+    pub fn name(&self) -> Result<&[u8], FormatError> {
+        let n = self.name_len as usize;
+        if n == 0 || n > NAME_MAX {
+            return Err(FormatError::BadDirent("name length out of range"));
+        }
+        Ok(&self.name[..n])
+    }
+}
+
+/// DT_* type for an inode mode.
+pub fn dt_from_mode(mode: u16) -> u8 {
+    match mode & S_IFMT {
+        S_IFDIR => DT_DIR,
+        S_IFREG => DT_REG,
+        S_IFLNK => DT_LNK,
+        _ => DT_UNKNOWN,
+    }
+}
+
+/// Where logical block `lblk` of a file lives in its block map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapPath {
+    Direct(usize),
+    /// Index into the single indirect block.
+    Ind([usize; 1]),
+    Dind([usize; 2]),
+    Tind([usize; 3]),
+}
+
+/// The path to logical block `lblk`, or None past the largest file.
+pub fn map_path(lblk: u64) -> Option<MapPath> {
+    let p = PTRS_PER_BLOCK as u64;
+    let mut l = lblk;
+    if l < NDIRECT as u64 {
+        return Some(MapPath::Direct(l as usize));
+    }
+    l -= NDIRECT as u64;
+    if l < p {
+        return Some(MapPath::Ind([l as usize]));
+    }
+    l -= p;
+    if l < p * p {
+        return Some(MapPath::Dind([(l / p) as usize, (l % p) as usize]));
+    }
+    l -= p * p;
+    if l < p * p * p {
+        return Some(MapPath::Tind([
+            (l / (p * p)) as usize,
+            ((l / p) % p) as usize,
+            (l % p) as usize,
+        ]));
+    }
+    None
+}
+
+/// Largest file size the block map can address (bytes); also capped by the
+/// kernel's `s_maxbytes`.
+pub const MAX_FILE_BLOCKS: u64 = NDIRECT as u64
+    + PTRS_PER_BLOCK as u64
+    + (PTRS_PER_BLOCK * PTRS_PER_BLOCK) as u64
+    + (PTRS_PER_BLOCK * PTRS_PER_BLOCK * PTRS_PER_BLOCK) as u64;

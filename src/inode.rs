@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Inodes on the medium: loading, storing, the block map, truncation and
+//! eviction.
+//!
+//! The block map lives only in pmem (it is byte-addressable, so there is no
+//! reason to cache it); it changes under the inode's `map_lock`.
+
+use crate::alloc::{ino_valid, inode_off};
+use crate::format::{self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK};
+use crate::super_::FsInfo;
+use crate::sys::stats::Counter;
+use crate::sys::vfs::{Inode, Kind};
+use kernel::error::{code::*, Result};
+use kernel::prelude::*;
+
+/// Read and check inode `inode.ino()` from pmem into the VFS inode (I_NEW).
+pub(crate) fn read_inode(inode: &Inode) -> Result {
+    let fs = inode.fs();
+    let ino = inode.ino();
+    if !ino_valid(&fs.geo, ino) {
+        pr_err!("ferrofs: inode number {} out of range\n", ino);
+        return Err(EIO);
+    }
+    let d: DiskInode = fs.pmem.read_pod(inode_off(&fs.geo, ino))?;
+    if d.is_free() {
+        pr_err!("ferrofs: inode {} is referenced but free\n", ino);
+        return Err(EIO);
+    }
+    if let Err(e) = d.validate(ino, fs.geo.blocks_count) {
+        pr_err!("ferrofs: inode {} is corrupt: {}\n", ino, e.reason());
+        return Err(EIO);
+    }
+    let kind = match d.mode.get() & format::S_IFMT {
+        format::S_IFDIR => Kind::Dir,
+        format::S_IFLNK => Kind::Symlink,
+        _ => Kind::File,
+    };
+    inode.init_from_disk(&d, kind);
+    if kind == Kind::Symlink {
+        let b = d.direct[0].get() as u64;
+        if b < fs.geo.data_start || d.size.get() >= BLOCK_SIZE as u64 {
+            pr_err!("ferrofs: symlink inode {} is corrupt\n", ino);
+            return Err(EIO);
+        }
+        // The target is NUL-terminated in its block (written so by symlink);
+        // make sure of it on a possibly damaged medium before exposing it.
+        let end = FsInfo::block_off(b) + d.size.get();
+        let mut nul = [0u8; 1];
+        fs.pmem.read(end, &mut nul)?;
+        if nul[0] != 0 {
+            pr_err!("ferrofs: symlink inode {} target is not terminated\n", ino);
+            return Err(EIO);
+        }
+        inode.set_link(fs.pmem.kaddr(FsInfo::block_off(b), d.size.get() as usize + 1)?);
+    }
+    Ok(())
+}
+
+/// The on-media inode as it is now.
+pub(crate) fn load(inode: &Inode) -> Result<DiskInode> {
+    let fs = inode.fs();
+    fs.pmem.read_pod(inode_off(&fs.geo, inode.ino()))
+}
+
+fn store(inode: &Inode, d: &mut DiskInode) -> Result {
+    let fs = inode.fs();
+    d.update_checksum(inode.ino());
+    let off = inode_off(&fs.geo, inode.ino());
+    fs.pmem.write(off, d.as_bytes())?;
+    fs.pmem.flush(off, format::INODE_SIZE)?;
+    Ok(())
+}
+
+/// Copy the VFS inode's attributes into `d` (block pointers are kept).
+fn fill_attrs(inode: &Inode, d: &mut DiskInode) {
+    d.mode.set(inode.mode());
+    d.uid.set(inode.uid());
+    d.gid.set(inode.gid());
+    d.nlink.set(inode.nlink());
+    d.size.set(inode.size());
+    let [a, m, c] = inode.times();
+    d.atime_sec.set(a.sec as u64);
+    d.atime_nsec.set(a.nsec);
+    d.mtime_sec.set(m.sec as u64);
+    d.mtime_nsec.set(m.nsec);
+    d.ctime_sec.set(c.sec as u64);
+    d.ctime_nsec.set(c.nsec);
+    d.generation.set(inode.generation());
+}
+
+/// Write the VFS inode's attributes to pmem (flushed, not fenced).
+pub(crate) fn write_inode(inode: &Inode) -> Result {
+    let _g = inode.map_lock().lock();
+    write_inode_locked(inode)
+}
+
+fn write_inode_locked(inode: &Inode) -> Result {
+    let mut d = load(inode)?;
+    if d.is_free() {
+        // Evicted and freed, or never written: nothing to update.
+        return Ok(());
+    }
+    fill_attrs(inode, &mut d);
+    store(inode, &mut d)
+}
+
+/// Allocate an inode slot for a new object and write its first version.
+pub(crate) fn create_on_media(fs: &FsInfo, mode: u16, uid: u32, gid: u32, parent: u32) -> Result<u32> {
+    let mut d = DiskInode::zeroed();
+    d.mode.set(mode);
+    d.uid.set(uid);
+    d.gid.set(gid);
+    d.nlink.set(1);
+    d.parent.set(parent);
+    fs.alloc.lock().alloc_inode(&fs.pmem, &fs.geo, &mut d)
+}
+
+/// After NewInode set owner, mode and times: store them.
+pub(crate) fn init_new(inode: &Inode, parent: u32) -> Result {
+    let _g = inode.map_lock().lock();
+    let mut d = load(inode)?;
+    fill_attrs(inode, &mut d);
+    d.parent.set(parent);
+    store(inode, &mut d)
+}
+
+pub(crate) fn set_parent(inode: &Inode, parent: u32) -> Result {
+    let _g = inode.map_lock().lock();
+    let mut d = load(inode)?;
+    d.parent.set(parent);
+    store(inode, &mut d)
+}
+
+// ---------------------------------------------------------------------------
+// Block map
+
+fn ptr_off(block: u64, idx: usize) -> u64 {
+    FsInfo::block_off(block) + (idx * 4) as u64
+}
+
+fn check_ptr(fs: &FsInfo, b: u32) -> Result<u64> {
+    let b = b as u64;
+    if b != 0 && (b < fs.geo.data_start || b >= fs.geo.blocks_count) {
+        pr_err!("ferrofs: block pointer {} outside the data area\n", b);
+        return Err(EIO);
+    }
+    Ok(b)
+}
+
+/// The block backing logical block `lblk`, or 0 for a hole.
+pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
+    let fs = inode.fs();
+    let d = load(inode)?;
+    let Some(path) = format::map_path(lblk) else { return Ok(0) };
+    let (root, idx): (u32, &[usize]) = match &path {
+        MapPath::Direct(i) => return check_ptr(fs, d.direct[*i].get()),
+        MapPath::Ind(p) => (d.indirect.get(), &p[..]),
+        MapPath::Dind(p) => (d.dindirect.get(), &p[..]),
+        MapPath::Tind(p) => (d.tindirect.get(), &p[..]),
+    };
+    let mut b = check_ptr(fs, root)?;
+    for &i in idx {
+        if b == 0 {
+            return Ok(0);
+        }
+        b = check_ptr(fs, fs.pmem.read_u32(ptr_off(b, i))?)?;
+    }
+    Ok(b)
+}
+
+/// Allocate a zeroed block and make it durable before anything points at it.
+fn alloc_zeroed(fs: &FsInfo) -> Result<u64> {
+    let b = fs.alloc.lock().alloc_block(&fs.pmem, &fs.geo)?;
+    fs.pmem.zero_flush(FsInfo::block_off(b), BLOCK_SIZE)?;
+    Ok(b)
+}
+
+/// The block backing `lblk`, allocating it (zeroed, durable before it is
+/// linked) and any indirect blocks on the way. Returns (block, newly allocated).
+pub(crate) fn get_or_alloc_block(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+    let _g = inode.map_lock().lock();
+    get_or_alloc_locked(inode, lblk)
+}
+
+fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+    let fs = inode.fs();
+    let mut d = load(inode)?;
+    let path = format::map_path(lblk).ok_or(EFBIG)?;
+    let mut new_blocks = 0u64;
+    let result = (|| -> Result<(u64, bool)> {
+        let (slot, idx): (&mut format::Le32, &[usize]) = match &path {
+            MapPath::Direct(i) => (&mut d.direct[*i], &[]),
+            MapPath::Ind(p) => (&mut d.indirect, &p[..]),
+            MapPath::Dind(p) => (&mut d.dindirect, &p[..]),
+            MapPath::Tind(p) => (&mut d.tindirect, &p[..]),
+        };
+        let mut fresh = false;
+        let mut b = check_ptr(fs, slot.get())?;
+        if b == 0 {
+            b = alloc_zeroed(fs)?;
+            new_blocks += 1;
+            fresh = true;
+            crate::sys::pmem::fence();
+            slot.set(b as u32);
+        }
+        for &i in idx {
+            let off = ptr_off(b, i);
+            let mut next = check_ptr(fs, fs.pmem.read_u32(off)?)?;
+            fresh = false;
+            if next == 0 {
+                next = alloc_zeroed(fs)?;
+                new_blocks += 1;
+                fresh = true;
+                crate::sys::pmem::fence();
+                fs.pmem.write_u32_atomic(off, next as u32)?;
+                fs.pmem.flush(off, 4)?;
+            }
+            b = next;
+        }
+        Ok((b, fresh))
+    })();
+    if new_blocks > 0 {
+        d.blocks.set(d.blocks.get() + new_blocks);
+        inode.set_blocks(d.blocks.get());
+        store(inode, &mut d)?;
+    }
+    result
+}
+
+/// Free the blocks of logical range `first..=last` (whole blocks), and the
+/// indirect blocks left empty. Callers hold the invalidate lock exclusive
+/// and have removed the range's DAX entries and PTEs.
+pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
+    let _g = inode.map_lock().lock();
+    let fs = inode.fs();
+    let mut d = load(inode)?;
+    let mut freed = 0u64;
+    for i in 0..format::NDIRECT {
+        let l = i as u64;
+        if l >= first && l <= last {
+            let b = check_ptr(fs, d.direct[i].get())?;
+            if b != 0 {
+                d.direct[i].set(0);
+                free_block(fs, b)?;
+                freed += 1;
+            }
+        }
+    }
+    let p = PTRS_PER_BLOCK as u64;
+    let mut base = format::NDIRECT as u64;
+    let roots: [(u32, u64); 3] = [(1, p), (2, p * p), (3, p * p * p)];
+    for (k, (level, span)) in roots.iter().enumerate() {
+        let slot = match k {
+            0 => &mut d.indirect,
+            1 => &mut d.dindirect,
+            _ => &mut d.tindirect,
+        };
+        if base <= last && base + span > first {
+            let b = check_ptr(fs, slot.get())?;
+            if b != 0 {
+                let (n, empty) = free_tree(fs, b, *level, base, first, last)?;
+                freed += n;
+                if empty {
+                    slot.set(0);
+                    free_block(fs, b)?;
+                    freed += 1;
+                }
+            }
+        }
+        base += span;
+    }
+    d.blocks.set(d.blocks.get().saturating_sub(freed));
+    inode.set_blocks(d.blocks.get());
+    fill_attrs(inode, &mut d);
+    store(inode, &mut d)
+}
+
+fn free_block(fs: &FsInfo, b: u64) -> Result {
+    fs.alloc.lock().free_block(&fs.pmem, &fs.geo, b)
+}
+
+/// Free the leaves of indirect block `b` (covering logical blocks from
+/// `base`, `level` levels above the data) inside `first..=last`. Returns the
+/// number of blocks freed below `b` and whether `b` is now empty.
+fn free_tree(fs: &FsInfo, b: u64, level: u32, base: u64, first: u64, last: u64) -> Result<(u64, bool)> {
+    let p = PTRS_PER_BLOCK as u64;
+    let span = p.pow(level - 1);
+    let mut freed = 0;
+    let mut empty = true;
+    for i in 0..PTRS_PER_BLOCK {
+        let off = ptr_off(b, i);
+        let child = check_ptr(fs, fs.pmem.read_u32(off)?)?;
+        if child == 0 {
+            continue;
+        }
+        let lo = base + i as u64 * span;
+        let hi = lo + span - 1;
+        if hi < first || lo > last {
+            empty = false;
+            continue;
+        }
+        let remove = if level == 1 {
+            true
+        } else {
+            let (n, e) = free_tree(fs, child, level - 1, lo, first, last)?;
+            freed += n;
+            e
+        };
+        if remove {
+            // Unlink before freeing, so no durable pointer names a free block.
+            fs.pmem.write_u32_atomic(off, 0)?;
+            fs.pmem.flush(off, 4)?;
+            free_block(fs, child)?;
+            freed += 1;
+        } else {
+            empty = false;
+        }
+    }
+    Ok((freed, empty))
+}
+
+/// Change the file size (setattr with i_rwsem held). Shrinking takes the
+/// invalidate lock exclusive, zaps mappings past the new end, removes their
+/// DAX entries and only then frees the blocks.
+pub(crate) fn set_size(inode: &Inode, size: u64) -> Result {
+    let fs = inode.fs();
+    let old = inode.size();
+    if size >= old {
+        inode.set_size(size);
+        return write_inode(inode);
+    }
+    let _inv = inode.invalidate_lock().write();
+    inode.set_size(size);
+    // Zap PTEs (and private COW copies) from the first page past the new end.
+    let first_page = size.div_ceil(BLOCK_SIZE as u64);
+    inode.unmap_range(first_page << BLOCK_SHIFT, 0, true);
+    let (_, dirty) = inode.dirty.remove_range(first_page, u64::MAX >> 1);
+    fs.stats.add(Counter::EntriesRemoved, dirty);
+    // Zero the tail of the last partial block so a later extension reads zeros.
+    let tail = size % BLOCK_SIZE as u64;
+    if tail != 0 {
+        let b = get_block(inode, size >> BLOCK_SHIFT)?;
+        if b != 0 {
+            fs.pmem.zero_flush(FsInfo::block_off(b) + tail, BLOCK_SIZE - tail as usize)?;
+        }
+    }
+    free_range(inode, first_page, u64::MAX)
+}
+
+/// Punch `off..off+len`: zero partial blocks, free whole ones.
+pub(crate) fn punch_hole(inode: &Inode, off: u64, len: u64) -> Result {
+    let fs = inode.fs();
+    let end = core::cmp::min(off.saturating_add(len), inode.size());
+    if off >= end {
+        return Ok(());
+    }
+    let _inv = inode.invalidate_lock().write();
+    let bs = BLOCK_SIZE as u64;
+    let first_full = off.div_ceil(bs);
+    let end_full = end / bs; // exclusive
+    let map_start = off - off % bs;
+    inode.unmap_range(map_start, (end - map_start).next_multiple_of(bs), true);
+    // Partial head and tail blocks keep their block; zero their bytes.
+    let (head, tail) = (off / bs, end / bs);
+    if off % bs != 0 {
+        let stop = if tail == head { end % bs } else { bs };
+        zero_in_block(inode, head, off % bs, stop)?;
+    }
+    if end % bs != 0 && (tail != head || off % bs == 0) {
+        zero_in_block(inode, tail, 0, end % bs)?;
+    }
+    if end_full > first_full {
+        let (_, dirty) = inode.dirty.remove_range(first_full, end_full - 1);
+        fs.stats.add(Counter::EntriesRemoved, dirty);
+        free_range(inode, first_full, end_full - 1)?;
+    }
+    inode.touch_cmtime();
+    write_inode(inode)
+}
+
+fn zero_in_block(inode: &Inode, lblk: u64, from: u64, to: u64) -> Result {
+    let b = get_block(inode, lblk)?;
+    if b != 0 && to > from {
+        inode.fs().pmem.zero_flush(FsInfo::block_off(b) + from, (to - from) as usize)?;
+    }
+    Ok(())
+}
+
+/// Last reference gone. Unlinked: free everything. Still linked: make sure
+/// every dirty DAX entry is written back before its tracking disappears.
+pub(crate) fn evict(inode: &Inode) {
+    let fs = inode.fs();
+    if inode.nlink() == 0 {
+        let _inv = inode.invalidate_lock().write();
+        let (_, dirty) = inode.dirty.remove_range(0, u64::MAX >> 1);
+        fs.stats.add(Counter::EntriesRemoved, dirty);
+        let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);
+        if on_media {
+            if let Err(e) = free_range(inode, 0, u64::MAX) {
+                pr_err!("ferrofs: inode {}: freeing blocks failed: {:?}\n", inode.ino(), e);
+            }
+            let r = fs.alloc.lock().free_inode(&fs.pmem, &fs.geo, inode.ino());
+            if let Err(e) = r {
+                pr_err!("ferrofs: inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
+            }
+            crate::sys::pmem::fence();
+        }
+    } else if let Err(e) = crate::dax::writeback(inode, 0, u64::MAX) {
+        pr_err!("ferrofs: inode {}: writeback at eviction failed: {:?}\n", inode.ino(), e);
+    }
+}

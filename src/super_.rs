@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Mount: options, the DAX device, superblock validation, per-mount state.
+
+use crate::alloc::Allocator;
+use crate::format::{self, Geometry, Superblock};
+use crate::sys::locks::Mutex;
+use crate::sys::pmem::{FlushInsn, Pmem};
+use crate::sys::stats::{Counter, Stats};
+use crate::sys::vfs::{self, NewSuper};
+use kernel::bindings;
+use kernel::error::{code::*, Result};
+use kernel::prelude::*;
+
+/// Per-mount state, in `s_fs_info` from `fill_super` to `kill_sb`.
+pub(crate) struct FsInfo {
+    pub(crate) pmem: Pmem,
+    pub(crate) geo: Geometry,
+    pub(crate) alloc: Mutex<Allocator>,
+    pub(crate) stats: Stats,
+    uuid: [u8; 16],
+    sb: *mut bindings::super_block,
+    /// Held for the mount's lifetime: the pmem mapping depends on it.
+    _dax: DaxDevice,
+}
+
+pub(crate) struct StatFs {
+    pub(crate) blocks: u64,
+    pub(crate) bfree: u64,
+    pub(crate) files: u64,
+    pub(crate) ffree: u64,
+    pub(crate) fsid: u64,
+}
+
+impl FsInfo {
+    pub(crate) fn sb(&self) -> *mut bindings::super_block {
+        self.sb
+    }
+
+    pub(crate) fn count(&self, c: Counter) {
+        self.stats.inc(c)
+    }
+
+    pub(crate) fn statfs(&self) -> StatFs {
+        let a = self.alloc.lock();
+        let mut fsid = [0u8; 8];
+        for (i, b) in self.uuid.iter().enumerate() {
+            fsid[i % 8] ^= b;
+        }
+        StatFs {
+            blocks: self.geo.blocks_count - self.geo.data_start,
+            bfree: a.free_blocks(),
+            files: self.geo.inodes_count as u64,
+            ffree: a.free_inodes(),
+            fsid: u64::from_le_bytes(fsid),
+        }
+    }
+
+    /// Byte offset of block `b`.
+    pub(crate) fn block_off(b: u64) -> u64 {
+        b << format::BLOCK_SHIFT
+    }
+}
+
+/// A DAX device held for the mount; released on drop.
+struct DaxDevice {
+    dev: *mut core::ffi::c_void,
+    holder: *mut core::ffi::c_void,
+}
+
+impl Drop for DaxDevice {
+    fn drop(&mut self) {
+        // SAFETY: `dev` came from ferrofs_dax_get with this holder.
+        unsafe { crate::sys::ferrofs_dax_put(self.dev, self.holder) };
+    }
+}
+
+/// Mount options. ferrofs is DAX only: `dax` and `dax=always` are accepted
+/// (and implied); anything else fails the mount.
+fn parse_options(opts: Option<&core::ffi::CStr>) -> Result {
+    let Some(opts) = opts else { return Ok(()) };
+    for opt in opts.to_bytes().split(|&c| c == b',') {
+        match opt {
+            b"" | b"dax" | b"dax=always" | b"rw" | b"ro" => {}
+            b"dax=never" | b"dax=inode" => {
+                pr_err!("ferrofs: {} is not supported: ferrofs is DAX only\n", BStrDisplay(opt));
+                return Err(EINVAL);
+            }
+            _ => {
+                pr_err!("ferrofs: unknown mount option \"{}\"\n", BStrDisplay(opt));
+                return Err(EINVAL);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Displays bytes from the user or the medium, escaping what is not printable.
+pub(crate) struct BStrDisplay<'a>(pub(crate) &'a [u8]);
+impl core::fmt::Display for BStrDisplay<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &c in self.0.iter().take(64) {
+            if (0x20..0x7f).contains(&c) {
+                write!(f, "{}", c as char)?;
+            } else {
+                write!(f, "\\x{:02x}", c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Result {
+    parse_options(opts)?;
+    let dev = sb.id();
+    let holder = sb.raw() as *mut core::ffi::c_void;
+    let mut start_off = 0u64;
+    // SAFETY: the superblock's block device is open for the mount.
+    let daxp = unsafe { crate::sys::ferrofs_dax_get(sb.bdev(), &mut start_off, holder) };
+    if daxp.is_null() {
+        pr_err!("ferrofs: {:?}: device does not support DAX\n", dev);
+        return Err(EINVAL);
+    }
+    let dax = DaxDevice { dev: daxp, holder };
+    // SAFETY: the block device is open.
+    let dev_bytes = unsafe { crate::sys::ferrofs_bdev_bytes(sb.bdev()) };
+    let pages = dev_bytes >> format::BLOCK_SHIFT;
+    if pages < format::MIN_BLOCKS {
+        pr_err!("ferrofs: {:?}: device too small ({} bytes)\n", dev, dev_bytes);
+        return Err(EINVAL);
+    }
+    let mut kaddr: *mut core::ffi::c_void = core::ptr::null_mut();
+    let mut pfn: kernel::ffi::c_ulong = 0;
+    // SAFETY: `dax.dev` is held; the shim takes the dax read lock.
+    let n = unsafe { crate::sys::ferrofs_dax_map(dax.dev, start_off, pages as _, &mut kaddr, &mut pfn) };
+    if n < pages as kernel::ffi::c_long {
+        pr_err!("ferrofs: {:?}: cannot map the device for direct access ({})\n", dev, n);
+        return Err(if n < 0 { kernel::error::Error::from_errno(n as i32) } else { EINVAL });
+    }
+    let insn = FlushInsn::detect();
+    // SAFETY: dax_direct_access mapped `pages` pages at kaddr, valid while the
+    // dax device is held, which FsInfo does for the mount's lifetime.
+    let pmem = unsafe { Pmem::new(kaddr as *mut u8, (pages << format::BLOCK_SHIFT) as usize, pfn as u64, insn) };
+
+    let raw: Superblock = pmem.read_pod(0)?;
+    let geo = match raw.validate(pages) {
+        Ok(g) => g,
+        Err(e) => {
+            pr_err!("ferrofs: {:?}: cannot mount: {}\n", dev, e.reason());
+            return Err(EINVAL);
+        }
+    };
+    let allocator = Allocator::scan(&pmem, &geo)?;
+    let stats = Stats::new(dev, insn.name())?;
+    let fs = KBox::new(
+        FsInfo {
+            pmem,
+            geo,
+            alloc: Mutex::new(allocator)?,
+            stats,
+            uuid: raw.uuid,
+            sb: sb.raw(),
+            _dax: dax,
+        },
+        GFP_KERNEL,
+    )?;
+    let max_bytes = format::MAX_FILE_BLOCKS << format::BLOCK_SHIFT;
+    sb.setup(max_bytes)?;
+    let fsp = KBox::into_raw(fs);
+    sb.set_fs_info(fsp);
+    // From here kill_sb frees the FsInfo, whatever happens.
+    // SAFETY: just stored; lives until kill_sb.
+    let fs = unsafe { &*fsp };
+    let root = vfs::iget(fs, format::ROOT_INO).inspect_err(|_| {
+        pr_err!("ferrofs: {:?}: cannot read the root directory\n", dev);
+    })?;
+    if !root.get().is_dir() {
+        pr_err!("ferrofs: {:?}: root inode is not a directory\n", dev);
+        return Err(EINVAL);
+    }
+    sb.set_root(root)?;
+    {
+        let a = fs.alloc.lock();
+        pr_info!(
+            "ferrofs: mounted {:?}: {} blocks ({} free), {} inodes ({} free), flush with {}\n",
+            dev,
+            geo.blocks_count,
+            a.free_blocks(),
+            geo.inodes_count,
+            a.free_inodes(),
+            insn.name()
+        );
+    }
+    Ok(())
+}
+
+/// Called from kill_sb after every inode is gone.
+///
+/// # Safety
+/// `fs` came from `KBox::into_raw` in `fill_super` and is no longer used.
+pub(crate) unsafe fn free_fs_info(fs: *mut FsInfo, _sb: *mut bindings::super_block) {
+    // SAFETY: the caller's promise.
+    drop(unsafe { KBox::from_raw(fs) });
+}

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Thin RAII wrappers over the kernel's `rw_semaphore` and `mutex`.
+//!
+//! ferrofs lock order (outermost first); every path takes a prefix of it:
+//!
+//! 1. `i_rwsem` (VFS inode lock: write, truncate, fallocate, directory ops)
+//! 2. `mmap_lock` (held by the core around faults)
+//! 3. `invalidate_lock` (mapping): shared in faults and the fsync walk,
+//!    exclusive in truncate, hole punch and eviction
+//! 4. `sync_lock` (per inode mutex): one writeback walk at a time, so a second
+//!    fsync cannot return while the first is still flushing an entry it claimed
+//! 5. `dirty_lock` (per inode rwsem): shared while a fault marks an entry and
+//!    installs a writable PTE, exclusive while fsync clears marks and zaps PTEs,
+//!    so a writable PTE never exists for an unmarked entry
+//! 6. `map_lock` (per inode mutex): block map and on-media inode updates
+//! 7. `alloc` (per mount mutex): block bitmap and inode table allocation
+//! 8. `i_mmap_rwsem`, page table locks, the XArray spinlock (inside the core)
+
+use core::marker::PhantomData;
+use kernel::bindings;
+use kernel::types::Opaque;
+
+/// A kernel `rw_semaphore` owned by someone else (the VFS or our inode).
+#[repr(transparent)]
+pub(crate) struct RwSem(Opaque<bindings::rw_semaphore>);
+
+pub(crate) struct ReadGuard<'a>(&'a RwSem);
+pub(crate) struct WriteGuard<'a>(&'a RwSem);
+
+impl RwSem {
+    /// View an initialised C rw_semaphore.
+    ///
+    /// # Safety
+    /// `p` points to an initialised `rw_semaphore` that outlives `'a`.
+    pub(crate) unsafe fn from_raw<'a>(p: *mut bindings::rw_semaphore) -> &'a RwSem {
+        // SAFETY: RwSem is a transparent wrapper; validity is the caller's promise.
+        unsafe { &*(p as *const RwSem) }
+    }
+    pub(crate) fn read(&self) -> ReadGuard<'_> {
+        // SAFETY: the semaphore is initialised (type invariant).
+        unsafe { bindings::down_read(self.0.get()) };
+        ReadGuard(self)
+    }
+    pub(crate) fn write(&self) -> WriteGuard<'_> {
+        // SAFETY: the semaphore is initialised (type invariant).
+        unsafe { bindings::down_write(self.0.get()) };
+        WriteGuard(self)
+    }
+}
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard holds the semaphore for read.
+        unsafe { bindings::up_read(self.0 .0.get()) };
+    }
+}
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard holds the semaphore for write.
+        unsafe { bindings::up_write(self.0 .0.get()) };
+    }
+}
+
+/// A kernel `mutex` embedded in a structure that never moves once initialised.
+#[repr(transparent)]
+pub(crate) struct RawMutex(Opaque<bindings::mutex>);
+
+pub(crate) struct MutexGuard<'a>(&'a RawMutex, PhantomData<*mut ()>);
+
+impl RawMutex {
+    pub(crate) fn as_ptr(&self) -> *mut bindings::mutex {
+        self.0.get()
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_> {
+        // SAFETY: the mutex was initialised by its owner before any use.
+        unsafe { bindings::mutex_lock(self.0.get()) };
+        MutexGuard(self, PhantomData)
+    }
+}
+impl Drop for MutexGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard holds the mutex.
+        unsafe { bindings::mutex_unlock(self.0 .0.get()) };
+    }
+}
+
+/// A mutex guarding `T`, with the C mutex in its own allocation so that the
+/// owner may move. Used for per-mount state.
+pub(crate) struct Mutex<T> {
+    raw: kernel::alloc::KBox<RawMutex>,
+    data: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: access to `data` is serialised by the mutex.
+unsafe impl<T: Send> Send for Mutex<T> {}
+// SAFETY: access to `data` is serialised by the mutex.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+pub(crate) struct Guard<'a, T> {
+    _g: MutexGuard<'a>,
+    data: &'a core::cell::UnsafeCell<T>,
+}
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(v: T) -> kernel::error::Result<Self> {
+        let raw = kernel::alloc::KBox::new(
+            RawMutex(Opaque::uninit()),
+            kernel::alloc::flags::GFP_KERNEL,
+        )?;
+        // SAFETY: `raw` is a fresh heap allocation that is never moved; the
+        // shim initialises it exactly once.
+        unsafe { super::ferrofs_init_sb_mutex(raw.as_ptr()) };
+        Ok(Mutex { raw, data: core::cell::UnsafeCell::new(v) })
+    }
+    pub(crate) fn lock(&self) -> Guard<'_, T> {
+        Guard { _g: self.raw.lock(), data: &self.data }
+    }
+}
+
+impl<T> core::ops::Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the mutex, so no one else accesses the data.
+        unsafe { &*self.data.get() }
+    }
+}
+impl<T> core::ops::DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the mutex, so no one else accesses the data.
+        unsafe { &mut *self.data.get() }
+    }
+}

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The FFI layer: everything that touches `kernel::bindings` or raw pointers.
+//!
+//! The filesystem modules above (`super_`, `inode`, `namei`, `dir`, `file`,
+//! `alloc`, `dax`) use only the safe types exported from here. `vfs` owns every
+//! C operations table and its `extern "C"` trampolines.
+
+pub(crate) mod locks;
+pub(crate) mod pmem;
+pub(crate) mod stats;
+pub(crate) mod vfs;
+pub(crate) mod xarray;
+
+use kernel::bindings;
+use kernel::error::Error;
+
+/// Errnos the kernel crate of 6.12 has no constant for.
+pub(crate) fn enametoolong() -> Error {
+    Error::from_errno(-(bindings::ENAMETOOLONG as i32))
+}
+pub(crate) fn enotempty() -> Error {
+    Error::from_errno(-(bindings::ENOTEMPTY as i32))
+}
+pub(crate) fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+// Pointers to kernel structs, passed through untouched.
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn ferrofs_dax_get(
+        bdev: *mut bindings::block_device,
+        start_off: *mut u64,
+        holder: *mut kernel::ffi::c_void,
+    ) -> *mut kernel::ffi::c_void;
+    pub(crate) fn ferrofs_dax_put(dax: *mut kernel::ffi::c_void, holder: *mut kernel::ffi::c_void);
+    pub(crate) fn ferrofs_dax_map(
+        dax: *mut kernel::ffi::c_void,
+        start_off: u64,
+        nr_pages: kernel::ffi::c_long,
+        kaddr: *mut *mut kernel::ffi::c_void,
+        pfn: *mut kernel::ffi::c_ulong,
+    ) -> kernel::ffi::c_long;
+    pub(crate) fn ferrofs_bdev_bytes(bdev: *mut bindings::block_device) -> u64;
+    pub(crate) fn ferrofs_flush_insn() -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_init_inode_locks(
+        dirty: *mut bindings::rw_semaphore,
+        sync: *mut bindings::mutex,
+        map: *mut bindings::mutex,
+        xa: *mut bindings::xarray,
+    );
+    pub(crate) fn ferrofs_init_sb_mutex(m: *mut bindings::mutex);
+    pub(crate) fn ferrofs_vm_flags_set(vma: *mut bindings::vm_area_struct, flags: kernel::ffi::c_ulong);
+    pub(crate) fn ferrofs_iov_count(i: *const bindings::iov_iter) -> usize;
+    pub(crate) fn ferrofs_zero_pfn() -> kernel::ffi::c_ulong;
+    pub(crate) fn ferrofs_sb_start_pagefault(sb: *mut bindings::super_block);
+    pub(crate) fn ferrofs_sb_end_pagefault(sb: *mut bindings::super_block);
+}
+
+// Pointers to kernel structs, passed through untouched.
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn ferrofs_fill_statfs(
+        buf: *mut bindings::kstatfs,
+        magic: u64,
+        blocks: u64,
+        bfree: u64,
+        files: u64,
+        ffree: u64,
+        namelen: u64,
+        fsid: u64,
+    );
+}
+
+// Pointers to kernel structs, passed through untouched.
+#[allow(improper_ctypes)]
+extern "C" {
+    /// From fs/seq_file.c (linux/seq_file.h is not in the bindings).
+    pub(crate) fn seq_puts(m: *mut bindings::seq_file, s: *const kernel::ffi::c_char);
+    pub(crate) fn ferrofs_file_accessed(file: *mut bindings::file);
+}

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Access to the persistent memory of a mounted device.
+//!
+//! [`Pmem`] is the only way the filesystem reads or writes the medium. Every
+//! access is bounds-checked against the mapped length, so a corrupt image can
+//! make an operation fail with `EIO` but never reach outside the device.
+//!
+//! The persistence primitives ([`Pmem::flush`], [`fence`], the flushing
+//! copies) are named, non-inlined functions: a trace or checker can hook them.
+
+use crate::format::Pod;
+use kernel::bindings;
+use kernel::error::{code::*, Result};
+
+pub(crate) const CACHELINE: usize = 64;
+
+/// The cache-line write-back instruction chosen at mount from CPU features.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlushInsn {
+    Clwb,
+    Clflushopt,
+    Clflush,
+}
+
+impl FlushInsn {
+    pub(crate) fn detect() -> FlushInsn {
+        // SAFETY: reads boot CPU feature bits; no preconditions.
+        match unsafe { super::ferrofs_flush_insn() } {
+            2 => FlushInsn::Clwb,
+            1 => FlushInsn::Clflushopt,
+            _ => FlushInsn::Clflush,
+        }
+    }
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FlushInsn::Clwb => "clwb",
+            FlushInsn::Clflushopt => "clflushopt",
+            FlushInsn::Clflush => "clflush",
+        }
+    }
+}
+
+/// A device mapped with `dax_direct_access`: `len` bytes at kernel address
+/// `base`, whose first page is page frame `pfn0`.
+pub(crate) struct Pmem {
+    base: *mut u8,
+    len: usize,
+    pfn0: u64,
+    insn: FlushInsn,
+}
+
+// SAFETY: the mapping is plain memory valid for the mount's lifetime; callers
+// serialise conflicting updates with the filesystem's own locks.
+unsafe impl Send for Pmem {}
+// SAFETY: as above.
+unsafe impl Sync for Pmem {}
+
+impl Pmem {
+    /// # Safety
+    /// `base..base+len` must be a kernel mapping of the device that stays valid
+    /// until the `Pmem` is dropped, and `pfn0` the frame of `base`.
+    pub(crate) unsafe fn new(base: *mut u8, len: usize, pfn0: u64, insn: FlushInsn) -> Pmem {
+        Pmem { base, len, pfn0, insn }
+    }
+
+    fn range(&self, off: u64, n: usize) -> Result<*mut u8> {
+        let end = off.checked_add(n as u64).ok_or(EIO)?;
+        if end > self.len as u64 {
+            return Err(EIO);
+        }
+        // SAFETY: off + n <= len, so the result stays within the mapping.
+        Ok(unsafe { self.base.add(off as usize) })
+    }
+
+    pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result {
+        let p = self.range(off, buf.len())?;
+        // SAFETY: `p..p+len` is inside the mapping (checked); `buf` is ours.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Plain stores: not durable until flushed and fenced.
+    #[inline(never)]
+    pub(crate) fn write(&self, off: u64, data: &[u8]) -> Result {
+        let p = self.range(off, data.len())?;
+        // SAFETY: `p..p+len` is inside the mapping (checked).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub(crate) fn zero(&self, off: u64, n: usize) -> Result {
+        let p = self.range(off, n)?;
+        // SAFETY: `p..p+n` is inside the mapping (checked).
+        unsafe { core::ptr::write_bytes(p, 0, n) };
+        Ok(())
+    }
+
+    pub(crate) fn read_pod<T: Pod>(&self, off: u64) -> Result<T> {
+        let p = self.range(off, T::SIZE)?;
+        // SAFETY: inside the mapping (checked); every bit pattern is a valid T
+        // (Pod contract) and T has alignment 1.
+        Ok(unsafe { core::ptr::read_unaligned(p.cast::<T>()) })
+    }
+
+    pub(crate) fn read_u32(&self, off: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read(off, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A single aligned 4-byte store, atomic with respect to power failure on
+    /// x86 (it cannot straddle a cache line). Used to publish directory slots
+    /// and block pointers.
+    #[inline(never)]
+    pub(crate) fn write_u32_atomic(&self, off: u64, v: u32) -> Result {
+        if off % 4 != 0 {
+            return Err(EIO);
+        }
+        let p = self.range(off, 4)?;
+        // SAFETY: inside the mapping (checked) and 4-byte aligned.
+        unsafe { core::ptr::write_volatile(p.cast::<u32>(), v.to_le()) };
+        Ok(())
+    }
+
+    pub(crate) fn read_u64(&self, off: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(off, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    #[inline(never)]
+    pub(crate) fn write_u64_atomic(&self, off: u64, v: u64) -> Result {
+        if off % 8 != 0 {
+            return Err(EIO);
+        }
+        let p = self.range(off, 8)?;
+        // SAFETY: inside the mapping (checked) and 8-byte aligned.
+        unsafe { core::ptr::write_volatile(p.cast::<u64>(), v.to_le()) };
+        Ok(())
+    }
+
+    /// Write back every cache line touching `off..off+n`. Returns the number of
+    /// lines. Not ordered until [`fence`].
+    #[inline(never)]
+    pub(crate) fn flush(&self, off: u64, n: usize) -> Result<u64> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let p = self.range(off, n)? as usize;
+        let start = p & !(CACHELINE - 1);
+        let end = p + n;
+        let mut a = start;
+        let mut lines = 0;
+        while a < end {
+            flush_line(self.insn, a);
+            a += CACHELINE;
+            lines += 1;
+        }
+        Ok(lines)
+    }
+
+    /// Stores then flush: `write` + `flush`, still unfenced.
+    pub(crate) fn write_flush(&self, off: u64, data: &[u8]) -> Result {
+        self.write(off, data)?;
+        self.flush(off, data.len())?;
+        Ok(())
+    }
+
+    pub(crate) fn zero_flush(&self, off: u64, n: usize) -> Result {
+        self.zero(off, n)?;
+        self.flush(off, n)?;
+        Ok(())
+    }
+
+    /// The page frame of byte offset `off` (which must be page aligned).
+    pub(crate) fn pfn(&self, off: u64) -> Result<u64> {
+        self.range(off, crate::format::BLOCK_SIZE)?;
+        Ok(self.pfn0 + (off >> crate::format::BLOCK_SHIFT))
+    }
+
+    /// The kernel address of `off..off+n`, for the VFS fields that must point
+    /// at stable memory (a symlink's `i_link`).
+    pub(crate) fn kaddr(&self, off: u64, n: usize) -> Result<*mut u8> {
+        self.range(off, n)
+    }
+
+    /// Copy `n` bytes at `off` to a user iterator. Returns bytes copied.
+    pub(crate) fn copy_to_iter(&self, off: u64, n: usize, iter: &mut super::vfs::IovIter) -> Result<usize> {
+        let p = self.range(off, n)?;
+        // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
+        // valid for the duration of the call (IovIter invariant).
+        Ok(unsafe { bindings::_copy_to_iter(p as *const _, n, iter.as_ptr()) })
+    }
+
+    /// Copy `n` bytes from a user iterator into pmem with non-temporal stores
+    /// (cache lines written back), ready for a [`fence`]. Returns bytes copied.
+    #[inline(never)]
+    pub(crate) fn copy_from_iter_flushcache(&self, off: u64, n: usize, iter: &mut super::vfs::IovIter) -> Result<usize> {
+        let p = self.range(off, n)?;
+        // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
+        // valid for the duration of the call (IovIter invariant).
+        Ok(unsafe { bindings::_copy_from_iter_flushcache(p as *mut _, n, iter.as_ptr()) })
+    }
+}
+
+/// Write back one cache line.
+#[inline(never)]
+fn flush_line(insn: FlushInsn, addr: usize) {
+    // SAFETY: `addr` is inside the pmem mapping (callers check the range);
+    // these instructions only write back cache lines and do not modify memory.
+    unsafe {
+        match insn {
+            FlushInsn::Clwb => core::arch::asm!("clwb [{0}]", in(reg) addr, options(nostack, preserves_flags)),
+            FlushInsn::Clflushopt => {
+                core::arch::asm!("clflushopt [{0}]", in(reg) addr, options(nostack, preserves_flags))
+            }
+            FlushInsn::Clflush => core::arch::asm!("clflush [{0}]", in(reg) addr, options(nostack, preserves_flags)),
+        }
+    }
+}
+
+/// Order all earlier flushes and non-temporal stores before later stores.
+#[inline(never)]
+pub(crate) fn fence() {
+    // SAFETY: `sfence` has no operands and no effect beyond store ordering.
+    unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) };
+}

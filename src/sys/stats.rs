@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Per-mount counters, one value a file under `/sys/fs/ferrofs/<device>/`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::bindings;
+use kernel::error::{code::*, Result};
+use kernel::types::Opaque;
+
+/// Each counter has a sysfs file of the same name.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    Faults,
+    WriteFaults,
+    PfnMkwrite,
+    EntriesMarked,
+    FsyncCalls,
+    EntriesFlushed,
+    LinesFlushed,
+    RevalidateDrops,
+    EntriesRemoved,
+}
+const NCOUNTERS: usize = 9;
+const NAMES: [&core::ffi::CStr; NCOUNTERS + 1] = [
+    c"faults",
+    c"write_faults",
+    c"pfn_mkwrite",
+    c"entries_marked",
+    c"fsync_calls",
+    c"entries_flushed",
+    c"lines_flushed",
+    c"revalidate_drops",
+    c"entries_removed",
+    c"flush_insn",
+];
+
+/// The kobject and the counters it shows; freed by the kobject's release.
+#[repr(C)]
+struct StatsObj {
+    kobj: Opaque<bindings::kobject>,
+    counters: [AtomicU64; NCOUNTERS],
+    insn: &'static str,
+}
+
+/// Owner handle: dropping it removes the sysfs directory.
+pub(crate) struct Stats {
+    obj: *mut StatsObj,
+}
+
+// SAFETY: the counters are atomics; the kobject is refcounted by the kernel.
+unsafe impl Send for Stats {}
+// SAFETY: as above.
+unsafe impl Sync for Stats {}
+
+struct SyncCell<T>(T);
+// SAFETY: the tables below are written once at module init and then read-only.
+unsafe impl<T> Sync for SyncCell<T> {}
+
+static mut ATTRS: [bindings::kobj_attribute; NCOUNTERS + 1] =
+    // SAFETY: an all-zero kobj_attribute is valid (null name, no callbacks); filled in init().
+    unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+static mut ATTR_PTRS: [*mut bindings::attribute; NCOUNTERS + 2] = [core::ptr::null_mut(); NCOUNTERS + 2];
+static mut GROUP: bindings::attribute_group =
+    // SAFETY: an all-zero attribute_group is valid; filled in init().
+    unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+static mut GROUPS: [*const bindings::attribute_group; 2] = [core::ptr::null(); 2];
+static mut KTYPE: bindings::kobj_type =
+    // SAFETY: an all-zero kobj_type is valid; filled in init().
+    unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+static ROOT: SyncCell<core::sync::atomic::AtomicPtr<bindings::kobject>> =
+    SyncCell(core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()));
+
+unsafe extern "C" fn show(
+    kobj: *mut bindings::kobject,
+    attr: *mut bindings::kobj_attribute,
+    buf: *mut kernel::ffi::c_char,
+) -> isize {
+    // SAFETY: `kobj` is the first field of a live StatsObj (we only register
+    // this callback on our own ktype); `attr` is one of ATTRS.
+    unsafe {
+        let obj = kobj as *mut StatsObj;
+        let idx = attr.offset_from(core::ptr::addr_of_mut!(ATTRS) as *mut bindings::kobj_attribute) as usize;
+        let mut w = Writer { buf: buf as *mut u8, len: 0 };
+        if idx < NCOUNTERS {
+            let v = (*obj).counters[idx].load(Ordering::Relaxed);
+            let _ = core::fmt::write(&mut w, format_args!("{}\n", v));
+        } else {
+            let _ = core::fmt::write(&mut w, format_args!("{}\n", (*obj).insn));
+        }
+        w.len as isize
+    }
+}
+
+/// Formats into a sysfs page buffer (PAGE_SIZE bytes).
+struct Writer {
+    buf: *mut u8,
+    len: usize,
+}
+impl core::fmt::Write for Writer {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(4095 - self.len);
+        // SAFETY: sysfs hands show() a PAGE_SIZE buffer; we stay below 4095.
+        unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), self.buf.add(self.len), n) };
+        self.len += n;
+        Ok(())
+    }
+}
+
+unsafe extern "C" fn release(kobj: *mut bindings::kobject) {
+    // SAFETY: the kobject is the first field of a StatsObj allocated with
+    // krealloc in Stats::new; this is its last reference.
+    unsafe { bindings::kfree(kobj as *const core::ffi::c_void) };
+}
+
+/// Set up the static tables and `/sys/fs/ferrofs`. Called once at module init.
+pub(crate) fn init() -> Result {
+    // SAFETY: module init runs once, before any mount can use these tables.
+    unsafe {
+        for i in 0..=NCOUNTERS {
+            ATTRS[i].attr.name = NAMES[i].as_ptr() as *const kernel::ffi::c_char;
+            ATTRS[i].attr.mode = 0o444;
+            ATTRS[i].show = Some(show);
+            ATTR_PTRS[i] = core::ptr::addr_of_mut!(ATTRS[i].attr);
+        }
+        GROUP.attrs = core::ptr::addr_of_mut!(ATTR_PTRS) as *mut *mut bindings::attribute;
+        GROUPS[0] = core::ptr::addr_of!(GROUP);
+        KTYPE.release = Some(release);
+        KTYPE.sysfs_ops = core::ptr::addr_of!(bindings::kobj_sysfs_ops);
+        KTYPE.default_groups = core::ptr::addr_of_mut!(GROUPS) as *mut *const bindings::attribute_group;
+        let root = bindings::kobject_create_and_add(c"ferrofs".as_ptr() as *const kernel::ffi::c_char, bindings::fs_kobj);
+        if root.is_null() {
+            return Err(ENOMEM);
+        }
+        ROOT.0.store(root, Ordering::Release);
+    }
+    Ok(())
+}
+
+pub(crate) fn exit() {
+    let root = ROOT.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !root.is_null() {
+        // SAFETY: `root` came from kobject_create_and_add in init().
+        unsafe { bindings::kobject_put(root) };
+    }
+}
+
+impl Stats {
+    /// Create `/sys/fs/ferrofs/<name>/`.
+    pub(crate) fn new(name: &core::ffi::CStr, insn: &'static str) -> Result<Stats> {
+        let size = core::mem::size_of::<StatsObj>();
+        // SAFETY: plain allocation; zeroed memory is a valid StatsObj except for
+        // `insn`, written before use below.
+        let obj = unsafe { bindings::krealloc(core::ptr::null(), size, bindings::GFP_KERNEL | bindings::__GFP_ZERO) }
+            as *mut StatsObj;
+        if obj.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `obj` is a fresh zeroed allocation of the right size; the
+        // kobject takes ownership of it (release frees it), even on error.
+        unsafe {
+            core::ptr::addr_of_mut!((*obj).insn).write(insn);
+            let ret = bindings::kobject_init_and_add(
+                (*obj).kobj.get(),
+                core::ptr::addr_of!(KTYPE),
+                ROOT.0.load(Ordering::Acquire),
+                c"%s".as_ptr() as *const kernel::ffi::c_char,
+                name.as_ptr(),
+            );
+            if ret != 0 {
+                bindings::kobject_put((*obj).kobj.get());
+                return Err(kernel::error::Error::from_errno(ret));
+            }
+        }
+        Ok(Stats { obj })
+    }
+
+    pub(crate) fn add(&self, c: Counter, n: u64) {
+        // SAFETY: `obj` stays allocated while this handle holds its reference.
+        unsafe { (*self.obj).counters[c as usize].fetch_add(n, Ordering::Relaxed) };
+    }
+
+    pub(crate) fn inc(&self, c: Counter) {
+        self.add(c, 1)
+    }
+}
+
+impl Drop for Stats {
+    fn drop(&mut self) {
+        // SAFETY: drops the reference taken by kobject_init_and_add.
+        unsafe { bindings::kobject_put((*self.obj).kobj.get()) };
+    }
+}

@@ -1,0 +1,1113 @@
+// SPDX-License-Identifier: GPL-2.0
+//! VFS glue: the `file_system_type`, every operations table, and the
+//! `extern "C"` trampolines that turn the kernel's raw pointers into the safe
+//! handles ([`Inode`], [`Dentry`], [`VmFault`], ...) that the filesystem
+//! modules work with. Errors come back as `Result` and are turned into errnos
+//! (or `vm_fault_t`) here.
+
+use super::locks::{RawMutex, RwSem};
+use super::xarray::XArray;
+use crate::super_::FsInfo;
+use kernel::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use kernel::bindings;
+use kernel::error::{code::*, from_result, Error, Result};
+use kernel::types::Opaque;
+
+/// `statfs` magic: "FRRF".
+pub(crate) const FERROFS_MAGIC: u64 = 0x4652_5246;
+const IOCB_DSYNC: c_int = 0x2;
+const IOCB_SYNC: c_int = 0x4;
+pub(crate) const FALLOC_FL_KEEP_SIZE: c_int = 0x01;
+pub(crate) const FALLOC_FL_PUNCH_HOLE: c_int = 0x02;
+const FMODE_CAN_ODIRECT: u32 = 1 << 22;
+const SB_NOSEC: c_ulong = 1 << 28;
+const MAX_LFS_FILESIZE: i64 = i64::MAX;
+
+// ---------------------------------------------------------------------------
+// Inodes
+
+/// A ferrofs in-memory inode: the VFS inode followed by our per-inode state.
+/// Allocated by `alloc_inode`, freed (after RCU) by `free_inode`.
+#[repr(C)]
+pub(crate) struct Inode {
+    vfs: Opaque<bindings::inode>,
+    /// Dirty tracking for DAX mappings (see `dax.rs`).
+    pub(crate) dirty: XArray,
+    dirty_lock: Opaque<bindings::rw_semaphore>,
+    sync_lock: RawMutex,
+    map_lock: RawMutex,
+}
+
+// SAFETY: the VFS inode is shared between threads by design; our fields are
+// kernel locks and an XArray, all thread-safe.
+unsafe impl Sync for Inode {}
+// SAFETY: as above.
+unsafe impl Send for Inode {}
+
+/// Timestamp as stored: seconds and nanoseconds.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Time {
+    pub(crate) sec: i64,
+    pub(crate) nsec: u32,
+}
+
+/// What kind of operations table a new or loaded inode gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+impl Inode {
+    /// # Safety
+    /// `p` must be the `vfs` field of a live ferrofs `Inode`.
+    pub(crate) unsafe fn from_raw<'a>(p: *mut bindings::inode) -> &'a Inode {
+        // SAFETY: `vfs` is the first field of the repr(C) Inode.
+        unsafe { &*(p as *const Inode) }
+    }
+
+    fn raw(&self) -> *mut bindings::inode {
+        self.vfs.get()
+    }
+
+    pub(crate) fn fs(&self) -> &FsInfo {
+        // SAFETY: a ferrofs inode belongs to a mounted ferrofs superblock whose
+        // s_fs_info is set before the first inode is read and cleared only
+        // after all inodes are evicted.
+        unsafe { &*((*(*self.raw()).i_sb).s_fs_info as *const FsInfo) }
+    }
+
+    pub(crate) fn ino(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).i_ino as u32 }
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: i_size is a 64-bit field, read atomically on x86-64 (what
+        // i_size_read does on 64-bit).
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.raw()).i_size)) as u64 }
+    }
+
+    /// Callers hold `i_rwsem` (or own the inode exclusively).
+    pub(crate) fn set_size(&self, size: u64) {
+        // SAFETY: as size(); writers are serialised by i_rwsem.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*self.raw()).i_size), size as i64) };
+    }
+
+    pub(crate) fn mode(&self) -> u16 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).i_mode }
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        self.mode() & crate::format::S_IFMT == crate::format::S_IFDIR
+    }
+
+    pub(crate) fn nlink(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).__bindgen_anon_1.i_nlink }
+    }
+
+    pub(crate) fn set_nlink(&self, n: u32) {
+        // SAFETY: live inode; set_nlink handles the sb's orphan accounting.
+        unsafe { bindings::set_nlink(self.raw(), n) };
+    }
+    pub(crate) fn inc_nlink(&self) {
+        // SAFETY: live inode.
+        unsafe { bindings::inc_nlink(self.raw()) };
+    }
+    pub(crate) fn drop_nlink(&self) {
+        if self.nlink() > 0 {
+            // SAFETY: live inode with a nonzero link count.
+            unsafe { bindings::drop_nlink(self.raw()) };
+        }
+    }
+    pub(crate) fn clear_nlink(&self) {
+        // SAFETY: live inode.
+        unsafe { bindings::clear_nlink(self.raw()) };
+    }
+
+    pub(crate) fn uid(&self) -> u32 {
+        // SAFETY: reading a field of a live inode (kuid in the init namespace).
+        unsafe { (*self.raw()).i_uid.val }
+    }
+    pub(crate) fn gid(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).i_gid.val }
+    }
+    pub(crate) fn generation(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).i_generation }
+    }
+
+    pub(crate) fn times(&self) -> [Time; 3] {
+        // SAFETY: reading fields of a live inode.
+        unsafe {
+            let i = &*self.raw();
+            [
+                Time { sec: i.i_atime_sec, nsec: i.i_atime_nsec },
+                Time { sec: i.i_mtime_sec, nsec: i.i_mtime_nsec },
+                Time { sec: i.i_ctime_sec, nsec: i.i_ctime_nsec },
+            ]
+        }
+    }
+
+    /// ctime = mtime = now.
+    pub(crate) fn touch_cmtime(&self) {
+        // SAFETY: live inode; the setters are what inode_set_mtime_to_ts does.
+        unsafe {
+            let now = bindings::inode_set_ctime_current(self.raw());
+            (*self.raw()).i_mtime_sec = now.tv_sec;
+            (*self.raw()).i_mtime_nsec = now.tv_nsec as u32;
+        }
+    }
+
+    pub(crate) fn touch_ctime(&self) {
+        // SAFETY: live inode.
+        unsafe { bindings::inode_set_ctime_current(self.raw()) };
+    }
+
+    /// Record the allocated 4 KiB blocks in `i_blocks` (512-byte units).
+    pub(crate) fn set_blocks(&self, blocks: u64) {
+        // SAFETY: plain field store on a live inode, under the map lock.
+        unsafe { (*self.raw()).i_blocks = blocks * 8 };
+    }
+
+    pub(crate) fn dirty_lock(&self) -> &RwSem {
+        // SAFETY: initialised in alloc_inode and alive as long as the inode.
+        unsafe { RwSem::from_raw(self.dirty_lock.get()) }
+    }
+    pub(crate) fn sync_lock(&self) -> &RawMutex {
+        &self.sync_lock
+    }
+    pub(crate) fn map_lock(&self) -> &RawMutex {
+        &self.map_lock
+    }
+    pub(crate) fn rwsem(&self) -> &RwSem {
+        // SAFETY: i_rwsem is initialised by inode_init_once.
+        unsafe { RwSem::from_raw(core::ptr::addr_of_mut!((*self.raw()).i_rwsem)) }
+    }
+    pub(crate) fn invalidate_lock(&self) -> &RwSem {
+        // SAFETY: i_data.invalidate_lock is initialised by inode_init_once.
+        unsafe { RwSem::from_raw(core::ptr::addr_of_mut!((*self.raw()).i_data.invalidate_lock)) }
+    }
+
+    /// Zap user PTEs of the file range `start..start+len` (`len` 0: to EOF)
+    /// in every mapping; `even_cows` also drops private COW copies.
+    pub(crate) fn unmap_range(&self, start: u64, len: u64, even_cows: bool) {
+        // SAFETY: live inode; unmap_mapping_range may sleep, and callers hold
+        // no spinlocks.
+        unsafe {
+            bindings::unmap_mapping_range(
+                (*self.raw()).i_mapping,
+                start as i64,
+                len as i64,
+                even_cows as c_int,
+            )
+        };
+    }
+
+    /// Let the flusher (and sync(2)) know this inode has dirty DAX entries:
+    /// it calls our `writepages`, which runs the writeback walk.
+    pub(crate) fn mark_pages_dirty(&self) {
+        // SAFETY: live inode.
+        unsafe { bindings::__mark_inode_dirty(self.raw(), bindings::I_DIRTY_PAGES as c_int) };
+    }
+
+    /// Set the symlink target pointer (into pmem, valid for the mount).
+    pub(crate) fn set_link(&self, target: *mut u8) {
+        // SAFETY: live inode being set up (I_NEW); i_link is read by
+        // simple_get_link only after unlock_new_inode.
+        unsafe { (*self.raw()).__bindgen_anon_4.i_link = target as *mut c_char };
+    }
+
+    /// Fill the VFS inode from its on-media copy and choose its operations.
+    pub(crate) fn init_from_disk(&self, d: &crate::format::Inode, kind: Kind) {
+        // SAFETY: the inode is new (I_NEW) and not yet visible to others.
+        unsafe {
+            let i = &mut *self.raw();
+            i.i_mode = d.mode.get();
+            i.i_uid.val = d.uid.get();
+            i.i_gid.val = d.gid.get();
+            bindings::set_nlink(self.raw(), d.nlink.get());
+            i.i_size = d.size.get() as i64;
+            i.i_blocks = d.blocks.get() * 8;
+            i.i_atime_sec = d.atime_sec.get() as i64;
+            i.i_atime_nsec = d.atime_nsec.get();
+            i.i_mtime_sec = d.mtime_sec.get() as i64;
+            i.i_mtime_nsec = d.mtime_nsec.get();
+            i.i_ctime_sec = d.ctime_sec.get() as i64;
+            i.i_ctime_nsec = d.ctime_nsec.get();
+            i.i_generation = d.generation.get();
+        }
+        self.set_ops(kind);
+    }
+
+    fn set_ops(&self, kind: Kind) {
+        // SAFETY: the inode is new and not yet visible; the tables are static.
+        unsafe {
+            let i = &mut *self.raw();
+            match kind {
+                Kind::Dir => {
+                    i.i_op = &DIR_IOPS.0;
+                    i.__bindgen_anon_3.i_fop = &DIR_FOPS.0;
+                }
+                Kind::File => {
+                    i.i_op = &FILE_IOPS.0;
+                    i.__bindgen_anon_3.i_fop = &FILE_FOPS.0;
+                    (*i.i_mapping).a_ops = &AOPS.0;
+                }
+                Kind::Symlink => {
+                    i.i_op = &SYMLINK_IOPS.0;
+                }
+            }
+        }
+    }
+}
+
+/// A counted reference to an inode (from `iget`); `iput` on drop.
+pub(crate) struct InodeRef(*mut bindings::inode);
+
+impl InodeRef {
+    pub(crate) fn get(&self) -> &Inode {
+        // SAFETY: we hold a reference, so the inode is live.
+        unsafe { Inode::from_raw(self.0) }
+    }
+    fn into_raw(self) -> *mut bindings::inode {
+        let p = self.0;
+        core::mem::forget(self);
+        p
+    }
+}
+impl Drop for InodeRef {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference.
+        unsafe { bindings::iput(self.0) };
+    }
+}
+
+/// Look up inode `ino`, reading it from pmem if it is not in the cache.
+pub(crate) fn iget(fs: &FsInfo, ino: u32) -> Result<InodeRef> {
+    // SAFETY: fs.sb is the live superblock of this mount.
+    let p = unsafe { bindings::iget_locked(fs.sb(), ino as c_ulong) };
+    if p.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: iget_locked returned a referenced inode; I_NEW tells whether we
+    // must fill it in (we are then its only user).
+    unsafe {
+        if (*p).i_state & bindings::I_NEW == 0 {
+            return Ok(InodeRef(p));
+        }
+        let inode = Inode::from_raw(p);
+        match crate::inode::read_inode(inode) {
+            Ok(()) => {
+                bindings::unlock_new_inode(p);
+                Ok(InodeRef(p))
+            }
+            Err(e) => {
+                bindings::iget_failed(p);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A freshly created inode, locked (I_NEW) until handed to a dentry.
+pub(crate) struct NewInode(*mut bindings::inode);
+
+impl NewInode {
+    /// Allocate a VFS inode numbered `ino` for a new object in `dir`: owner,
+    /// group (setgid dirs) and mode as the VFS rules say, times now.
+    pub(crate) fn new(dir: &Inode, idmap: &IdMap, ino: u32, mode: u16, kind: Kind) -> Result<NewInode> {
+        // SAFETY: dir is live, so its superblock is.
+        let p = unsafe { bindings::new_inode((*dir.raw()).i_sb) };
+        if p.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `p` is a new inode only we know of.
+        unsafe {
+            (*p).i_ino = ino as c_ulong;
+            bindings::inode_init_owner(idmap.0, p, dir.raw(), mode);
+            let now = bindings::inode_set_ctime_current(p);
+            (*p).i_mtime_sec = now.tv_sec;
+            (*p).i_mtime_nsec = now.tv_nsec as u32;
+            (*p).i_atime_sec = now.tv_sec;
+            (*p).i_atime_nsec = now.tv_nsec as u32;
+            (*p).i_generation = bindings::get_random_u32();
+            let r = bindings::insert_inode_locked(p);
+            if r != 0 {
+                bindings::clear_nlink(p);
+                bindings::iput(p);
+                return Err(Error::from_errno(r));
+            }
+        }
+        let n = NewInode(p);
+        n.get().set_ops(kind);
+        Ok(n)
+    }
+
+    pub(crate) fn get(&self) -> &Inode {
+        // SAFETY: we hold the only reference to this live inode.
+        unsafe { Inode::from_raw(self.0) }
+    }
+
+    /// Publish: attach to `dentry` and unlock.
+    pub(crate) fn instantiate(self, dentry: &Dentry) {
+        let p = self.0;
+        core::mem::forget(self);
+        // SAFETY: `p` is a locked new inode whose reference passes to the dentry.
+        unsafe { bindings::d_instantiate_new(dentry.raw(), p) };
+    }
+}
+
+impl Drop for NewInode {
+    /// Creation failed: the inode never became visible. Link count 0 makes
+    /// eviction release its on-media slot, if it got one.
+    fn drop(&mut self) {
+        // SAFETY: we hold the only reference to this locked new inode.
+        unsafe {
+            bindings::clear_nlink(self.0);
+            bindings::discard_new_inode(self.0);
+        }
+    }
+}
+
+/// The idmapping a VFS call came with.
+pub(crate) struct IdMap(*mut bindings::mnt_idmap);
+
+// ---------------------------------------------------------------------------
+// Dentries, iterators, attributes
+
+#[repr(transparent)]
+pub(crate) struct Dentry(Opaque<bindings::dentry>);
+
+impl Dentry {
+    /// # Safety
+    /// `p` must be a live dentry for `'a`.
+    unsafe fn from_raw<'a>(p: *mut bindings::dentry) -> &'a Dentry {
+        // SAFETY: transparent wrapper; liveness is the caller's promise.
+        unsafe { &*(p as *const Dentry) }
+    }
+    fn raw(&self) -> *mut bindings::dentry {
+        self.0.get()
+    }
+    pub(crate) fn name(&self) -> &[u8] {
+        // SAFETY: the VFS keeps d_name stable while it holds the parent's
+        // i_rwsem, which it does around every call that passes us a dentry.
+        unsafe {
+            let q = &(*self.raw()).d_name;
+            let len = q.__bindgen_anon_1.__bindgen_anon_1.len as usize;
+            core::slice::from_raw_parts(q.name, len)
+        }
+    }
+    /// The inode of a positive dentry.
+    pub(crate) fn inode(&self) -> Option<&Inode> {
+        // SAFETY: a positive dentry pins its ferrofs inode.
+        unsafe {
+            let i = (*self.raw()).d_inode;
+            if i.is_null() {
+                None
+            } else {
+                Some(Inode::from_raw(i))
+            }
+        }
+    }
+    /// Attach an existing inode (hard link): takes a new reference.
+    pub(crate) fn instantiate_existing(&self, inode: &Inode) {
+        // SAFETY: both live; ihold takes the reference d_instantiate consumes.
+        unsafe {
+            bindings::ihold(inode.raw());
+            bindings::d_instantiate(self.raw(), inode.raw());
+        }
+    }
+}
+
+/// A user I/O iterator, valid for the read/write call it came with.
+pub(crate) struct IovIter(*mut bindings::iov_iter);
+
+impl IovIter {
+    pub(crate) fn as_ptr(&mut self) -> *mut bindings::iov_iter {
+        self.0
+    }
+    pub(crate) fn count(&self) -> usize {
+        // SAFETY: valid iterator for the duration of the call.
+        unsafe { super::ferrofs_iov_count(self.0) }
+    }
+    /// Fill `n` bytes of the destination with zeros (a hole).
+    pub(crate) fn zero(&mut self, n: usize) -> usize {
+        // SAFETY: valid iterator.
+        unsafe { bindings::iov_iter_zero(n, self.0) }
+    }
+}
+
+/// A read/write request: the file's inode, position and flags.
+pub(crate) struct Kiocb(*mut bindings::kiocb);
+
+impl Kiocb {
+    pub(crate) fn pos(&self) -> u64 {
+        // SAFETY: valid kiocb for the call.
+        unsafe { (*self.0).ki_pos as u64 }
+    }
+    pub(crate) fn set_pos(&mut self, p: u64) {
+        // SAFETY: valid kiocb for the call.
+        unsafe { (*self.0).ki_pos = p as i64 };
+    }
+    pub(crate) fn is_sync(&self) -> bool {
+        // SAFETY: valid kiocb for the call.
+        unsafe { (*self.0).ki_flags & (IOCB_DSYNC | IOCB_SYNC) != 0 }
+    }
+    /// generic_write_checks (O_APPEND, limits, signals): the count to write.
+    pub(crate) fn write_checks(&mut self, from: &mut IovIter) -> Result<usize> {
+        // SAFETY: valid kiocb and iterator; caller holds i_rwsem.
+        let r = unsafe { bindings::generic_write_checks(self.0, from.as_ptr()) };
+        if r < 0 {
+            return Err(Error::from_errno(r as i32));
+        }
+        Ok(r as usize)
+    }
+    /// Drop setuid bits and update times, as every write must.
+    pub(crate) fn write_prepare(&mut self) -> Result {
+        // SAFETY: valid file; caller holds i_rwsem.
+        unsafe {
+            let f = (*self.0).ki_filp;
+            let r = bindings::file_remove_privs(f);
+            if r != 0 {
+                return Err(Error::from_errno(r));
+            }
+            let r = bindings::file_update_time(f);
+            if r != 0 {
+                return Err(Error::from_errno(r));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A page fault on a ferrofs mapping.
+pub(crate) struct VmFault(*mut bindings::vm_fault);
+
+impl VmFault {
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: the VMA's file pins its inode while the fault runs.
+        unsafe { Inode::from_raw((*(*(*(*self.0).__bindgen_anon_1.vma).vm_file).f_mapping).host) }
+    }
+    pub(crate) fn pgoff(&self) -> u64 {
+        // SAFETY: valid vm_fault for the call.
+        unsafe { (*self.0).__bindgen_anon_1.pgoff as u64 }
+    }
+    pub(crate) fn is_write(&self) -> bool {
+        // SAFETY: valid vm_fault for the call.
+        unsafe { (*self.0).flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0 }
+    }
+    /// A private writable mapping: stores go to anonymous COW copies made by
+    /// the core, never to pmem.
+    pub(crate) fn is_cow(&self) -> bool {
+        // SAFETY: valid vma for the call.
+        let f = unsafe { (*(*self.0).__bindgen_anon_1.vma).__bindgen_anon_2.vm_flags };
+        is_cow_mapping(f as u64)
+    }
+    fn vma(&self) -> *mut bindings::vm_area_struct {
+        // SAFETY: valid vm_fault for the call.
+        unsafe { (*self.0).__bindgen_anon_1.vma }
+    }
+    fn addr(&self) -> c_ulong {
+        // SAFETY: valid vm_fault for the call.
+        unsafe { (*self.0).__bindgen_anon_1.address }
+    }
+    /// Map `pfn` read-only at the fault address (shared: PFNMAP VMA).
+    pub(crate) fn insert_ro(&self, pfn: u64) -> bindings::vm_fault_t {
+        // SAFETY: our VMAs are VM_PFNMAP when not COW; addr is in the VMA.
+        unsafe { bindings::vmf_insert_pfn(self.vma(), self.addr(), pfn as c_ulong) }
+    }
+    /// Map `pfn` writable at the fault address (shared mappings only).
+    pub(crate) fn insert_rw(&self, pfn: u64) -> bindings::vm_fault_t {
+        // SAFETY: shared (PFNMAP) VMA; the protection is the VMA's own with
+        // write allowed, which VM_SHARED|VM_WRITE permits.
+        unsafe {
+            let vma = self.vma();
+            let prot = bindings::vm_get_page_prot((*vma).__bindgen_anon_2.vm_flags as c_ulong);
+            bindings::vmf_insert_pfn_prot(vma, self.addr(), pfn as c_ulong, prot)
+        }
+    }
+    /// Map `pfn` read-only into a private (MIXEDMAP) VMA; a store then makes
+    /// the core copy it into an anonymous page.
+    pub(crate) fn insert_cow_source(&self, pfn: u64) -> bindings::vm_fault_t {
+        // SAFETY: COW VMAs are VM_MIXEDMAP; a pfn_t with no flags maps as a
+        // special PTE that vm_normal_page ignores, so COW copies by address.
+        unsafe { bindings::vmf_insert_mixed(self.vma(), self.addr(), bindings::pfn_t { val: pfn }) }
+    }
+    pub(crate) fn zero_pfn() -> u64 {
+        // SAFETY: no preconditions.
+        unsafe { super::ferrofs_zero_pfn() as u64 }
+    }
+    pub(crate) fn sb_start_pagefault(&self) {
+        // SAFETY: live inode's superblock.
+        unsafe { super::ferrofs_sb_start_pagefault((*self.inode().raw()).i_sb) };
+    }
+    pub(crate) fn sb_end_pagefault(&self) {
+        // SAFETY: paired with sb_start_pagefault.
+        unsafe { super::ferrofs_sb_end_pagefault((*self.inode().raw()).i_sb) };
+    }
+    pub(crate) fn file_update_time(&self) {
+        // SAFETY: the VMA's file is live during the fault.
+        unsafe { bindings::file_update_time((*self.vma()).vm_file) };
+    }
+}
+
+fn is_cow_mapping(flags: u64) -> bool {
+    flags & (bindings::VM_SHARED | bindings::VM_MAYWRITE) as u64 == bindings::VM_MAYWRITE as u64
+}
+
+pub(crate) const VM_FAULT_SIGBUS: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+pub(crate) const VM_FAULT_OOM: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_OOM;
+
+/// A readdir cursor.
+pub(crate) struct DirContext(*mut bindings::dir_context);
+
+impl DirContext {
+    pub(crate) fn pos(&self) -> i64 {
+        // SAFETY: valid context for the call.
+        unsafe { (*self.0).pos }
+    }
+    pub(crate) fn set_pos(&mut self, p: i64) {
+        // SAFETY: valid context for the call.
+        unsafe { (*self.0).pos = p };
+    }
+    /// Emit one entry at the current position; false: the buffer is full.
+    pub(crate) fn emit(&mut self, name: &[u8], ino: u32, dt: u8) -> bool {
+        // SAFETY: valid context; actor is set by the VFS (dir_emit).
+        unsafe {
+            match (*self.0).actor {
+                Some(actor) => actor(
+                    self.0,
+                    name.as_ptr() as *const c_char,
+                    name.len() as c_int,
+                    (*self.0).pos,
+                    ino as u64,
+                    dt as c_uint,
+                ),
+                None => false,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Superblock
+
+/// The superblock being set up by `fill_super`.
+pub(crate) struct NewSuper(*mut bindings::super_block);
+
+impl NewSuper {
+    pub(crate) fn raw(&self) -> *mut bindings::super_block {
+        self.0
+    }
+    /// The device name, e.g. "pmem0".
+    pub(crate) fn id(&self) -> &core::ffi::CStr {
+        // SAFETY: s_id is a NUL-terminated array set by mount_bdev.
+        unsafe { core::ffi::CStr::from_ptr((*self.0).s_id.as_ptr() as *const core::ffi::c_char) }
+    }
+    pub(crate) fn bdev(&self) -> *mut bindings::block_device {
+        // SAFETY: a block-device superblock has s_bdev.
+        unsafe { (*self.0).s_bdev }
+    }
+    /// Set block size, limits and operations.
+    pub(crate) fn setup(&self, max_bytes: u64) -> Result {
+        // SAFETY: the superblock is being set up and not yet visible.
+        unsafe {
+            if bindings::sb_set_blocksize(self.0, crate::format::BLOCK_SIZE as c_int) == 0 {
+                return Err(EINVAL);
+            }
+            let s = &mut *self.0;
+            s.s_magic = FERROFS_MAGIC as c_ulong;
+            s.s_op = &SOPS.0;
+            s.s_maxbytes = core::cmp::min(max_bytes, MAX_LFS_FILESIZE as u64) as i64;
+            s.s_time_gran = 1;
+            s.s_flags |= SB_NOSEC;
+        }
+        Ok(())
+    }
+    pub(crate) fn set_fs_info(&self, fs: *mut FsInfo) {
+        // SAFETY: not yet visible; freed in kill_sb.
+        unsafe { (*self.0).s_fs_info = fs as *mut c_void };
+    }
+    /// Make `root` the root dentry; consumes the reference.
+    pub(crate) fn set_root(&self, root: InodeRef) -> Result {
+        let p = root.into_raw();
+        // SAFETY: d_make_root consumes the inode reference, even on failure.
+        let d = unsafe { bindings::d_make_root(p) };
+        if d.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: the superblock is being set up.
+        unsafe { (*self.0).s_root = d };
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Operations tables
+
+struct Table<T>(T);
+// SAFETY: the tables are immutable after construction and hold only function
+// pointers and pointers to other static data.
+unsafe impl<T> Sync for Table<T> {}
+
+macro_rules! zeroed {
+    () => {
+        // SAFETY: all-zero is a valid operations table (every hook NULL).
+        unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+    };
+}
+
+static SOPS: Table<bindings::super_operations> = Table(bindings::super_operations {
+    alloc_inode: Some(alloc_inode),
+    free_inode: Some(free_inode),
+    evict_inode: Some(evict_inode),
+    dirty_inode: Some(dirty_inode),
+    statfs: Some(statfs),
+    show_options: Some(show_options),
+    sync_fs: Some(sync_fs),
+    ..zeroed!()
+});
+
+static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_operations {
+    lookup: Some(lookup),
+    create: Some(create),
+    mkdir: Some(mkdir),
+    unlink: Some(unlink),
+    rmdir: Some(rmdir),
+    rename: Some(rename),
+    link: Some(link),
+    symlink: Some(symlink),
+    setattr: Some(setattr),
+    getattr: Some(getattr),
+    ..zeroed!()
+});
+
+static FILE_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_operations {
+    setattr: Some(setattr),
+    getattr: Some(getattr),
+    ..zeroed!()
+});
+
+static SYMLINK_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_operations {
+    get_link: Some(bindings::simple_get_link),
+    setattr: Some(setattr),
+    getattr: Some(getattr),
+    ..zeroed!()
+});
+
+static DIR_FOPS: Table<bindings::file_operations> = Table(bindings::file_operations {
+    llseek: Some(bindings::generic_file_llseek),
+    read: Some(bindings::generic_read_dir),
+    iterate_shared: Some(iterate_shared),
+    fsync: Some(fsync),
+    ..zeroed!()
+});
+
+static FILE_FOPS: Table<bindings::file_operations> = Table(bindings::file_operations {
+    llseek: Some(bindings::generic_file_llseek),
+    read_iter: Some(read_iter),
+    write_iter: Some(write_iter),
+    mmap: Some(mmap),
+    open: Some(open),
+    fsync: Some(fsync),
+    fallocate: Some(fallocate),
+    splice_read: Some(bindings::copy_splice_read),
+    splice_write: Some(bindings::iter_file_splice_write),
+    ..zeroed!()
+});
+
+static AOPS: Table<bindings::address_space_operations> = Table(bindings::address_space_operations {
+    writepages: Some(writepages),
+    ..zeroed!()
+});
+
+static VM_OPS: Table<bindings::vm_operations_struct> = Table(bindings::vm_operations_struct {
+    fault: Some(fault),
+    pfn_mkwrite: Some(pfn_mkwrite),
+    ..zeroed!()
+});
+
+static mut FS_TYPE: bindings::file_system_type = zeroed!();
+
+/// Registration of the `ferrofs` filesystem type; unregisters on drop.
+pub(crate) struct Registration;
+
+impl Registration {
+    pub(crate) fn new(module: &'static kernel::ThisModule) -> Result<Registration> {
+        super::stats::init()?;
+        // SAFETY: module init runs once; FS_TYPE is not yet registered, so
+        // nothing else reads it while we fill it in.
+        let r = unsafe {
+            let t = &mut *core::ptr::addr_of_mut!(FS_TYPE);
+            t.name = c"ferrofs".as_ptr() as *const c_char;
+            t.fs_flags = bindings::FS_REQUIRES_DEV as c_int;
+            t.mount = Some(mount);
+            t.kill_sb = Some(kill_sb);
+            t.owner = module.as_ptr();
+            bindings::register_filesystem(t)
+        };
+        if r != 0 {
+            super::stats::exit();
+            return Err(Error::from_errno(r));
+        }
+        Ok(Registration)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: registered in new(); unregister waits for no users.
+        unsafe { bindings::unregister_filesystem(core::ptr::addr_of_mut!(FS_TYPE)) };
+        super::stats::exit();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Trampolines: superblock
+
+unsafe extern "C" fn mount(
+    t: *mut bindings::file_system_type,
+    flags: c_int,
+    dev: *const c_char,
+    data: *mut c_void,
+) -> *mut bindings::dentry {
+    // SAFETY: arguments come straight from the VFS mount path.
+    unsafe { bindings::mount_bdev(t, flags, dev, data, Some(fill_super)) }
+}
+
+unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, data: *mut c_void, _silent: c_int) -> c_int {
+    // `data` is the option string (a page, NUL-terminated) or NULL.
+    let opts = if data.is_null() {
+        None
+    } else {
+        // SAFETY: the VFS passes a NUL-terminated option page.
+        Some(unsafe { core::ffi::CStr::from_ptr(data as *const core::ffi::c_char) })
+    };
+    from_result(|| {
+        crate::super_::fill_super(&NewSuper(sb), opts)?;
+        Ok(0)
+    })
+}
+
+unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
+    // SAFETY: called once per superblock by the VFS; after kill_block_super
+    // all inodes are evicted and nothing reads s_fs_info any more.
+    unsafe {
+        bindings::kill_block_super(sb);
+        let fs = (*sb).s_fs_info as *mut FsInfo;
+        (*sb).s_fs_info = core::ptr::null_mut();
+        if !fs.is_null() {
+            crate::super_::free_fs_info(fs, sb);
+        }
+    }
+}
+
+unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut bindings::inode {
+    let size = core::mem::size_of::<Inode>();
+    // SAFETY: plain allocation.
+    let p = unsafe { bindings::krealloc(core::ptr::null(), size, bindings::GFP_KERNEL) } as *mut Inode;
+    if p.is_null() {
+        return core::ptr::null_mut();
+    }
+    let _ = sb;
+    // SAFETY: `p` is a fresh allocation of an Inode; each field is initialised
+    // in place exactly once before the inode is returned.
+    unsafe {
+        bindings::inode_init_once((*p).vfs.get());
+        super::ferrofs_init_inode_locks(
+            (*p).dirty_lock.get(),
+            (*p).sync_lock.as_ptr(),
+            (*p).map_lock.as_ptr(),
+            (*p).dirty.as_ptr(),
+        );
+        (*p).vfs.get()
+    }
+}
+
+unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
+    // SAFETY: RCU-delayed free of an inode from alloc_inode (vfs is the first
+    // field, so the pointers coincide).
+    unsafe { bindings::kfree(inode as *const c_void) };
+}
+
+unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
+    // SAFETY: the VFS evicts a live ferrofs inode with no other users.
+    let i = unsafe { Inode::from_raw(inode) };
+    // SAFETY: as above.
+    unsafe { bindings::truncate_inode_pages_final(core::ptr::addr_of_mut!((*inode).i_data)) };
+    crate::inode::evict(i);
+    // SAFETY: as above.
+    unsafe { bindings::clear_inode(inode) };
+    i.dirty.destroy();
+}
+
+unsafe extern "C" fn dirty_inode(inode: *mut bindings::inode, _flags: c_int) {
+    // SAFETY: live ferrofs inode.
+    let i = unsafe { Inode::from_raw(inode) };
+    if let Err(e) = crate::inode::write_inode(i) {
+        kernel::pr_err!("ferrofs: inode {}: writing metadata failed: {:?}\n", i.ino(), e);
+    }
+}
+
+unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::kstatfs) -> c_int {
+    // SAFETY: dentry of a mounted ferrofs; s_fs_info is set.
+    let fs = unsafe { &*((*(*dentry).d_sb).s_fs_info as *const FsInfo) };
+    let s = fs.statfs();
+    // SAFETY: `buf` is the caller's kstatfs.
+    unsafe {
+        super::ferrofs_fill_statfs(
+            buf,
+            FERROFS_MAGIC,
+            s.blocks,
+            s.bfree,
+            s.files,
+            s.ffree,
+            crate::format::NAME_MAX as u64,
+            s.fsid,
+        )
+    };
+    0
+}
+
+unsafe extern "C" fn show_options(m: *mut bindings::seq_file, _root: *mut bindings::dentry) -> c_int {
+    // SAFETY: valid seq_file for the call. ferrofs is always DAX; fstests and
+    // users look for "dax" in /proc/mounts.
+    unsafe { super::seq_puts(m, c",dax".as_ptr() as *const c_char) };
+    0
+}
+
+unsafe extern "C" fn sync_fs(_sb: *mut bindings::super_block, _wait: c_int) -> c_int {
+    // Data was written back by writepages, metadata flushed as it was
+    // written; order it all.
+    super::pmem::fence();
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Trampolines: namespace
+
+unsafe extern "C" fn lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
+    // SAFETY: VFS passes a live directory and a negative dentry, parent locked.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    match crate::namei::lookup(dir, d) {
+        // SAFETY: d_splice_alias consumes the inode reference (NULL: negative).
+        Ok(Some(inode)) => unsafe { bindings::d_splice_alias(inode.into_raw(), dentry) },
+        // SAFETY: as above.
+        Ok(None) => unsafe { bindings::d_splice_alias(core::ptr::null_mut(), dentry) },
+        Err(e) => e.to_ptr(),
+    }
+}
+
+unsafe extern "C" fn create(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    _excl: bool,
+) -> c_int {
+    // SAFETY: VFS passes a live directory (locked) and a negative dentry.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    from_result(|| crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|_| 0))
+}
+
+unsafe extern "C" fn mkdir(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+) -> c_int {
+    // SAFETY: as create.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    from_result(|| crate::namei::mkdir(&IdMap(idmap), dir, d, mode).map(|_| 0))
+}
+
+unsafe extern "C" fn symlink(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    target: *const c_char,
+) -> c_int {
+    // SAFETY: as create; `target` is a NUL-terminated kernel string.
+    let (dir, d, t) = unsafe {
+        (Inode::from_raw(dir), Dentry::from_raw(dentry), core::ffi::CStr::from_ptr(target as *const core::ffi::c_char))
+    };
+    from_result(|| crate::namei::symlink(&IdMap(idmap), dir, d, t.to_bytes()).map(|_| 0))
+}
+
+unsafe extern "C" fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, new: *mut bindings::dentry) -> c_int {
+    // SAFETY: VFS passes a positive old dentry and a locked directory.
+    let (old, dir, new) = unsafe { (Dentry::from_raw(old), Inode::from_raw(dir), Dentry::from_raw(new)) };
+    from_result(|| crate::namei::link(old, dir, new).map(|_| 0))
+}
+
+unsafe extern "C" fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+    // SAFETY: VFS passes a locked directory and a positive dentry.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    from_result(|| crate::namei::unlink(dir, d).map(|_| 0))
+}
+
+unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+    // SAFETY: as unlink.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    from_result(|| crate::namei::rmdir(dir, d).map(|_| 0))
+}
+
+unsafe extern "C" fn rename(
+    _idmap: *mut bindings::mnt_idmap,
+    old_dir: *mut bindings::inode,
+    old: *mut bindings::dentry,
+    new_dir: *mut bindings::inode,
+    new: *mut bindings::dentry,
+    flags: c_uint,
+) -> c_int {
+    // SAFETY: VFS passes both directories locked and both dentries live.
+    let (od, o, nd, n) = unsafe {
+        (Inode::from_raw(old_dir), Dentry::from_raw(old), Inode::from_raw(new_dir), Dentry::from_raw(new))
+    };
+    from_result(|| {
+        if flags & !bindings::RENAME_NOREPLACE != 0 {
+            return Err(EINVAL);
+        }
+        crate::namei::rename(od, o, nd, n).map(|_| 0)
+    })
+}
+
+unsafe extern "C" fn setattr(
+    idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    attr: *mut bindings::iattr,
+) -> c_int {
+    from_result(|| {
+        // SAFETY: VFS passes a positive dentry with i_rwsem held, and a valid
+        // iattr.
+        unsafe {
+            let r = bindings::setattr_prepare(idmap, dentry, attr);
+            if r != 0 {
+                return Err(Error::from_errno(r));
+            }
+            let inode = (*dentry).d_inode;
+            let i = Inode::from_raw(inode);
+            if (*attr).ia_valid & bindings::ATTR_SIZE != 0 && (*attr).ia_size as u64 != i.size() {
+                crate::inode::set_size(i, (*attr).ia_size as u64)?;
+            }
+            bindings::setattr_copy(idmap, inode, attr);
+            crate::inode::write_inode(i)?;
+        }
+        Ok(0)
+    })
+}
+
+unsafe extern "C" fn getattr(
+    idmap: *mut bindings::mnt_idmap,
+    path: *const bindings::path,
+    stat: *mut bindings::kstat,
+    mask: u32,
+    _flags: c_uint,
+) -> c_int {
+    // SAFETY: VFS passes a valid path and stat buffer.
+    unsafe {
+        let inode = (*(*path).dentry).d_inode;
+        bindings::generic_fillattr(idmap, mask, inode, stat);
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Trampolines: files
+
+unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // O_DIRECT is accepted, as on ext4-dax: every I/O already bypasses caches.
+    // SAFETY: valid file being opened.
+    unsafe { (*file).f_mode |= FMODE_CAN_ODIRECT };
+    // SAFETY: as above.
+    unsafe { bindings::generic_file_open(inode, file) }
+}
+
+unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::iov_iter) -> isize {
+    let mut k = Kiocb(iocb);
+    let mut it = IovIter(to);
+    // SAFETY: an open ferrofs file pins its inode for the call.
+    let i = unsafe { Inode::from_raw((*(*(*iocb).ki_filp).f_mapping).host) };
+    match crate::file::read(i, &mut k, &mut it) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings::iov_iter) -> isize {
+    let mut k = Kiocb(iocb);
+    let mut it = IovIter(from);
+    // SAFETY: an open ferrofs file pins its inode for the call.
+    let i = unsafe { Inode::from_raw((*(*(*iocb).ki_filp).f_mapping).host) };
+    match crate::file::write(i, &mut k, &mut it) {
+        Ok(n) => {
+            if n > 0 && k.is_sync() {
+                super::pmem::fence();
+            }
+            n as isize
+        }
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+unsafe extern "C" fn fsync(file: *mut bindings::file, start: i64, end: i64, datasync: c_int) -> c_int {
+    // SAFETY: an open ferrofs file pins its inode.
+    let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
+    from_result(|| crate::dax::fsync(i, start as u64, end as u64, datasync != 0).map(|_| 0))
+}
+
+unsafe extern "C" fn fallocate(file: *mut bindings::file, mode: c_int, off: i64, len: i64) -> c_long {
+    // SAFETY: an open ferrofs file pins its inode.
+    let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
+    from_result(|| {
+        if off < 0 || len <= 0 {
+            return Err(EINVAL);
+        }
+        crate::file::fallocate(i, mode, off as u64, len as u64).map(|_| 0)
+    }) as c_long
+}
+
+unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
+    // SAFETY: an open directory pins its inode; the VFS holds it shared.
+    let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
+    let mut c = DirContext(ctx);
+    from_result(|| crate::dir::readdir(i, &mut c).map(|_| 0))
+}
+
+unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: valid file and VMA being set up by mmap_region.
+    unsafe {
+        super::ferrofs_file_accessed(file);
+        let flags = (*vma).__bindgen_anon_2.vm_flags as u64;
+        // Shared mappings are PFNMAP so that the fault handler can install a
+        // writable PTE itself, under the dirty lock, after marking the entry
+        // (vmf_insert_mixed_mkwrite is not exported to modules). Private
+        // mappings are MIXEDMAP and only ever get read-only PTEs: the core
+        // copies on write.
+        let extra = if is_cow_mapping(flags) { bindings::VM_MIXEDMAP } else { bindings::VM_PFNMAP };
+        super::ferrofs_vm_flags_set(vma, extra as c_ulong);
+        (*vma).vm_ops = &VM_OPS.0;
+    }
+    0
+}
+
+unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    crate::dax::fault(&VmFault(vmf))
+}
+
+unsafe extern "C" fn pfn_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    crate::dax::pfn_mkwrite(&VmFault(vmf))
+}
+
+unsafe extern "C" fn writepages(mapping: *mut bindings::address_space, wbc: *mut bindings::writeback_control) -> c_int {
+    // SAFETY: writeback of a live ferrofs inode's mapping.
+    let (i, start, end) = unsafe {
+        (Inode::from_raw((*mapping).host), (*wbc).range_start as u64, (*wbc).range_end as u64)
+    };
+    from_result(|| crate::dax::writeback(i, start, end).map(|_| 0))
+}

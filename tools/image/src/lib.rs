@@ -1,0 +1,230 @@
+//! Userspace access to a ferrofs image or device: blocks, the superblock, the
+//! allocation bitmap and inode slots, decoded with the shared on-media format
+//! (`ferrofs_format`). Used by mkfs and by tests that check what it wrote.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use ferrofs_format::{
+    FormatError, Geometry, Inode, Pod, Superblock, BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE,
+};
+
+/// Whole blocks in a device or image of `bytes` bytes.
+pub fn blocks_in(bytes: u64) -> u64 {
+    bytes / BLOCK_SIZE as u64
+}
+
+/// Where inode `ino` lives: (block number, byte offset in that block), or
+/// None if `ino` is 0 or beyond the inode table.
+pub fn inode_location(geo: &Geometry, ino: u32) -> Option<(u64, usize)> {
+    if ino == 0 || ino > geo.inodes_count {
+        return None;
+    }
+    let slot = (ino - 1) as u64;
+    let per = INODES_PER_BLOCK as u64;
+    Some((
+        geo.itable_start + slot / per,
+        (slot % per) as usize * INODE_SIZE,
+    ))
+}
+
+/// The block allocation bitmap: bit `i` is block `i`, least significant bit
+/// first within each byte, bytes in order.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bitmap {
+    bytes: Vec<u8>,
+}
+
+impl Bitmap {
+    /// An all-clear bitmap of `bitmap_blocks` blocks.
+    pub fn zeroed(bitmap_blocks: u32) -> Bitmap {
+        Bitmap {
+            bytes: vec![0; bitmap_blocks as usize * BLOCK_SIZE],
+        }
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Bitmap {
+        Bitmap { bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Number of bits the bitmap holds.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64 * 8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Whether block `i` is marked used. Bits past the end read as used.
+    pub fn get(&self, i: u64) -> bool {
+        match self.bytes.get((i / 8) as usize) {
+            Some(b) => b & (1 << (i % 8)) != 0,
+            None => true,
+        }
+    }
+
+    /// Marks block `i` used. Panics if `i` is past the end of the bitmap.
+    pub fn set(&mut self, i: u64) {
+        self.bytes[(i / 8) as usize] |= 1 << (i % 8);
+    }
+
+    /// Marks blocks `start..end` used (clamped to the bitmap's length).
+    pub fn set_range(&mut self, start: u64, end: u64) {
+        for i in start..end.min(self.len()) {
+            self.set(i);
+        }
+    }
+
+    /// Blocks in `start..end` that are marked used.
+    pub fn count_set(&self, start: u64, end: u64) -> u64 {
+        (start..end).filter(|&i| self.get(i)).count() as u64
+    }
+}
+
+impl std::fmt::Debug for Bitmap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bitmap({} bits)", self.len())
+    }
+}
+
+/// An error decoding the medium, as an `io::Error` (kind `InvalidData`).
+pub fn format_error(e: FormatError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} ({e:?})", e.reason()),
+    )
+}
+
+/// A ferrofs image or device, read block by block.
+pub struct Image<D> {
+    dev: D,
+}
+
+impl<D: Read + Seek> Image<D> {
+    pub fn new(dev: D) -> Image<D> {
+        Image { dev }
+    }
+
+    pub fn into_inner(self) -> D {
+        self.dev
+    }
+
+    /// Size of the device in bytes.
+    pub fn size(&mut self) -> io::Result<u64> {
+        self.dev.seek(SeekFrom::End(0))
+    }
+
+    /// Blocks `start..start + count`, concatenated. Fails with
+    /// `UnexpectedEof` if the device ends before them.
+    pub fn read_blocks(&mut self, start: u64, count: u64) -> io::Result<Vec<u8>> {
+        let bytes = count
+            .checked_mul(BLOCK_SIZE as u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "block range too large"))?;
+        let offset = start
+            .checked_mul(BLOCK_SIZE as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "block number too large"))?;
+        let mut buf = vec![0; bytes];
+        self.dev.seek(SeekFrom::Start(offset))?;
+        self.dev.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn read_block(&mut self, n: u64) -> io::Result<Vec<u8>> {
+        self.read_blocks(n, 1)
+    }
+
+    /// The superblock, decoded but not validated.
+    pub fn superblock(&mut self) -> io::Result<Superblock> {
+        let b = self.read_block(0)?;
+        Ok(Superblock::from_bytes(&b).expect("a block holds a superblock"))
+    }
+
+    /// The superblock, validated against the device's size; with the
+    /// geometry it describes.
+    pub fn validated_superblock(&mut self) -> io::Result<(Superblock, Geometry)> {
+        let blocks = blocks_in(self.size()?);
+        let sb = self.superblock()?;
+        let geo = sb.validate(blocks).map_err(format_error)?;
+        Ok((sb, geo))
+    }
+
+    /// Inode slot `ino`, decoded but not validated.
+    pub fn inode(&mut self, geo: &Geometry, ino: u32) -> io::Result<Inode> {
+        let (block, off) = inode_location(geo, ino).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("inode {ino} outside 1..={}", geo.inodes_count),
+            )
+        })?;
+        let b = self.read_block(block)?;
+        Ok(Inode::from_bytes(&b[off..]).expect("slot lies within the block"))
+    }
+
+    /// The whole allocation bitmap.
+    pub fn bitmap(&mut self, geo: &Geometry) -> io::Result<Bitmap> {
+        let bytes = self.read_blocks(geo.bitmap_start, geo.bitmap_blocks as u64)?;
+        Ok(Bitmap::from_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_bits_are_lsb_first_within_bytes() {
+        let mut bm = Bitmap::zeroed(1);
+        bm.set(0);
+        bm.set(9);
+        assert_eq!(&bm.as_bytes()[..2], &[0b0000_0001, 0b0000_0010]);
+        assert!(bm.get(0) && bm.get(9));
+        assert!(!bm.get(1) && !bm.get(8));
+    }
+
+    #[test]
+    fn bitmap_bits_past_the_end_read_as_used() {
+        let bm = Bitmap::zeroed(1);
+        assert_eq!(bm.len(), (BLOCK_SIZE * 8) as u64);
+        assert!(!bm.get(bm.len() - 1));
+        assert!(bm.get(bm.len()));
+    }
+
+    #[test]
+    fn bitmap_set_range_clamps_and_counts() {
+        let mut bm = Bitmap::zeroed(1);
+        bm.set_range(10, 20);
+        assert_eq!(bm.count_set(0, bm.len()), 10);
+        bm.set_range(bm.len() - 3, u64::MAX);
+        assert_eq!(bm.count_set(0, bm.len()), 13);
+    }
+
+    #[test]
+    fn inode_location_maps_ino_1_to_first_slot_and_rejects_out_of_range() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        assert_eq!(inode_location(&geo, 1), Some((geo.itable_start, 0)));
+        assert_eq!(
+            inode_location(&geo, 17),
+            Some((geo.itable_start + 1, 0)),
+            "17th inode starts the second table block"
+        );
+        assert_eq!(
+            inode_location(&geo, 64),
+            Some((geo.itable_start + 3, 15 * INODE_SIZE))
+        );
+        assert_eq!(inode_location(&geo, 0), None);
+        assert_eq!(inode_location(&geo, 65), None);
+    }
+
+    #[test]
+    fn reading_past_the_end_is_unexpected_eof() {
+        let mut img = Image::new(io::Cursor::new(vec![0u8; BLOCK_SIZE * 2]));
+        assert!(img.read_block(1).is_ok());
+        let e = img.read_block(2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
