@@ -6,7 +6,7 @@ source "$(dirname "$0")/common.sh"
 PKGS=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
       libclang-19-dev clang-19 bc flex bison libelf-dev libssl-dev cpio
       busybox-static qemu-system-x86 qemu-utils xfsprogs e2fsprogs kmod
-      python3-matplotlib make gcc xz-utils dwarves)
+      python3 python3-matplotlib make gcc xz-utils dwarves util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -16,7 +16,6 @@ pub(crate) struct Allocator {
     next_ino: u32,
 }
 
-
 impl Allocator {
     /// Count free blocks and inodes. Bits past the end are set by mkfs.
     pub(crate) fn scan(pmem: &Pmem, g: &Geometry) -> Result<Allocator> {
@@ -109,7 +108,12 @@ impl Allocator {
 
     /// Find a free inode slot and write `init` into it (flushed): the slot is
     /// taken as soon as its mode is nonzero.
-    pub(crate) fn alloc_inode(&mut self, pmem: &Pmem, g: &Geometry, init: &mut DiskInode) -> Result<u32> {
+    pub(crate) fn alloc_inode(
+        &mut self,
+        pmem: &Pmem,
+        g: &Geometry,
+        init: &mut DiskInode,
+    ) -> Result<u32> {
         if self.free_inodes == 0 {
             return Err(ENOSPC);
         }
@@ -148,4 +152,3 @@ pub(crate) fn inode_off(g: &Geometry, ino: u32) -> u64 {
 pub(crate) fn ino_valid(g: &Geometry, ino: u32) -> bool {
     ino >= 1 && ino <= g.inodes_count
 }
-

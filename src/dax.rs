@@ -217,6 +217,27 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
     Ok(())
 }
 
+/// Eviction: the inode has no users, mappings or PTEs left, and may be
+/// evicted from memory reclaim, where taking the invalidate lock would invert
+/// the lock order. Flush whatever is still marked.
+pub(crate) fn writeback_evicting(inode: &Inode) -> Result {
+    let fs = inode.fs();
+    let mut index = 0;
+    while let Some(block) = inode
+        .dirty
+        .next_dirty(&mut index, i64::MAX as u64 >> BLOCK_SHIFT)
+    {
+        if let Claim::Claimed = inode.dirty.claim(index, block) {
+            let lines = fs.pmem.flush(FsInfo::block_off(block), BLOCK_SIZE)?;
+            fs.count(Counter::EntriesFlushed);
+            fs.stats.add(Counter::LinesFlushed, lines);
+        }
+        index += 1;
+    }
+    fence();
+    Ok(())
+}
+
 /// Zap the PTEs of the claimed pages, one call per run of consecutive pages.
 fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool]) {
     let mut k = 0;
@@ -231,7 +252,11 @@ fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool]) {
             k += 1;
             end += 1;
         }
-        inode.unmap_range(start << BLOCK_SHIFT, (end - start + 1) << BLOCK_SHIFT, false);
+        inode.unmap_range(
+            start << BLOCK_SHIFT,
+            (end - start + 1) << BLOCK_SHIFT,
+            false,
+        );
         k += 1;
     }
 }

@@ -19,7 +19,10 @@ pub(crate) struct Slot {
 }
 
 /// Visit every used slot; `f` returns true to stop.
-fn for_each(dir: &Inode, mut f: impl FnMut(u64, u64, &Dirent) -> Result<bool>) -> Result<Option<u64>> {
+fn for_each(
+    dir: &Inode,
+    mut f: impl FnMut(u64, u64, &Dirent) -> Result<bool>,
+) -> Result<Option<u64>> {
     let fs = dir.fs();
     let nblocks = dir.size() / BLOCK_SIZE as u64;
     for l in 0..nblocks {
@@ -45,7 +48,10 @@ fn for_each(dir: &Inode, mut f: impl FnMut(u64, u64, &Dirent) -> Result<bool>) -
 fn check_ino(fs: &FsInfo, d: &Dirent) -> Result<u32> {
     let ino = d.ino.get();
     if !crate::alloc::ino_valid(&fs.geo, ino) {
-        kernel::pr_err!("ferrofs: directory entry names inode {} (out of range)\n", ino);
+        kernel::pr_err!(
+            "ferrofs: directory entry names inode {} (out of range)\n",
+            ino
+        );
         return Err(EIO);
     }
     Ok(ino)
@@ -57,7 +63,10 @@ pub(crate) fn find(dir: &Inode, name: &[u8]) -> Result<Option<Slot>> {
     for_each(dir, |_, off, d| {
         let n = d.name().map_err(|_| EIO)?;
         if n == name {
-            found = Some(Slot { off, ino: check_ino(fs, d)? });
+            found = Some(Slot {
+                off,
+                ino: check_ino(fs, d)?,
+            });
             return Ok(true);
         }
         Ok(false)

@@ -42,7 +42,9 @@ impl kernel::Module for FerroFs {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let registration = sys::vfs::Registration::new(module)?;
         pr_info!("ferrofs: loaded\n");
-        Ok(FerroFs { _registration: registration })
+        Ok(FerroFs {
+            _registration: registration,
+        })
     }
 }
 

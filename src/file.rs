@@ -23,7 +23,11 @@ pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> 
         let inb = pos % BS;
         let n = core::cmp::min(core::cmp::min(BS - inb, size - pos), to.count() as u64) as usize;
         let b = inode::get_block(i, pos >> BLOCK_SHIFT)?;
-        let got = if b == 0 { to.zero(n) } else { fs.pmem.copy_to_iter(FsInfo::block_off(b) + inb, n, to)? };
+        let got = if b == 0 {
+            to.zero(n)
+        } else {
+            fs.pmem.copy_to_iter(FsInfo::block_off(b) + inb, n, to)?
+        };
         pos += got as u64;
         done += got;
         if got < n {
@@ -46,6 +50,9 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
     }
     k.write_prepare()?;
     let mut pos = k.pos();
+    if pos > i.size() {
+        inode::zero_tail(i, i.size())?;
+    }
     let end = pos + count as u64;
     let mut done = 0usize;
     let mut err = None;
@@ -59,7 +66,9 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
                 break;
             }
         };
-        let got = fs.pmem.copy_from_iter_flushcache(FsInfo::block_off(b) + inb, n, from)?;
+        let got = fs
+            .pmem
+            .copy_from_iter_flushcache(FsInfo::block_off(b) + inb, n, from)?;
         pos += got as u64;
         done += got;
         if got < n {
@@ -89,6 +98,7 @@ pub(crate) fn fallocate(i: &Inode, mode: i32, off: u64, len: u64) -> Result {
                 inode::get_or_alloc_block(i, l)?;
             }
             if mode == 0 && end > i.size() {
+                inode::zero_tail(i, i.size())?;
                 i.set_size(end);
             }
             i.touch_ctime();

@@ -6,7 +6,9 @@
 //! reason to cache it); it changes under the inode's `map_lock`.
 
 use crate::alloc::{ino_valid, inode_off};
-use crate::format::{self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK};
+use crate::format::{
+    self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK,
+};
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
 use crate::sys::vfs::{Inode, Kind};
@@ -51,7 +53,10 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
             pr_err!("ferrofs: symlink inode {} target is not terminated\n", ino);
             return Err(EIO);
         }
-        inode.set_link(fs.pmem.kaddr(FsInfo::block_off(b), d.size.get() as usize + 1)?);
+        inode.set_link(
+            fs.pmem
+                .kaddr(FsInfo::block_off(b), d.size.get() as usize + 1)?,
+        );
     }
     Ok(())
 }
@@ -105,7 +110,13 @@ fn write_inode_locked(inode: &Inode) -> Result {
 }
 
 /// Allocate an inode slot for a new object and write its first version.
-pub(crate) fn create_on_media(fs: &FsInfo, mode: u16, uid: u32, gid: u32, parent: u32) -> Result<u32> {
+pub(crate) fn create_on_media(
+    fs: &FsInfo,
+    mode: u16,
+    uid: u32,
+    gid: u32,
+    parent: u32,
+) -> Result<u32> {
     let mut d = DiskInode::zeroed();
     d.mode.set(mode);
     d.uid.set(uid);
@@ -151,7 +162,9 @@ fn check_ptr(fs: &FsInfo, b: u32) -> Result<u64> {
 pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
     let fs = inode.fs();
     let d = load(inode)?;
-    let Some(path) = format::map_path(lblk) else { return Ok(0) };
+    let Some(path) = format::map_path(lblk) else {
+        return Ok(0);
+    };
     let (root, idx): (u32, &[usize]) = match &path {
         MapPath::Direct(i) => return check_ptr(fs, d.direct[*i].get()),
         MapPath::Ind(p) => (d.indirect.get(), &p[..]),
@@ -282,7 +295,14 @@ fn free_block(fs: &FsInfo, b: u64) -> Result {
 /// Free the leaves of indirect block `b` (covering logical blocks from
 /// `base`, `level` levels above the data) inside `first..=last`. Returns the
 /// number of blocks freed below `b` and whether `b` is now empty.
-fn free_tree(fs: &FsInfo, b: u64, level: u32, base: u64, first: u64, last: u64) -> Result<(u64, bool)> {
+fn free_tree(
+    fs: &FsInfo,
+    b: u64,
+    level: u32,
+    base: u64,
+    first: u64,
+    last: u64,
+) -> Result<(u64, bool)> {
     let p = PTRS_PER_BLOCK as u64;
     let span = p.pow(level - 1);
     let mut freed = 0;
@@ -326,6 +346,7 @@ pub(crate) fn set_size(inode: &Inode, size: u64) -> Result {
     let fs = inode.fs();
     let old = inode.size();
     if size >= old {
+        zero_tail(inode, old)?;
         inode.set_size(size);
         return write_inode(inode);
     }
@@ -341,7 +362,8 @@ pub(crate) fn set_size(inode: &Inode, size: u64) -> Result {
     if tail != 0 {
         let b = get_block(inode, size >> BLOCK_SHIFT)?;
         if b != 0 {
-            fs.pmem.zero_flush(FsInfo::block_off(b) + tail, BLOCK_SIZE - tail as usize)?;
+            fs.pmem
+                .zero_flush(FsInfo::block_off(b) + tail, BLOCK_SIZE - tail as usize)?;
         }
     }
     free_range(inode, first_page, u64::MAX)
@@ -378,10 +400,24 @@ pub(crate) fn punch_hole(inode: &Inode, off: u64, len: u64) -> Result {
     write_inode(inode)
 }
 
+/// Before the size grows from `old`: zero the rest of the block holding the
+/// old end, which a mapping may have stored into (bytes past EOF must read
+/// as zeros once they are inside the file).
+pub(crate) fn zero_tail(inode: &Inode, old: u64) -> Result {
+    let tail = old % BLOCK_SIZE as u64;
+    if tail == 0 {
+        return Ok(());
+    }
+    zero_in_block(inode, old >> BLOCK_SHIFT, tail, BLOCK_SIZE as u64)
+}
+
 fn zero_in_block(inode: &Inode, lblk: u64, from: u64, to: u64) -> Result {
     let b = get_block(inode, lblk)?;
     if b != 0 && to > from {
-        inode.fs().pmem.zero_flush(FsInfo::block_off(b) + from, (to - from) as usize)?;
+        inode
+            .fs()
+            .pmem
+            .zero_flush(FsInfo::block_off(b) + from, (to - from) as usize)?;
     }
     Ok(())
 }
@@ -397,15 +433,27 @@ pub(crate) fn evict(inode: &Inode) {
         let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);
         if on_media {
             if let Err(e) = free_range(inode, 0, u64::MAX) {
-                pr_err!("ferrofs: inode {}: freeing blocks failed: {:?}\n", inode.ino(), e);
+                pr_err!(
+                    "ferrofs: inode {}: freeing blocks failed: {:?}\n",
+                    inode.ino(),
+                    e
+                );
             }
             let r = fs.alloc.lock().free_inode(&fs.pmem, &fs.geo, inode.ino());
             if let Err(e) = r {
-                pr_err!("ferrofs: inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
+                pr_err!(
+                    "ferrofs: inode {}: freeing the inode failed: {:?}\n",
+                    inode.ino(),
+                    e
+                );
             }
             crate::sys::pmem::fence();
         }
-    } else if let Err(e) = crate::dax::writeback(inode, 0, u64::MAX) {
-        pr_err!("ferrofs: inode {}: writeback at eviction failed: {:?}\n", inode.ino(), e);
+    } else if let Err(e) = crate::dax::writeback_evicting(inode) {
+        pr_err!(
+            "ferrofs: inode {}: writeback at eviction failed: {:?}\n",
+            inode.ino(),
+            e
+        );
     }
 }

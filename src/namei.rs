@@ -31,7 +31,13 @@ pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
 }
 
 /// Reserve an inode slot and build the VFS inode for a new object in `dir`.
-fn new_object(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16, kind: Kind) -> Result<NewInode> {
+fn new_object(
+    idmap: &IdMap,
+    dir: &Inode,
+    dentry: &Dentry,
+    mode: u16,
+    kind: Kind,
+) -> Result<NewInode> {
     check_name(dentry.name())?;
     let fs = dir.fs();
     let ino = inode::create_on_media(fs, mode, 0, 0, dir.ino())?;

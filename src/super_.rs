@@ -82,7 +82,10 @@ fn parse_options(opts: Option<&core::ffi::CStr>) -> Result {
         match opt {
             b"" | b"dax" | b"dax=always" | b"rw" | b"ro" => {}
             b"dax=never" | b"dax=inode" => {
-                pr_err!("ferrofs: {} is not supported: ferrofs is DAX only\n", BStrDisplay(opt));
+                pr_err!(
+                    "ferrofs: {} is not supported: ferrofs is DAX only\n",
+                    BStrDisplay(opt)
+                );
                 return Err(EINVAL);
             }
             _ => {
@@ -125,21 +128,42 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     let dev_bytes = unsafe { crate::sys::ferrofs_bdev_bytes(sb.bdev()) };
     let pages = dev_bytes >> format::BLOCK_SHIFT;
     if pages < format::MIN_BLOCKS {
-        pr_err!("ferrofs: {:?}: device too small ({} bytes)\n", dev, dev_bytes);
+        pr_err!(
+            "ferrofs: {:?}: device too small ({} bytes)\n",
+            dev,
+            dev_bytes
+        );
         return Err(EINVAL);
     }
     let mut kaddr: *mut core::ffi::c_void = core::ptr::null_mut();
     let mut pfn: kernel::ffi::c_ulong = 0;
     // SAFETY: `dax.dev` is held; the shim takes the dax read lock.
-    let n = unsafe { crate::sys::ferrofs_dax_map(dax.dev, start_off, pages as _, &mut kaddr, &mut pfn) };
+    let n = unsafe {
+        crate::sys::ferrofs_dax_map(dax.dev, start_off, pages as _, &mut kaddr, &mut pfn)
+    };
     if n < pages as kernel::ffi::c_long {
-        pr_err!("ferrofs: {:?}: cannot map the device for direct access ({})\n", dev, n);
-        return Err(if n < 0 { kernel::error::Error::from_errno(n as i32) } else { EINVAL });
+        pr_err!(
+            "ferrofs: {:?}: cannot map the device for direct access ({})\n",
+            dev,
+            n
+        );
+        return Err(if n < 0 {
+            kernel::error::Error::from_errno(n as i32)
+        } else {
+            EINVAL
+        });
     }
     let insn = FlushInsn::detect();
     // SAFETY: dax_direct_access mapped `pages` pages at kaddr, valid while the
     // dax device is held, which FsInfo does for the mount's lifetime.
-    let pmem = unsafe { Pmem::new(kaddr as *mut u8, (pages << format::BLOCK_SHIFT) as usize, pfn as u64, insn) };
+    let pmem = unsafe {
+        Pmem::new(
+            kaddr as *mut u8,
+            (pages << format::BLOCK_SHIFT) as usize,
+            pfn as u64,
+            insn,
+        )
+    };
 
     let raw: Superblock = pmem.read_pod(0)?;
     let geo = match raw.validate(pages) {

@@ -102,17 +102,21 @@ pub(crate) struct Guard<'a, T> {
 
 impl<T> Mutex<T> {
     pub(crate) fn new(v: T) -> kernel::error::Result<Self> {
-        let raw = kernel::alloc::KBox::new(
-            RawMutex(Opaque::uninit()),
-            kernel::alloc::flags::GFP_KERNEL,
-        )?;
+        let raw =
+            kernel::alloc::KBox::new(RawMutex(Opaque::uninit()), kernel::alloc::flags::GFP_KERNEL)?;
         // SAFETY: `raw` is a fresh heap allocation that is never moved; the
         // shim initialises it exactly once.
         unsafe { super::ferrofs_init_sb_mutex(raw.as_ptr()) };
-        Ok(Mutex { raw, data: core::cell::UnsafeCell::new(v) })
+        Ok(Mutex {
+            raw,
+            data: core::cell::UnsafeCell::new(v),
+        })
     }
     pub(crate) fn lock(&self) -> Guard<'_, T> {
-        Guard { _g: self.raw.lock(), data: &self.data }
+        Guard {
+            _g: self.raw.lock(),
+            data: &self.data,
+        }
     }
 }
 

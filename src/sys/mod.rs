@@ -50,7 +50,10 @@ extern "C" {
         xa: *mut bindings::xarray,
     );
     pub(crate) fn ferrofs_init_sb_mutex(m: *mut bindings::mutex);
-    pub(crate) fn ferrofs_vm_flags_set(vma: *mut bindings::vm_area_struct, flags: kernel::ffi::c_ulong);
+    pub(crate) fn ferrofs_vm_flags_set(
+        vma: *mut bindings::vm_area_struct,
+        flags: kernel::ffi::c_ulong,
+    );
     pub(crate) fn ferrofs_iov_count(i: *const bindings::iov_iter) -> usize;
     pub(crate) fn ferrofs_zero_pfn() -> kernel::ffi::c_ulong;
     pub(crate) fn ferrofs_sb_start_pagefault(sb: *mut bindings::super_block);

@@ -60,7 +60,12 @@ impl Pmem {
     /// `base..base+len` must be a kernel mapping of the device that stays valid
     /// until the `Pmem` is dropped, and `pfn0` the frame of `base`.
     pub(crate) unsafe fn new(base: *mut u8, len: usize, pfn0: u64, insn: FlushInsn) -> Pmem {
-        Pmem { base, len, pfn0, insn }
+        Pmem {
+            base,
+            len,
+            pfn0,
+            insn,
+        }
     }
 
     fn range(&self, off: u64, n: usize) -> Result<*mut u8> {
@@ -186,7 +191,12 @@ impl Pmem {
     }
 
     /// Copy `n` bytes at `off` to a user iterator. Returns bytes copied.
-    pub(crate) fn copy_to_iter(&self, off: u64, n: usize, iter: &mut super::vfs::IovIter) -> Result<usize> {
+    pub(crate) fn copy_to_iter(
+        &self,
+        off: u64,
+        n: usize,
+        iter: &mut super::vfs::IovIter,
+    ) -> Result<usize> {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
         // valid for the duration of the call (IovIter invariant).
@@ -196,7 +206,12 @@ impl Pmem {
     /// Copy `n` bytes from a user iterator into pmem with non-temporal stores
     /// (cache lines written back), ready for a [`fence`]. Returns bytes copied.
     #[inline(never)]
-    pub(crate) fn copy_from_iter_flushcache(&self, off: u64, n: usize, iter: &mut super::vfs::IovIter) -> Result<usize> {
+    pub(crate) fn copy_from_iter_flushcache(
+        &self,
+        off: u64,
+        n: usize,
+        iter: &mut super::vfs::IovIter,
+    ) -> Result<usize> {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
         // valid for the duration of the call (IovIter invariant).
@@ -211,11 +226,15 @@ fn flush_line(insn: FlushInsn, addr: usize) {
     // these instructions only write back cache lines and do not modify memory.
     unsafe {
         match insn {
-            FlushInsn::Clwb => core::arch::asm!("clwb [{0}]", in(reg) addr, options(nostack, preserves_flags)),
+            FlushInsn::Clwb => {
+                core::arch::asm!("clwb [{0}]", in(reg) addr, options(nostack, preserves_flags))
+            }
             FlushInsn::Clflushopt => {
                 core::arch::asm!("clflushopt [{0}]", in(reg) addr, options(nostack, preserves_flags))
             }
-            FlushInsn::Clflush => core::arch::asm!("clflush [{0}]", in(reg) addr, options(nostack, preserves_flags)),
+            FlushInsn::Clflush => {
+                core::arch::asm!("clflush [{0}]", in(reg) addr, options(nostack, preserves_flags))
+            }
         }
     }
 }

@@ -59,7 +59,8 @@ unsafe impl<T> Sync for SyncCell<T> {}
 static mut ATTRS: [bindings::kobj_attribute; NCOUNTERS + 1] =
     // SAFETY: an all-zero kobj_attribute is valid (null name, no callbacks); filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-static mut ATTR_PTRS: [*mut bindings::attribute; NCOUNTERS + 2] = [core::ptr::null_mut(); NCOUNTERS + 2];
+static mut ATTR_PTRS: [*mut bindings::attribute; NCOUNTERS + 2] =
+    [core::ptr::null_mut(); NCOUNTERS + 2];
 static mut GROUP: bindings::attribute_group =
     // SAFETY: an all-zero attribute_group is valid; filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
@@ -79,8 +80,12 @@ unsafe extern "C" fn show(
     // this callback on our own ktype); `attr` is one of ATTRS.
     unsafe {
         let obj = kobj as *mut StatsObj;
-        let idx = attr.offset_from(core::ptr::addr_of_mut!(ATTRS) as *mut bindings::kobj_attribute) as usize;
-        let mut w = Writer { buf: buf as *mut u8, len: 0 };
+        let idx = attr.offset_from(core::ptr::addr_of_mut!(ATTRS) as *mut bindings::kobj_attribute)
+            as usize;
+        let mut w = Writer {
+            buf: buf as *mut u8,
+            len: 0,
+        };
         if idx < NCOUNTERS {
             let v = (*obj).counters[idx].load(Ordering::Relaxed);
             let _ = core::fmt::write(&mut w, format_args!("{}\n", v));
@@ -126,8 +131,12 @@ pub(crate) fn init() -> Result {
         GROUPS[0] = core::ptr::addr_of!(GROUP);
         KTYPE.release = Some(release);
         KTYPE.sysfs_ops = core::ptr::addr_of!(bindings::kobj_sysfs_ops);
-        KTYPE.default_groups = core::ptr::addr_of_mut!(GROUPS) as *mut *const bindings::attribute_group;
-        let root = bindings::kobject_create_and_add(c"ferrofs".as_ptr() as *const kernel::ffi::c_char, bindings::fs_kobj);
+        KTYPE.default_groups =
+            core::ptr::addr_of_mut!(GROUPS) as *mut *const bindings::attribute_group;
+        let root = bindings::kobject_create_and_add(
+            c"ferrofs".as_ptr() as *const kernel::ffi::c_char,
+            bindings::fs_kobj,
+        );
         if root.is_null() {
             return Err(ENOMEM);
         }
@@ -150,8 +159,13 @@ impl Stats {
         let size = core::mem::size_of::<StatsObj>();
         // SAFETY: plain allocation; zeroed memory is a valid StatsObj except for
         // `insn`, written before use below.
-        let obj = unsafe { bindings::krealloc(core::ptr::null(), size, bindings::GFP_KERNEL | bindings::__GFP_ZERO) }
-            as *mut StatsObj;
+        let obj = unsafe {
+            bindings::krealloc(
+                core::ptr::null(),
+                size,
+                bindings::GFP_KERNEL | bindings::__GFP_ZERO,
+            )
+        } as *mut StatsObj;
         if obj.is_null() {
             return Err(ENOMEM);
         }

@@ -8,9 +8,9 @@
 use super::locks::{RawMutex, RwSem};
 use super::xarray::XArray;
 use crate::super_::FsInfo;
-use kernel::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::bindings;
 use kernel::error::{code::*, from_result, Error, Result};
+use kernel::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::types::Opaque;
 
 /// `statfs` magic: "FRRF".
@@ -92,7 +92,9 @@ impl Inode {
     /// Callers hold `i_rwsem` (or own the inode exclusively).
     pub(crate) fn set_size(&self, size: u64) {
         // SAFETY: as size(); writers are serialised by i_rwsem.
-        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*self.raw()).i_size), size as i64) };
+        unsafe {
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*self.raw()).i_size), size as i64)
+        };
     }
 
     pub(crate) fn mode(&self) -> u16 {
@@ -146,9 +148,18 @@ impl Inode {
         unsafe {
             let i = &*self.raw();
             [
-                Time { sec: i.i_atime_sec, nsec: i.i_atime_nsec },
-                Time { sec: i.i_mtime_sec, nsec: i.i_mtime_nsec },
-                Time { sec: i.i_ctime_sec, nsec: i.i_ctime_nsec },
+                Time {
+                    sec: i.i_atime_sec,
+                    nsec: i.i_atime_nsec,
+                },
+                Time {
+                    sec: i.i_mtime_sec,
+                    nsec: i.i_mtime_nsec,
+                },
+                Time {
+                    sec: i.i_ctime_sec,
+                    nsec: i.i_ctime_nsec,
+                },
             ]
         }
     }
@@ -190,7 +201,11 @@ impl Inode {
     }
     pub(crate) fn invalidate_lock(&self) -> &RwSem {
         // SAFETY: i_data.invalidate_lock is initialised by inode_init_once.
-        unsafe { RwSem::from_raw(core::ptr::addr_of_mut!((*self.raw()).i_data.invalidate_lock)) }
+        unsafe {
+            RwSem::from_raw(core::ptr::addr_of_mut!(
+                (*self.raw()).i_data.invalidate_lock
+            ))
+        }
     }
 
     /// Zap user PTEs of the file range `start..start+len` (`len` 0: to EOF)
@@ -320,7 +335,13 @@ pub(crate) struct NewInode(*mut bindings::inode);
 impl NewInode {
     /// Allocate a VFS inode numbered `ino` for a new object in `dir`: owner,
     /// group (setgid dirs) and mode as the VFS rules say, times now.
-    pub(crate) fn new(dir: &Inode, idmap: &IdMap, ino: u32, mode: u16, kind: Kind) -> Result<NewInode> {
+    pub(crate) fn new(
+        dir: &Inode,
+        idmap: &IdMap,
+        ino: u32,
+        mode: u16,
+        kind: Kind,
+    ) -> Result<NewInode> {
         // SAFETY: dir is live, so its superblock is.
         let p = unsafe { bindings::new_inode((*dir.raw()).i_sb) };
         if p.is_null() {
@@ -721,10 +742,11 @@ static FILE_FOPS: Table<bindings::file_operations> = Table(bindings::file_operat
     ..zeroed!()
 });
 
-static AOPS: Table<bindings::address_space_operations> = Table(bindings::address_space_operations {
-    writepages: Some(writepages),
-    ..zeroed!()
-});
+static AOPS: Table<bindings::address_space_operations> =
+    Table(bindings::address_space_operations {
+        writepages: Some(writepages),
+        ..zeroed!()
+    });
 
 static VM_OPS: Table<bindings::vm_operations_struct> = Table(bindings::vm_operations_struct {
     fault: Some(fault),
@@ -780,7 +802,11 @@ unsafe extern "C" fn mount(
     unsafe { bindings::mount_bdev(t, flags, dev, data, Some(fill_super)) }
 }
 
-unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, data: *mut c_void, _silent: c_int) -> c_int {
+unsafe extern "C" fn fill_super(
+    sb: *mut bindings::super_block,
+    data: *mut c_void,
+    _silent: c_int,
+) -> c_int {
     // `data` is the option string (a page, NUL-terminated) or NULL.
     let opts = if data.is_null() {
         None
@@ -810,7 +836,8 @@ unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
 unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut bindings::inode {
     let size = core::mem::size_of::<Inode>();
     // SAFETY: plain allocation.
-    let p = unsafe { bindings::krealloc(core::ptr::null(), size, bindings::GFP_KERNEL) } as *mut Inode;
+    let p =
+        unsafe { bindings::krealloc(core::ptr::null(), size, bindings::GFP_KERNEL) } as *mut Inode;
     if p.is_null() {
         return core::ptr::null_mut();
     }
@@ -840,7 +867,11 @@ unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     let i = unsafe { Inode::from_raw(inode) };
     // SAFETY: as above.
     unsafe { bindings::truncate_inode_pages_final(core::ptr::addr_of_mut!((*inode).i_data)) };
-    crate::inode::evict(i);
+    // A bad inode (failed to load) has nothing of ours to release.
+    // SAFETY: live inode.
+    if !unsafe { bindings::is_bad_inode(inode) } {
+        crate::inode::evict(i);
+    }
     // SAFETY: as above.
     unsafe { bindings::clear_inode(inode) };
     i.dirty.destroy();
@@ -850,7 +881,11 @@ unsafe extern "C" fn dirty_inode(inode: *mut bindings::inode, _flags: c_int) {
     // SAFETY: live ferrofs inode.
     let i = unsafe { Inode::from_raw(inode) };
     if let Err(e) = crate::inode::write_inode(i) {
-        kernel::pr_err!("ferrofs: inode {}: writing metadata failed: {:?}\n", i.ino(), e);
+        kernel::pr_err!(
+            "ferrofs: inode {}: writing metadata failed: {:?}\n",
+            i.ino(),
+            e
+        );
     }
 }
 
@@ -874,7 +909,10 @@ unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::k
     0
 }
 
-unsafe extern "C" fn show_options(m: *mut bindings::seq_file, _root: *mut bindings::dentry) -> c_int {
+unsafe extern "C" fn show_options(
+    m: *mut bindings::seq_file,
+    _root: *mut bindings::dentry,
+) -> c_int {
     // SAFETY: valid seq_file for the call. ferrofs is always DAX; fstests and
     // users look for "dax" in /proc/mounts.
     unsafe { super::seq_puts(m, c",dax".as_ptr() as *const c_char) };
@@ -891,7 +929,11 @@ unsafe extern "C" fn sync_fs(_sb: *mut bindings::super_block, _wait: c_int) -> c
 // ---------------------------------------------------------------------------
 // Trampolines: namespace
 
-unsafe extern "C" fn lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
+unsafe extern "C" fn lookup(
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    _flags: c_uint,
+) -> *mut bindings::dentry {
     // SAFETY: VFS passes a live directory and a negative dentry, parent locked.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
     match crate::namei::lookup(dir, d) {
@@ -912,7 +954,9 @@ unsafe extern "C" fn create(
 ) -> c_int {
     // SAFETY: VFS passes a live directory (locked) and a negative dentry.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
-    from_result(|| crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|_| 0))
+    from_result(|| {
+        crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|_| 0)
+    })
 }
 
 unsafe extern "C" fn mkdir(
@@ -934,14 +978,28 @@ unsafe extern "C" fn symlink(
 ) -> c_int {
     // SAFETY: as create; `target` is a NUL-terminated kernel string.
     let (dir, d, t) = unsafe {
-        (Inode::from_raw(dir), Dentry::from_raw(dentry), core::ffi::CStr::from_ptr(target as *const core::ffi::c_char))
+        (
+            Inode::from_raw(dir),
+            Dentry::from_raw(dentry),
+            core::ffi::CStr::from_ptr(target as *const core::ffi::c_char),
+        )
     };
     from_result(|| crate::namei::symlink(&IdMap(idmap), dir, d, t.to_bytes()).map(|_| 0))
 }
 
-unsafe extern "C" fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, new: *mut bindings::dentry) -> c_int {
+unsafe extern "C" fn link(
+    old: *mut bindings::dentry,
+    dir: *mut bindings::inode,
+    new: *mut bindings::dentry,
+) -> c_int {
     // SAFETY: VFS passes a positive old dentry and a locked directory.
-    let (old, dir, new) = unsafe { (Dentry::from_raw(old), Inode::from_raw(dir), Dentry::from_raw(new)) };
+    let (old, dir, new) = unsafe {
+        (
+            Dentry::from_raw(old),
+            Inode::from_raw(dir),
+            Dentry::from_raw(new),
+        )
+    };
     from_result(|| crate::namei::link(old, dir, new).map(|_| 0))
 }
 
@@ -967,7 +1025,12 @@ unsafe extern "C" fn rename(
 ) -> c_int {
     // SAFETY: VFS passes both directories locked and both dentries live.
     let (od, o, nd, n) = unsafe {
-        (Inode::from_raw(old_dir), Dentry::from_raw(old), Inode::from_raw(new_dir), Dentry::from_raw(new))
+        (
+            Inode::from_raw(old_dir),
+            Dentry::from_raw(old),
+            Inode::from_raw(new_dir),
+            Dentry::from_raw(new),
+        )
     };
     from_result(|| {
         if flags & !bindings::RENAME_NOREPLACE != 0 {
@@ -1039,7 +1102,10 @@ unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::io
     }
 }
 
-unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings::iov_iter) -> isize {
+unsafe extern "C" fn write_iter(
+    iocb: *mut bindings::kiocb,
+    from: *mut bindings::iov_iter,
+) -> isize {
     let mut k = Kiocb(iocb);
     let mut it = IovIter(from);
     // SAFETY: an open ferrofs file pins its inode for the call.
@@ -1055,13 +1121,23 @@ unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings:
     }
 }
 
-unsafe extern "C" fn fsync(file: *mut bindings::file, start: i64, end: i64, datasync: c_int) -> c_int {
+unsafe extern "C" fn fsync(
+    file: *mut bindings::file,
+    start: i64,
+    end: i64,
+    datasync: c_int,
+) -> c_int {
     // SAFETY: an open ferrofs file pins its inode.
     let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
     from_result(|| crate::dax::fsync(i, start as u64, end as u64, datasync != 0).map(|_| 0))
 }
 
-unsafe extern "C" fn fallocate(file: *mut bindings::file, mode: c_int, off: i64, len: i64) -> c_long {
+unsafe extern "C" fn fallocate(
+    file: *mut bindings::file,
+    mode: c_int,
+    off: i64,
+    len: i64,
+) -> c_long {
     // SAFETY: an open ferrofs file pins its inode.
     let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
     from_result(|| {
@@ -1072,7 +1148,10 @@ unsafe extern "C" fn fallocate(file: *mut bindings::file, mode: c_int, off: i64,
     }) as c_long
 }
 
-unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
+unsafe extern "C" fn iterate_shared(
+    file: *mut bindings::file,
+    ctx: *mut bindings::dir_context,
+) -> c_int {
     // SAFETY: an open directory pins its inode; the VFS holds it shared.
     let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
     let mut c = DirContext(ctx);
@@ -1089,7 +1168,11 @@ unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area
         // (vmf_insert_mixed_mkwrite is not exported to modules). Private
         // mappings are MIXEDMAP and only ever get read-only PTEs: the core
         // copies on write.
-        let extra = if is_cow_mapping(flags) { bindings::VM_MIXEDMAP } else { bindings::VM_PFNMAP };
+        let extra = if is_cow_mapping(flags) {
+            bindings::VM_MIXEDMAP
+        } else {
+            bindings::VM_PFNMAP
+        };
         super::ferrofs_vm_flags_set(vma, extra as c_ulong);
         (*vma).vm_ops = &VM_OPS.0;
     }
@@ -1104,10 +1187,17 @@ unsafe extern "C" fn pfn_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_f
     crate::dax::pfn_mkwrite(&VmFault(vmf))
 }
 
-unsafe extern "C" fn writepages(mapping: *mut bindings::address_space, wbc: *mut bindings::writeback_control) -> c_int {
+unsafe extern "C" fn writepages(
+    mapping: *mut bindings::address_space,
+    wbc: *mut bindings::writeback_control,
+) -> c_int {
     // SAFETY: writeback of a live ferrofs inode's mapping.
     let (i, start, end) = unsafe {
-        (Inode::from_raw((*mapping).host), (*wbc).range_start as u64, (*wbc).range_end as u64)
+        (
+            Inode::from_raw((*mapping).host),
+            (*wbc).range_start as u64,
+            (*wbc).range_end as u64,
+        )
     };
     from_result(|| crate::dax::writeback(i, start, end).map(|_| 0))
 }

@@ -67,7 +67,12 @@ impl XArray {
     pub(crate) fn mark_dirty(&self, index: u64, block: u64) -> Result<bool> {
         // SAFETY: valid xarray; xa_store takes the lock and may allocate.
         let old = unsafe {
-            bindings::xa_store(self.as_ptr(), index as _, mk_value(block), bindings::GFP_KERNEL)
+            bindings::xa_store(
+                self.as_ptr(),
+                index as _,
+                mk_value(block),
+                bindings::GFP_KERNEL,
+            )
         };
         xa_err(old)?;
         let _g = self.lock();
@@ -102,7 +107,9 @@ impl XArray {
         // and __xa_clear_mark, so the three see one state.
         unsafe {
             let e = bindings::xa_load(self.as_ptr(), index as _);
-            if to_value(e) != Some(block) || !bindings::xa_get_mark(self.as_ptr(), index as _, XA_MARK_DIRTY) {
+            if to_value(e) != Some(block)
+                || !bindings::xa_get_mark(self.as_ptr(), index as _, XA_MARK_DIRTY)
+            {
                 return Claim::Dropped;
             }
             bindings::__xa_clear_mark(self.as_ptr(), index as _, XA_MARK_DIRTY);

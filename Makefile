@@ -1,0 +1,36 @@
+# ferrofs: `make run` shows it working, `make check` tests it. Both set up
+# everything they need on a fresh Debian 12 machine (see README.md).
+.PHONY: all setup kernel module tools run check bench shell lint clean
+
+all: module tools
+
+setup:
+	@bash scripts/setup.sh
+
+kernel: setup
+	@bash scripts/kernel.sh >/dev/null
+
+# Rebuild only the module (the kernel must be built).
+module:
+	@bash scripts/module.sh
+
+tools:
+	@cd tools && cargo build --release --quiet
+
+run:
+	@bash scripts/build.sh
+	@bash scripts/vm.sh -- bash tests/demo.sh
+
+check:
+	@bash scripts/check.sh
+
+shell:
+	@bash scripts/build.sh
+	@bash scripts/vm.sh --shell
+
+lint:
+	@bash scripts/lint.sh
+
+clean:
+	@bash scripts/module.sh clean 2>/dev/null || true
+	@cd tools && cargo clean

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `make check`: set up, build, run host tests, then the guest suite; print one
+# summary line `N passed, N failed, N skipped` and exit non-zero on failure.
+source "$(dirname "$0")/common.sh"
+cd "$FERRO_ROOT"
+start=$SECONDS
+bash scripts/build.sh
+
+passed=0 failed=0 skipped=0
+failures=()
+RESULTS=${FERRO_RESULTS:-$FERRO_ROOT/results/check}
+mkdir -p "$RESULTS"
+
+# 1. Host tests: the on-media format, mkfs and the tools.
+log "host: cargo test (tools/)"
+if (cd tools && cargo test --release 2>&1) | tee "$RESULTS/host.log" | grep -E '^test result|FAILED|panicked' ; then :; fi
+while read -r p f i; do
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
+done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' "$RESULTS/host.log")
+if grep -qE '^error(\[|:)' "$RESULTS/host.log"; then
+  failed=$((failed + 1)); failures+=("host: cargo test did not build")
+fi
+grep -E '^test .* FAILED$' "$RESULTS/host.log" | while read -r _ name _; do echo "  host: $name"; done
+
+# 2. Guest suite.
+count_tap() {  # $1: TAP file, $2: label
+  local line
+  while IFS= read -r line; do
+    if [[ $line =~ ^not\ ok\ [0-9]+\ (.*)$ ]]; then
+      failed=$((failed + 1)); failures+=("$2: ${BASH_REMATCH[1]}")
+    elif [[ $line =~ ^ok\ [0-9]+\ .*\#\ SKIP ]]; then
+      skipped=$((skipped + 1))
+    elif [[ $line =~ ^ok\ [0-9]+\  ]]; then
+      passed=$((passed + 1))
+    fi
+  done < "$1"
+}
+# Any of these in the guest kernel log fails the run.
+BAD='BUG:|WARNING:|Oops|general protection fault|possible circular locking|possible recursive locking|inconsistent lock state|KASAN|UBSAN|sleeping function called from invalid context|Call Trace:|Kernel panic'
+kernel_log_clean() {  # $1: label
+  if grep -E "$BAD" "$FERRO_CACHE/out/console.log" > "$RESULTS/$1-kernel-bad.log"; then
+    failed=$((failed + 1)); failures+=("$1: kernel log clean")
+    log "$1: the kernel log has errors:"; grep -E -A20 "$BAD" "$FERRO_CACHE/out/console.log" | head -n 60 >&2
+  else
+    passed=$((passed + 1))
+  fi
+}
+guest_run() {  # $1: label, rest: command
+  local label=$1 rc=0; shift
+  log "guest: $label"
+  bash scripts/vm.sh --timeout "${FERRO_GUEST_TIMEOUT:-1800}" -- "$@" | tee "$RESULTS/$label.tap" || rc=$?
+  cp "$FERRO_CACHE/out/console.log" "$RESULTS/$label-console.log" 2>/dev/null || true
+  count_tap "$RESULTS/$label.tap" "$label"
+  if [ "$rc" != 0 ]; then
+    failed=$((failed + 1))
+    case $rc in
+      124) failures+=("$label: guest timed out and was killed") ;;
+      125) failures+=("$label: guest died (panic/oops) before the suite finished") ;;
+      *) failures+=("$label: guest suite exited $rc") ;;
+    esac
+  fi
+  kernel_log_clean "$label"
+}
+guest_run suite bash tests/run.sh
+# Persistence across a reboot: the suite left files on pmem1; boot again on
+# the same file-backed memory and check them.
+guest_run reboot bash tests/reboot-verify.sh
+
+echo
+if ((${#failures[@]})); then
+  echo "Failed:"
+  printf '  %s\n' "${failures[@]}"
+fi
+echo "make check took $((SECONDS - start)) s; results in $RESULTS"
+echo "$passed passed, $failed failed, $skipped skipped"
+((failed == 0))
