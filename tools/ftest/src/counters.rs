@@ -142,7 +142,11 @@ pub fn fmt_delta(d: i128) -> String {
 
 /// The label of a sum of counters: `write_faults+pfn_mkwrite`.
 pub fn label(fields: &[Field]) -> String {
-    fields.iter().map(|f| f.name()).collect::<Vec<_>>().join("+")
+    fields
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// `None` if `actual == expected`, else the diagnostic
@@ -226,12 +230,18 @@ mod tests {
 
     #[test]
     fn invariant() {
-        assert_eq!(read(&sample("10", "8", "2")).unwrap().invariant_violation(), None);
+        assert_eq!(
+            read(&sample("10", "8", "2")).unwrap().invariant_violation(),
+            None
+        );
         let v = read(&sample("10", "9", "2")).unwrap().invariant_violation();
         assert!(v.unwrap().contains("= 11 > entries_marked (10)"));
         // No overflow with huge values.
         let m = u64::MAX.to_string();
-        assert!(read(&sample(&m, &m, &m)).unwrap().invariant_violation().is_some());
+        assert!(read(&sample(&m, &m, &m))
+            .unwrap()
+            .invariant_violation()
+            .is_some());
     }
 
     #[test]
@@ -240,10 +250,16 @@ mod tests {
         let b = read(&sample("21", "11", "0")).unwrap();
         assert_eq!(delta(&a, &b, &[Field::EntriesFlushed]), 11);
         assert_eq!(delta(&b, &a, &[Field::EntriesFlushed]), -11);
-        assert_eq!(delta(&a, &b, &[Field::EntriesFlushed, Field::EntriesMarked]), 22);
+        assert_eq!(
+            delta(&a, &b, &[Field::EntriesFlushed, Field::EntriesMarked]),
+            22
+        );
         assert_eq!(fmt_delta(0), "+0");
         assert_eq!(fmt_delta(-3), "-3");
-        assert_eq!(label(&[Field::WriteFaults, Field::PfnMkwrite]), "write_faults+pfn_mkwrite");
+        assert_eq!(
+            label(&[Field::WriteFaults, Field::PfnMkwrite]),
+            "write_faults+pfn_mkwrite"
+        );
         assert_eq!(delta_mismatch("entries_flushed", 10, 10, "fsync"), None);
         assert_eq!(
             delta_mismatch("entries_flushed", 10, 11, "after fsync").unwrap(),

@@ -30,7 +30,8 @@ pub fn word(seed: u64, w: u64) -> u64 {
 }
 
 /// The pattern byte at offset `off`.
-pub fn byte(seed: u64, off: u64) -> u8 {
+#[cfg(test)]
+fn byte(seed: u64, off: u64) -> u8 {
     word(seed, off / 8).to_le_bytes()[(off % 8) as usize]
 }
 

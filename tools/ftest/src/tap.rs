@@ -106,7 +106,11 @@ mod tests {
 
     #[test]
     fn child_protocol_round_trips() {
-        for o in [Outcome::Pass, Outcome::Fail, Outcome::Skip("why not".into())] {
+        for o in [
+            Outcome::Pass,
+            Outcome::Fail,
+            Outcome::Skip("why not".into()),
+        ] {
             let line = encode_result(&o);
             assert!(line.ends_with('\n'));
             assert_eq!(decode_line(line.trim_end()), ChildLine::Result(o));
