@@ -57,7 +57,7 @@ qemu_args() {  # $1 = accel
     -object "memory-backend-file,id=ram0,size=$GUEST_RAM,mem-path=$PMEM_FILE,share=on" \
     -machine q35,memory-backend=ram0 \
     -kernel "$BZ" -append "$cmdline" \
-    -fsdev local,id=root,path=/,security_model=none,readonly=on \
+    -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=root,mount_tag=fsroot \
     -fsdev "local,id=src,path=$FERRO_ROOT,security_model=none,readonly=on" \
     -device virtio-9p-pci,fsdev=src,mount_tag=src \

@@ -87,14 +87,14 @@ impl Allocator {
 
     pub(crate) fn free_block(&mut self, pmem: &Pmem, g: &Geometry, b: u64) -> Result {
         if b < g.data_start || b >= g.blocks_count {
-            kernel::pr_err!("ferrofs: freeing block {} outside the data area\n", b);
+            kernel::pr_err!("freeing block {} outside the data area\n", b);
             return Err(EIO);
         }
         let off = (g.bitmap_start << format::BLOCK_SHIFT) + (b / 64) * 8;
         let v = pmem.read_u64(off)?;
         let m = 1u64 << (b % 64);
         if v & m == 0 {
-            kernel::pr_err!("ferrofs: block {} freed twice\n", b);
+            kernel::pr_err!("block {} freed twice\n", b);
             return Err(EIO);
         }
         pmem.write_u64_atomic(off, v & !m)?;

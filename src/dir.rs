@@ -48,10 +48,7 @@ fn for_each(
 fn check_ino(fs: &FsInfo, d: &Dirent) -> Result<u32> {
     let ino = d.ino.get();
     if !crate::alloc::ino_valid(&fs.geo, ino) {
-        kernel::pr_err!(
-            "ferrofs: directory entry names inode {} (out of range)\n",
-            ino
-        );
+        kernel::pr_err!("directory entry names inode {} (out of range)\n", ino);
         return Err(EIO);
     }
     Ok(ino)

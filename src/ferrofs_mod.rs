@@ -41,7 +41,7 @@ struct FerroFs {
 impl kernel::Module for FerroFs {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let registration = sys::vfs::Registration::new(module)?;
-        pr_info!("ferrofs: loaded\n");
+        pr_info!("loaded\n");
         Ok(FerroFs {
             _registration: registration,
         })
@@ -50,6 +50,6 @@ impl kernel::Module for FerroFs {
 
 impl Drop for FerroFs {
     fn drop(&mut self) {
-        pr_info!("ferrofs: unloaded\n");
+        pr_info!("unloaded\n");
     }
 }

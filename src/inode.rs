@@ -20,16 +20,16 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     let fs = inode.fs();
     let ino = inode.ino();
     if !ino_valid(&fs.geo, ino) {
-        pr_err!("ferrofs: inode number {} out of range\n", ino);
+        pr_err!("inode number {} out of range\n", ino);
         return Err(EIO);
     }
     let d: DiskInode = fs.pmem.read_pod(inode_off(&fs.geo, ino))?;
     if d.is_free() {
-        pr_err!("ferrofs: inode {} is referenced but free\n", ino);
+        pr_err!("inode {} is referenced but free\n", ino);
         return Err(EIO);
     }
     if let Err(e) = d.validate(ino, fs.geo.blocks_count) {
-        pr_err!("ferrofs: inode {} is corrupt: {}\n", ino, e.reason());
+        pr_err!("inode {} is corrupt: {}\n", ino, e.reason());
         return Err(EIO);
     }
     let kind = match d.mode.get() & format::S_IFMT {
@@ -41,7 +41,7 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     if kind == Kind::Symlink {
         let b = d.direct[0].get() as u64;
         if b < fs.geo.data_start || d.size.get() >= BLOCK_SIZE as u64 {
-            pr_err!("ferrofs: symlink inode {} is corrupt\n", ino);
+            pr_err!("symlink inode {} is corrupt\n", ino);
             return Err(EIO);
         }
         // The target is NUL-terminated in its block (written so by symlink);
@@ -50,7 +50,7 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
         let mut nul = [0u8; 1];
         fs.pmem.read(end, &mut nul)?;
         if nul[0] != 0 {
-            pr_err!("ferrofs: symlink inode {} target is not terminated\n", ino);
+            pr_err!("symlink inode {} target is not terminated\n", ino);
             return Err(EIO);
         }
         inode.set_link(
@@ -152,7 +152,7 @@ fn ptr_off(block: u64, idx: usize) -> u64 {
 fn check_ptr(fs: &FsInfo, b: u32) -> Result<u64> {
     let b = b as u64;
     if b != 0 && (b < fs.geo.data_start || b >= fs.geo.blocks_count) {
-        pr_err!("ferrofs: block pointer {} outside the data area\n", b);
+        pr_err!("block pointer {} outside the data area\n", b);
         return Err(EIO);
     }
     Ok(b)
@@ -433,25 +433,17 @@ pub(crate) fn evict(inode: &Inode) {
         let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);
         if on_media {
             if let Err(e) = free_range(inode, 0, u64::MAX) {
-                pr_err!(
-                    "ferrofs: inode {}: freeing blocks failed: {:?}\n",
-                    inode.ino(),
-                    e
-                );
+                pr_err!("inode {}: freeing blocks failed: {:?}\n", inode.ino(), e);
             }
             let r = fs.alloc.lock().free_inode(&fs.pmem, &fs.geo, inode.ino());
             if let Err(e) = r {
-                pr_err!(
-                    "ferrofs: inode {}: freeing the inode failed: {:?}\n",
-                    inode.ino(),
-                    e
-                );
+                pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }
             crate::sys::pmem::fence();
         }
     } else if let Err(e) = crate::dax::writeback_evicting(inode) {
         pr_err!(
-            "ferrofs: inode {}: writeback at eviction failed: {:?}\n",
+            "inode {}: writeback at eviction failed: {:?}\n",
             inode.ino(),
             e
         );

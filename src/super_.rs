@@ -83,13 +83,13 @@ fn parse_options(opts: Option<&core::ffi::CStr>) -> Result {
             b"" | b"dax" | b"dax=always" | b"rw" | b"ro" => {}
             b"dax=never" | b"dax=inode" => {
                 pr_err!(
-                    "ferrofs: {} is not supported: ferrofs is DAX only\n",
+                    "{} is not supported: ferrofs is DAX only\n",
                     BStrDisplay(opt)
                 );
                 return Err(EINVAL);
             }
             _ => {
-                pr_err!("ferrofs: unknown mount option \"{}\"\n", BStrDisplay(opt));
+                pr_err!("unknown mount option \"{}\"\n", BStrDisplay(opt));
                 return Err(EINVAL);
             }
         }
@@ -120,7 +120,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     // SAFETY: the superblock's block device is open for the mount.
     let daxp = unsafe { crate::sys::ferrofs_dax_get(sb.bdev(), &mut start_off, holder) };
     if daxp.is_null() {
-        pr_err!("ferrofs: {:?}: device does not support DAX\n", dev);
+        pr_err!("{:?}: device does not support DAX\n", dev);
         return Err(EINVAL);
     }
     let dax = DaxDevice { dev: daxp, holder };
@@ -128,11 +128,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     let dev_bytes = unsafe { crate::sys::ferrofs_bdev_bytes(sb.bdev()) };
     let pages = dev_bytes >> format::BLOCK_SHIFT;
     if pages < format::MIN_BLOCKS {
-        pr_err!(
-            "ferrofs: {:?}: device too small ({} bytes)\n",
-            dev,
-            dev_bytes
-        );
+        pr_err!("{:?}: device too small ({} bytes)\n", dev, dev_bytes);
         return Err(EINVAL);
     }
     let mut kaddr: *mut core::ffi::c_void = core::ptr::null_mut();
@@ -143,7 +139,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     };
     if n < pages as kernel::ffi::c_long {
         pr_err!(
-            "ferrofs: {:?}: cannot map the device for direct access ({})\n",
+            "{:?}: cannot map the device for direct access ({})\n",
             dev,
             n
         );
@@ -169,7 +165,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     let geo = match raw.validate(pages) {
         Ok(g) => g,
         Err(e) => {
-            pr_err!("ferrofs: {:?}: cannot mount: {}\n", dev, e.reason());
+            pr_err!("{:?}: cannot mount: {}\n", dev, e.reason());
             return Err(EINVAL);
         }
     };
@@ -195,17 +191,17 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     // SAFETY: just stored; lives until kill_sb.
     let fs = unsafe { &*fsp };
     let root = vfs::iget(fs, format::ROOT_INO).inspect_err(|_| {
-        pr_err!("ferrofs: {:?}: cannot read the root directory\n", dev);
+        pr_err!("{:?}: cannot read the root directory\n", dev);
     })?;
     if !root.get().is_dir() {
-        pr_err!("ferrofs: {:?}: root inode is not a directory\n", dev);
+        pr_err!("{:?}: root inode is not a directory\n", dev);
         return Err(EINVAL);
     }
     sb.set_root(root)?;
     {
         let a = fs.alloc.lock();
         pr_info!(
-            "ferrofs: mounted {:?}: {} blocks ({} free), {} inodes ({} free), flush with {}\n",
+            "mounted {:?}: {} blocks ({} free), {} inodes ({} free), flush with {}\n",
             dev,
             geo.blocks_count,
             a.free_blocks(),

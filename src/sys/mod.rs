@@ -79,6 +79,10 @@ extern "C" {
 #[allow(improper_ctypes)]
 extern "C" {
     /// From fs/seq_file.c (linux/seq_file.h is not in the bindings).
-    pub(crate) fn seq_puts(m: *mut bindings::seq_file, s: *const kernel::ffi::c_char);
+    pub(crate) fn seq_write(
+        m: *mut bindings::seq_file,
+        data: *const kernel::ffi::c_void,
+        len: usize,
+    ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_file_accessed(file: *mut bindings::file);
 }

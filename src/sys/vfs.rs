@@ -881,11 +881,7 @@ unsafe extern "C" fn dirty_inode(inode: *mut bindings::inode, _flags: c_int) {
     // SAFETY: live ferrofs inode.
     let i = unsafe { Inode::from_raw(inode) };
     if let Err(e) = crate::inode::write_inode(i) {
-        kernel::pr_err!(
-            "ferrofs: inode {}: writing metadata failed: {:?}\n",
-            i.ino(),
-            e
-        );
+        kernel::pr_err!("inode {}: writing metadata failed: {:?}\n", i.ino(), e);
     }
 }
 
@@ -915,7 +911,7 @@ unsafe extern "C" fn show_options(
 ) -> c_int {
     // SAFETY: valid seq_file for the call. ferrofs is always DAX; fstests and
     // users look for "dax" in /proc/mounts.
-    unsafe { super::seq_puts(m, c",dax".as_ptr() as *const c_char) };
+    unsafe { super::seq_write(m, b",dax".as_ptr() as *const c_void, 4) };
     0
 }
 
