@@ -20,7 +20,7 @@ done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; 
 if grep -qE '^error(\[|:)' "$RESULTS/host.log"; then
   failed=$((failed + 1)); failures+=("host: cargo test did not build")
 fi
-grep -E '^test .* FAILED$' "$RESULTS/host.log" | while read -r _ name _; do echo "  host: $name"; done
+grep -E '^test .* FAILED$' "$RESULTS/host.log" | while read -r _ name _; do failures+=("host: $name"); echo "  host: $name"; done || true
 
 # 2. Guest suite.
 count_tap() {  # $1: TAP file, $2: label
@@ -38,9 +38,13 @@ count_tap() {  # $1: TAP file, $2: label
 # Any of these in the guest kernel log fails the run.
 BAD='BUG:|WARNING:|Oops|general protection fault|possible circular locking|possible recursive locking|inconsistent lock state|KASAN|UBSAN|sleeping function called from invalid context|Call Trace:|Kernel panic'
 kernel_log_clean() {  # $1: label
-  if grep -E "$BAD" "$FERRO_CACHE/out/console.log" > "$RESULTS/$1-kernel-bad.log"; then
+  # The console (level <= 5, survives a panic) and the full dmesg saved by
+  # the guest's init at the end.
+  if cat "$FERRO_CACHE/out/console.log" "$FERRO_CACHE/out/dmesg.log" 2>/dev/null |
+    grep -E "$BAD" > "$RESULTS/$1-kernel-bad.log"; then
     failed=$((failed + 1)); failures+=("$1: kernel log clean")
-    log "$1: the kernel log has errors:"; grep -E -A20 "$BAD" "$FERRO_CACHE/out/console.log" | head -n 60 >&2
+    log "$1: the kernel log has errors:"
+    cat "$FERRO_CACHE/out/console.log" "$FERRO_CACHE/out/dmesg.log" 2>/dev/null | grep -E -A20 "$BAD" | head -n 60 >&2
   else
     passed=$((passed + 1))
   fi
@@ -50,6 +54,7 @@ guest_run() {  # $1: label, rest: command
   log "guest: $label"
   bash scripts/vm.sh --timeout "${FERRO_GUEST_TIMEOUT:-1800}" -- "$@" | tee "$RESULTS/$label.tap" || rc=$?
   cp "$FERRO_CACHE/out/console.log" "$RESULTS/$label-console.log" 2>/dev/null || true
+  cp "$FERRO_CACHE/out/dmesg.log" "$RESULTS/$label-dmesg.log" 2>/dev/null || true
   count_tap "$RESULTS/$label.tap" "$label"
   if [ "$rc" != 0 ]; then
     failed=$((failed + 1))

@@ -28,6 +28,7 @@ else
   bash /mnt/out/cmd.sh </dev/null >/dev/ttyS1 2>&1
   rc=$?
 fi
+dmesg > /mnt/out/dmesg.log 2>&1
 echo "$rc" > /mnt/out/rc
 sync
 echo o > /proc/sysrq-trigger

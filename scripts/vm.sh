@@ -33,7 +33,7 @@ BZ=$KDIR/arch/x86/boot/bzImage
 [ -f "$BZ" ] || die "no kernel at $BZ: run scripts/kernel.sh"
 OUT=${FERRO_OUT:-$FERRO_CACHE/out}
 mkdir -p "$OUT"
-rm -f "$OUT/rc" "$OUT/console.log" "$OUT/output.log"
+rm -f "$OUT/rc" "$OUT/console.log" "$OUT/output.log" "$OUT/dmesg.log"
 {
   echo '#!/bin/bash'
   echo 'cd /mnt/src'
@@ -51,7 +51,7 @@ qemu_args() {  # $1 = accel
   local cmdline="console=ttyS0 root=fsroot rootfstype=9p"
   cmdline+=" rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro"
   cmdline+=" init=$FERRO_ROOT/scripts/guest-init.sh $PMEM_CMDLINE"
-  cmdline+=" panic=-1 oops=panic loglevel=4 ferro_mode=$mode"
+  cmdline+=" panic=-1 oops=panic loglevel=5 ferro_mode=$mode"
   printf '%s\n' -nodefaults -no-reboot -display none -accel "$1" -cpu max -smp 2 \
     -m "$GUEST_RAM" \
     -object "memory-backend-file,id=ram0,size=$GUEST_RAM,mem-path=$PMEM_FILE,share=on" \
