@@ -3,10 +3,10 @@
 source "$(dirname "$0")/lib.sh"
 
 module_loads() {
-  dmesg -C
+  kmsg_mark
   insmod "$KO"
   grep -q '^ferrofs ' /proc/modules || fail "ferrofs not in /proc/modules"
-  dmesg | grep -q 'ferrofs: loaded' || fail "no load message in the kernel log"
+  kmsg_since | grep -q 'ferrofs: loaded' || fail "no load message in the kernel log"
 }
 filesystem_type_is_registered() {
   grep -qE '^\s*ferrofs$' /proc/filesystems || fail "$(cat /proc/filesystems | tr '\n' ' ')"
@@ -24,11 +24,11 @@ guest_cpu_has_clwb() {
   grep -qw clwb /proc/cpuinfo || fail "no clwb in /proc/cpuinfo flags"
 }
 module_unloads_and_reloads() {
-  dmesg -C
+  kmsg_mark
   rmmod ferrofs
   ! grep -qw ferrofs /proc/filesystems || fail "still registered after rmmod"
   [ ! -d /sys/fs/ferrofs ] || fail "/sys/fs/ferrofs left behind"
-  dmesg | grep -q 'ferrofs: unloaded' || fail "no unload message"
+  kmsg_since | grep -q 'ferrofs: unloaded' || fail "no unload message"
   insmod "$KO"
   grep -qw ferrofs /proc/filesystems || fail "not registered after reload"
 }

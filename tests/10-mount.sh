@@ -21,9 +21,9 @@ proc_mounts_shows_dax() {
   umount $MNT
 }
 mount_log_names_the_flush_instruction() {
-  dmesg -C
+  kmsg_mark
   fresh_mount
-  dmesg | grep -qE 'ferrofs: mounted "?pmem0"?: .* flush with (clwb|clflushopt|clflush)' || fail "$(dmesg | grep ferrofs)"
+  kmsg_since | grep -qE 'ferrofs: mounted "?pmem0"?: .* flush with (clwb|clflushopt|clflush)' || fail "$(kmsg_since | grep ferrofs)"
   assert_eq clwb "$(cat $STATS/flush_insn)" "flush_insn (the guest CPU has clwb)"
   umount $MNT
 }
@@ -32,13 +32,13 @@ mount_log_names_the_flush_instruction() {
 # in the kernel log says why; afterwards a proper mkfs makes DEV mountable.
 expect_einval() {
   local dev=$1 opts=$2 why=$3 out
-  dmesg -C
+  kmsg_mark
   mkdir -p $MNT
   if out=$(busybox mount -t ferrofs -o "$opts" "$dev" $MNT 2>&1); then
     umount $MNT; fail "mount -o $opts $dev succeeded"
   fi
   echo "$out" | grep -q "Invalid argument" || fail "mount error '$out', expected EINVAL"
-  dmesg | grep -q "ferrofs: .*$why" || fail "no 'ferrofs: ...$why' in the kernel log: $(dmesg | grep -i ferrofs)"
+  kmsg_since | grep -q "ferrofs: .*$why" || fail "no 'ferrofs: ...$why' in the kernel log: $(kmsg_since | grep -i ferrofs)"
 }
 still_mountable() {
   [ "$1" = "$DEV" ] || return 0

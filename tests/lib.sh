@@ -45,3 +45,7 @@ remount() {
   mount -t ferrofs -o dax "$d" "$m"
 }
 counter() { cat "$STATS/$1"; }
+# The kernel log is never cleared (make check scans all of it): cases mark
+# where they start and read what came after.
+kmsg_mark() { KMSG_MARK="ferrofs-test-mark-$RANDOM$RANDOM"; echo "$KMSG_MARK" > /dev/kmsg; }
+kmsg_since() { dmesg | sed -n "/$KMSG_MARK/,\$p"; }
