@@ -66,7 +66,8 @@ guest_run() {  # $1: label, rest: command
   fi
   kernel_log_clean "$label"
 }
-guest_run suite bash tests/run.sh
+# FERRO_TESTS=substring runs only the matching guest test files.
+guest_run suite bash tests/run.sh "${FERRO_TESTS:-}"
 # Persistence across a reboot: the suite left files on pmem1; boot again on
 # the same file-backed memory and check them.
 guest_run reboot bash tests/reboot-verify.sh
