@@ -71,6 +71,11 @@ static mut KTYPE: bindings::kobj_type =
 static ROOT: SyncCell<core::sync::atomic::AtomicPtr<bindings::kobject>> =
     SyncCell(core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()));
 
+/// sysfs `show` for every counter file.
+///
+/// # Safety
+/// Called by sysfs only for attributes of our ktype: `kobj` is the first
+/// field of a live [`StatsObj`], `attr` an element of `ATTRS`, `buf` a page.
 unsafe extern "C" fn show(
     kobj: *mut bindings::kobject,
     attr: *mut bindings::kobj_attribute,
@@ -83,7 +88,7 @@ unsafe extern "C" fn show(
         let idx = attr.offset_from(core::ptr::addr_of_mut!(ATTRS) as *mut bindings::kobj_attribute)
             as usize;
         let mut w = Writer {
-            buf: buf as *mut u8,
+            buf,
             len: 0,
         };
         if idx < NCOUNTERS {
@@ -111,6 +116,10 @@ impl core::fmt::Write for Writer {
     }
 }
 
+/// kobject release: frees the [`StatsObj`].
+///
+/// # Safety
+/// Called once by the kobject core when the last reference is dropped.
 unsafe extern "C" fn release(kobj: *mut bindings::kobject) {
     // SAFETY: the kobject is the first field of a StatsObj allocated with
     // krealloc in Stats::new; this is its last reference.

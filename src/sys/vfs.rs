@@ -4,6 +4,13 @@
 //! handles ([`Inode`], [`Dentry`], [`VmFault`], ...) that the filesystem
 //! modules work with. Errors come back as `Result` and are turned into errnos
 //! (or `vm_fault_t`) here.
+//!
+//! # Safety of the trampolines
+//! Every `unsafe extern "C" fn` below is called only by the kernel, through
+//! the operations tables in this file, with the arguments that table's C
+//! contract guarantees (live objects, the locks the VFS documents). Each one
+//! states at its `unsafe` block which of those guarantees it relies on.
+#![allow(clippy::missing_safety_doc)]
 
 use super::locks::{RawMutex, RwSem};
 use super::xarray::XArray;
@@ -951,7 +958,7 @@ unsafe extern "C" fn create(
     // SAFETY: VFS passes a live directory (locked) and a negative dentry.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
     from_result(|| {
-        crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|_| 0)
+        crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|()| 0)
     })
 }
 
@@ -963,7 +970,7 @@ unsafe extern "C" fn mkdir(
 ) -> c_int {
     // SAFETY: as create.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
-    from_result(|| crate::namei::mkdir(&IdMap(idmap), dir, d, mode).map(|_| 0))
+    from_result(|| crate::namei::mkdir(&IdMap(idmap), dir, d, mode).map(|()| 0))
 }
 
 unsafe extern "C" fn symlink(
@@ -980,7 +987,7 @@ unsafe extern "C" fn symlink(
             core::ffi::CStr::from_ptr(target as *const core::ffi::c_char),
         )
     };
-    from_result(|| crate::namei::symlink(&IdMap(idmap), dir, d, t.to_bytes()).map(|_| 0))
+    from_result(|| crate::namei::symlink(&IdMap(idmap), dir, d, t.to_bytes()).map(|()| 0))
 }
 
 unsafe extern "C" fn link(
@@ -996,19 +1003,19 @@ unsafe extern "C" fn link(
             Dentry::from_raw(new),
         )
     };
-    from_result(|| crate::namei::link(old, dir, new).map(|_| 0))
+    from_result(|| crate::namei::link(old, dir, new).map(|()| 0))
 }
 
 unsafe extern "C" fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
     // SAFETY: VFS passes a locked directory and a positive dentry.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
-    from_result(|| crate::namei::unlink(dir, d).map(|_| 0))
+    from_result(|| crate::namei::unlink(dir, d).map(|()| 0))
 }
 
 unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
     // SAFETY: as unlink.
     let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
-    from_result(|| crate::namei::rmdir(dir, d).map(|_| 0))
+    from_result(|| crate::namei::rmdir(dir, d).map(|()| 0))
 }
 
 unsafe extern "C" fn rename(
@@ -1032,7 +1039,7 @@ unsafe extern "C" fn rename(
         if flags & !bindings::RENAME_NOREPLACE != 0 {
             return Err(EINVAL);
         }
-        crate::namei::rename(od, o, nd, n).map(|_| 0)
+        crate::namei::rename(od, o, nd, n).map(|()| 0)
     })
 }
 
@@ -1125,7 +1132,7 @@ unsafe extern "C" fn fsync(
 ) -> c_int {
     // SAFETY: an open ferrofs file pins its inode.
     let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
-    from_result(|| crate::dax::fsync(i, start as u64, end as u64, datasync != 0).map(|_| 0))
+    from_result(|| crate::dax::fsync(i, start as u64, end as u64, datasync != 0).map(|()| 0))
 }
 
 unsafe extern "C" fn fallocate(
@@ -1140,7 +1147,7 @@ unsafe extern "C" fn fallocate(
         if off < 0 || len <= 0 {
             return Err(EINVAL);
         }
-        crate::file::fallocate(i, mode, off as u64, len as u64).map(|_| 0)
+        crate::file::fallocate(i, mode, off as u64, len as u64).map(|()| 0)
     }) as c_long
 }
 
@@ -1151,7 +1158,7 @@ unsafe extern "C" fn iterate_shared(
     // SAFETY: an open directory pins its inode; the VFS holds it shared.
     let i = unsafe { Inode::from_raw((*(*file).f_mapping).host) };
     let mut c = DirContext(ctx);
-    from_result(|| crate::dir::readdir(i, &mut c).map(|_| 0))
+    from_result(|| crate::dir::readdir(i, &mut c).map(|()| 0))
 }
 
 unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
@@ -1195,5 +1202,5 @@ unsafe extern "C" fn writepages(
             (*wbc).range_end as u64,
         )
     };
-    from_result(|| crate::dax::writeback(i, start, end).map(|_| 0))
+    from_result(|| crate::dax::writeback(i, start, end).map(|()| 0))
 }
