@@ -87,10 +87,7 @@ unsafe extern "C" fn show(
         let obj = kobj as *mut StatsObj;
         let idx = attr.offset_from(core::ptr::addr_of_mut!(ATTRS) as *mut bindings::kobj_attribute)
             as usize;
-        let mut w = Writer {
-            buf,
-            len: 0,
-        };
+        let mut w = Writer { buf, len: 0 };
         if idx < NCOUNTERS {
             let v = (*obj).counters[idx].load(Ordering::Relaxed);
             let _ = core::fmt::write(&mut w, format_args!("{}\n", v));
