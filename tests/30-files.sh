@@ -255,3 +255,9 @@ t fallocate_keep_size_and_punch_hole fallocate_keep_size_and_punch_hole
 t enospc_then_delete_and_reuse enospc_then_delete_and_reuse
 t mmap_stores_survive_remount_with_each_sync mmap_stores_survive_remount_with_each_sync
 umount $MNT
+
+# Everything above, as the module left it on the medium, checked by fsck.
+fsck_finds_the_image_consistent_after_the_workload() {
+  "$BIN/fsck-ferrofs" -n $DEV || fail "fsck-ferrofs exit $?"
+}
+t fsck_finds_the_image_consistent_after_the_workload fsck_finds_the_image_consistent_after_the_workload

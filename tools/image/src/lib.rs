@@ -72,6 +72,11 @@ impl Bitmap {
         self.bytes[(i / 8) as usize] |= 1 << (i % 8);
     }
 
+    /// Marks block `i` free. Panics if `i` is past the end of the bitmap.
+    pub fn clear(&mut self, i: u64) {
+        self.bytes[(i / 8) as usize] &= !(1 << (i % 8));
+    }
+
     /// Marks blocks `start..end` used (clamped to the bitmap's length).
     pub fn set_range(&mut self, start: u64, end: u64) {
         for i in start..end.min(self.len()) {
@@ -192,6 +197,15 @@ mod tests {
         assert_eq!(bm.len(), (BLOCK_SIZE * 8) as u64);
         assert!(!bm.get(bm.len() - 1));
         assert!(bm.get(bm.len()));
+    }
+
+    #[test]
+    fn bitmap_clear_frees_one_bit_only() {
+        let mut bm = Bitmap::zeroed(1);
+        bm.set_range(0, 16);
+        bm.clear(9);
+        assert_eq!(&bm.as_bytes()[..2], &[0xff, 0b1111_1101]);
+        assert!(!bm.get(9) && bm.get(8) && bm.get(10));
     }
 
     #[test]

@@ -1,0 +1,890 @@
+//! The benchmark cases. Each produces one or more series of samples; a
+//! series is one row of the results table (see args.rs for the list).
+//!
+//! Times are taken with CLOCK_MONOTONIC around exactly the calls measured;
+//! setup (creating files, pre-faulting, re-dirtying) is outside the timed
+//! region unless a series says it measures it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::flush::{self, Insn};
+use crate::json::Value;
+use crate::stats::Summary;
+use crate::sys::{self, secs, Fd, Map, PAGE};
+
+const MIB: u64 = 1 << 20;
+/// The file of cases 1, 3, 5 and 8.
+const BIG: u64 = 256 * MIB;
+/// Case 1 and 8: dirty page counts.
+pub const DIRTY_COUNTS: [usize; 4] = [1, 16, 256, 4096];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Microseconds per operation; lower is better.
+    Micros,
+    /// Pages (or operations) per second; higher is better.
+    Rate(&'static str),
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Micros => "us",
+            Unit::Rate(u) => u,
+        }
+    }
+    fn better(self) -> &'static str {
+        match self {
+            Unit::Micros => "lower",
+            Unit::Rate(_) => "higher",
+        }
+    }
+}
+
+/// One row of results.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub id: String,
+    pub case: u32,
+    /// Series of one curve share a group (plots, ratios); `x` is their
+    /// abscissa (dirty pages, file size in bytes, ...).
+    pub group: &'static str,
+    pub x: Option<u64>,
+    pub title: String,
+    pub unit: Unit,
+    /// Shown in the Markdown table (otherwise only in the JSON file).
+    pub table: bool,
+    pub samples: Vec<f64>,
+}
+
+impl Series {
+    pub fn to_json(&self) -> Value {
+        let sum = Summary::of(&self.samples);
+        let summary = match sum {
+            Some(s) => Value::obj(vec![
+                ("n", Value::Int(s.n as i64)),
+                ("min", Value::Num(s.min)),
+                ("p10", Value::Num(s.p10)),
+                ("median", Value::Num(s.median)),
+                ("p90", Value::Num(s.p90)),
+                ("max", Value::Num(s.max)),
+            ]),
+            None => Value::Null,
+        };
+        Value::obj(vec![
+            ("id", Value::str(&self.id)),
+            ("case", Value::Int(self.case as i64)),
+            ("group", Value::str(self.group)),
+            ("x", self.x.map_or(Value::Null, |x| Value::Int(x as i64))),
+            ("title", Value::str(&self.title)),
+            ("unit", Value::str(self.unit.name())),
+            ("better", Value::str(self.unit.better())),
+            ("table", Value::Bool(self.table)),
+            ("summary", summary),
+            ("samples", Value::nums(&self.samples)),
+        ])
+    }
+}
+
+/// How many samples each kind of series takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// fsync/msync/flush latencies (cases 1, 2, 4, 8).
+    pub latency: usize,
+    /// fsync with nothing dirty (case 3): cheap, so more.
+    pub clean: usize,
+    /// Whole-file fault sweeps (case 5).
+    pub sweeps: usize,
+    /// Batches of operations (cases 6, 7), and operations per batch.
+    pub batches: usize,
+    pub batch: usize,
+    /// Untimed runs before each latency series.
+    pub warmup: usize,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                latency: 15,
+                clean: 31,
+                sweeps: 3,
+                batches: 5,
+                batch: 32,
+                warmup: 2,
+            }
+        } else {
+            Plan {
+                latency: 51,
+                clean: 101,
+                sweeps: 9,
+                batches: 11,
+                batch: 128,
+                warmup: 3,
+            }
+        }
+    }
+}
+
+pub struct Bench {
+    pub dir: PathBuf,
+    pub fs: String,
+    pub plan: Plan,
+    pub insn: Insn,
+    pub series: Vec<Series>,
+    start: Instant,
+    /// Case 2's largest file is the largest that fits, but at most this.
+    pub max_file: u64,
+}
+
+/// xorshift64: page picks that defeat any "same page as last time" shortcut.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Case 1's page choice: `n` pages spread evenly over `pages` (one page per
+/// stride of pages / n, so they fall in as many 2 MiB regions as can be), or
+/// the first `n` pages (runs filling as few 2 MiB regions as can be).
+pub fn page_list(spread: bool, n: usize, pages: usize) -> Vec<usize> {
+    assert!(n > 0 && n <= pages);
+    if spread {
+        let stride = pages / n;
+        (0..n).map(|i| i * stride).collect()
+    } else {
+        (0..n).collect()
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    if b >= MIB && b.is_multiple_of(MIB) {
+        format!("{} MiB", b / MIB)
+    } else if b >= 1024 && b.is_multiple_of(1024) {
+        format!("{} KiB", b / 1024)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// "1 dirty page", "16 dirty pages".
+fn pages_word(n: usize, adj: &str) -> String {
+    format!("{n} {adj}page{}", if n == 1 { "" } else { "s" })
+}
+
+/// Median, p10 and p90 of a series, in its unit, for progress lines.
+fn describe(s: &Series) -> String {
+    match Summary::of(&s.samples) {
+        Some(m) => {
+            let f = |v: f64| match s.unit {
+                Unit::Micros => format!("{v:.1}"),
+                Unit::Rate(_) => format!("{v:.0}"),
+            };
+            format!(
+                "median {} {} (p10 {}, p90 {}; {} samples)",
+                f(m.median),
+                s.unit.name(),
+                f(m.p10),
+                f(m.p90),
+                m.n
+            )
+        }
+        None => "no samples".to_string(),
+    }
+}
+
+impl Bench {
+    pub fn new(dir: &Path, fs: &str, quick: bool, max_mib: u64) -> Bench {
+        Bench {
+            dir: dir.to_path_buf(),
+            fs: fs.to_string(),
+            plan: Plan::new(quick),
+            insn: Insn::detect(),
+            series: Vec::new(),
+            start: Instant::now(),
+            max_file: max_mib * MIB,
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        secs(self.start)
+    }
+
+    pub fn say(&self, msg: &str) {
+        eprintln!("[ferrobench {} +{:.0}s] {msg}", self.fs, self.elapsed());
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn record(&mut self, s: Series, took: f64) {
+        self.say(&format!("{}: {} [{took:.1} s]", s.title, describe(&s)));
+        self.series.push(s);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: String,
+        case: u32,
+        group: &'static str,
+        x: Option<u64>,
+        title: String,
+        unit: Unit,
+        table: bool,
+        samples: Vec<f64>,
+        took: f64,
+    ) {
+        self.record(
+            Series {
+                id,
+                case,
+                group,
+                x,
+                title,
+                unit,
+                table,
+                samples,
+            },
+            took,
+        );
+    }
+
+    /// A file of `size` bytes of written (not unwritten or sparse) data,
+    /// made durable.
+    fn make_file(&self, name: &str, size: u64) -> Result<(PathBuf, Fd), String> {
+        let path = self.path(name);
+        let t = Instant::now();
+        let fd = Fd::create(&path)?;
+        let chunk = vec![0xa5u8; MIB as usize];
+        let mut off = 0;
+        while off < size {
+            let n = (size - off).min(MIB) as usize;
+            fd.pwrite_all(&chunk[..n], off)?;
+            off += n as u64;
+        }
+        fd.fsync()?;
+        if size >= 64 * MIB {
+            self.say(&format!(
+                "created {name}, {} of data [{:.1} s]",
+                human_bytes(size),
+                secs(t)
+            ));
+        }
+        Ok((path, fd))
+    }
+
+    /// Maps all of `fd` and stores to every page once, then fsyncs: from
+    /// here on only the pages stored to again are dirty.
+    fn map_prefaulted(&self, fd: &Fd, size: u64) -> Result<Map, String> {
+        let map = Map::shared(fd, size as usize)?;
+        for p in 0..size as usize / PAGE {
+            map.store_word(p, p as u64);
+        }
+        fd.fsync()?;
+        Ok(map)
+    }
+
+    /// Case 1 (fsync after storing to N pages) and case 8 (the same cache
+    /// lines flushed from user space), on the 256 MiB file.
+    pub fn dirty_pages(
+        &mut self,
+        fd: &Fd,
+        map: &Map,
+        fsync: bool,
+        floor: bool,
+    ) -> Result<(), String> {
+        let pages = (BIG as usize) / PAGE;
+        let plan = self.plan;
+        let insn = self.insn;
+        for spread in [true, false] {
+            let (lay, lay_title) = if spread {
+                ("spread", "spread over 256 MiB")
+            } else {
+                ("runs", "as runs in 2 MiB regions")
+            };
+            for n in DIRTY_COUNTS {
+                let list = page_list(spread, n, pages);
+                if fsync {
+                    let t = Instant::now();
+                    let (mut fs_t, mut st_t) = (Vec::new(), Vec::new());
+                    for i in 0..plan.warmup + plan.latency {
+                        let t0 = Instant::now();
+                        for &p in &list {
+                            map.dirty_page(p, i as u64);
+                        }
+                        let t1 = Instant::now();
+                        fd.fsync()?;
+                        let t2 = Instant::now();
+                        if i >= plan.warmup {
+                            st_t.push((t1 - t0).as_secs_f64() * 1e6);
+                            fs_t.push((t2 - t1).as_secs_f64() * 1e6);
+                        }
+                    }
+                    let took = secs(t);
+                    self.push(
+                        format!("c1.fsync.{lay}.{n}"),
+                        1,
+                        if spread { "fsync_spread" } else { "fsync_runs" },
+                        Some(n as u64),
+                        format!("fsync, {} {lay_title}", pages_word(n, "dirty ")),
+                        Unit::Micros,
+                        true,
+                        fs_t,
+                        took,
+                    );
+                    self.push(
+                        format!("c1.store.{lay}.{n}"),
+                        1,
+                        if spread { "store_spread" } else { "store_runs" },
+                        Some(n as u64),
+                        format!("store to {} {lay_title}, after an fsync", pages_word(n, "")),
+                        Unit::Micros,
+                        spread,
+                        st_t,
+                        0.0,
+                    );
+                }
+                if floor {
+                    let t = Instant::now();
+                    let mut fl_t = Vec::new();
+                    for i in 0..plan.warmup + plan.latency {
+                        for &p in &list {
+                            map.dirty_page(p, i as u64);
+                        }
+                        let t0 = Instant::now();
+                        for &p in &list {
+                            // SAFETY: page `p` lies inside the live mapping.
+                            unsafe { flush::flush_range(insn, map.addr() + p * PAGE, PAGE) };
+                        }
+                        flush::sfence();
+                        if i >= plan.warmup {
+                            fl_t.push(secs(t0) * 1e6);
+                        }
+                    }
+                    // Leave nothing dirty for the next series.
+                    fd.fsync()?;
+                    let took = secs(t);
+                    self.push(
+                        format!("c8.floor.{lay}.{n}"),
+                        8,
+                        if spread { "floor_spread" } else { "floor_runs" },
+                        Some(n as u64),
+                        format!(
+                            "floor: {} of {} {lay_title}, no syscall",
+                            insn.name(),
+                            pages_word(n, "")
+                        ),
+                        Unit::Micros,
+                        spread,
+                        fl_t,
+                        took,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Case 2: fsync with 1 dirty page in files of growing size. Returns the
+    /// ratio of the largest file's median to the 4 KiB file's.
+    ///
+    /// One file grows by appending (pwrite) from 4 KiB to the largest size,
+    /// under one mapping of the largest size made up front; at each size the
+    /// new pages are pre-faulted writable (stored to) and the file fsynced,
+    /// then each sample stores to one random page and times the fsync.
+    pub fn fsync_file_size(&mut self, samples: usize) -> Result<Option<f64>, String> {
+        // Room for the largest file: what is free now, less some slack for
+        // the filesystem's own metadata (block maps, journal), in 2 MiB
+        // granules.
+        let free = sys::free_bytes(&self.dir)?;
+        let room = free.saturating_sub(64 * MIB) / (2 * MIB) * (2 * MIB);
+        let largest = room.min(self.max_file);
+        let mut sizes = vec![4096, 64 * MIB, 256 * MIB];
+        if largest > 256 * MIB {
+            sizes.push(largest);
+        } else {
+            self.say("no room for a file larger than 256 MiB: case 2 stops there");
+        }
+        let top = *sizes.last().unwrap_or(&0);
+        let path = self.path("c2.dat");
+        let fd = Fd::create(&path)?;
+        let map = Map::shared(&fd, top as usize)?;
+        let chunk = vec![0xa5u8; MIB as usize];
+        let mut medians = Vec::new();
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut have = 0u64;
+        for &size in &sizes {
+            let t = Instant::now();
+            // Grow: append data, then store to every new page once.
+            let mut off = have;
+            while off < size {
+                let n = (size - off).min(MIB) as usize;
+                fd.pwrite_all(&chunk[..n], off)?;
+                off += n as u64;
+            }
+            for p in have as usize / PAGE..size as usize / PAGE {
+                map.store_word(p, p as u64);
+            }
+            fd.fsync()?;
+            if size >= 64 * MIB {
+                self.say(&format!(
+                    "grew c2.dat to {} and pre-faulted it [{:.1} s]",
+                    human_bytes(size),
+                    secs(t)
+                ));
+            }
+            have = size;
+            let pages = size / PAGE as u64;
+            let mut v = Vec::new();
+            for i in 0..self.plan.warmup + samples {
+                map.dirty_page(rng.below(pages) as usize, i as u64);
+                let t0 = Instant::now();
+                fd.fsync()?;
+                if i >= self.plan.warmup {
+                    v.push(secs(t0) * 1e6);
+                }
+            }
+            let is_largest = size == top && sizes.len() > 3;
+            let s = Series {
+                id: format!("c2.fsync.{size}"),
+                case: 2,
+                group: "fsync_filesize",
+                x: Some(size),
+                title: format!(
+                    "fsync, 1 dirty page, {} file{}",
+                    human_bytes(size),
+                    if is_largest {
+                        " (largest that fits)"
+                    } else {
+                        ""
+                    }
+                ),
+                unit: Unit::Micros,
+                table: true,
+                samples: v,
+            };
+            medians.push(Summary::of(&s.samples).map(|m| m.median));
+            self.record(s, secs(t));
+        }
+        drop(map);
+        drop(fd);
+        sys::unlink(&path)?;
+        Ok(match (medians.first(), medians.last()) {
+            (Some(Some(a)), Some(Some(b))) if *a > 0.0 && medians.len() > 1 => Some(b / a),
+            _ => None,
+        })
+    }
+
+    /// Case 3: fsync of the mapped, pre-faulted, clean 256 MiB file.
+    pub fn fsync_clean(&mut self, fd: &Fd) -> Result<(), String> {
+        let t = Instant::now();
+        fd.fsync()?;
+        let mut v = Vec::new();
+        for i in 0..self.plan.warmup + self.plan.clean {
+            let t0 = Instant::now();
+            fd.fsync()?;
+            if i >= self.plan.warmup {
+                v.push(secs(t0) * 1e6);
+            }
+        }
+        self.push(
+            "c3.fsync.clean".into(),
+            3,
+            "fsync_clean",
+            None,
+            "fsync, nothing dirty (256 MiB file, mapped)".into(),
+            Unit::Micros,
+            true,
+            v,
+            secs(t),
+        );
+        Ok(())
+    }
+
+    /// Case 4: msync(MS_SYNC) of 64 KiB in the middle of a 64 MiB mapping
+    /// that is all dirty (every page re-dirtied before each sample), and of
+    /// the whole mapping for comparison.
+    pub fn msync_range(&mut self) -> Result<(), String> {
+        let size = 64 * MIB;
+        let (path, fd) = self.make_file("c4.dat", size)?;
+        let map = self.map_prefaulted(&fd, size)?;
+        let pages = size as usize / PAGE;
+        for (whole, len) in [(false, 64 * 1024usize), (true, size as usize)] {
+            let off = if whole { 0 } else { size as usize / 2 };
+            let t = Instant::now();
+            let mut v = Vec::new();
+            // Re-dirtying all of it after an msync of all of it faults on
+            // every page: the whole-mapping series takes fewer samples.
+            let n = if whole {
+                self.plan.sweeps
+            } else {
+                self.plan.latency
+            };
+            for i in 0..self.plan.warmup + n {
+                for p in 0..pages {
+                    map.store_word(p, i as u64);
+                }
+                let t0 = Instant::now();
+                map.msync(off, len, libc::MS_SYNC)?;
+                if i >= self.plan.warmup {
+                    v.push(secs(t0) * 1e6);
+                }
+            }
+            let (id, title) = if whole {
+                (
+                    "c4.msync.all",
+                    "msync(MS_SYNC) of all of a dirty 64 MiB mapping",
+                )
+            } else {
+                (
+                    "c4.msync.64k",
+                    "msync(MS_SYNC) of 64 KiB inside a dirty 64 MiB mapping",
+                )
+            };
+            self.push(
+                id.into(),
+                4,
+                "msync",
+                Some(len as u64),
+                title.into(),
+                Unit::Micros,
+                true,
+                v,
+                secs(t),
+            );
+        }
+        drop(map);
+        drop(fd);
+        sys::unlink(&path)
+    }
+
+    /// Case 5: first-touch faults over the 256 MiB file through a fresh
+    /// mapping per sample, in pages per second; with the mapping where the
+    /// kernel puts it (2 MiB aligned: ext4 and xfs may map 2 MiB at a time)
+    /// and with only 4 KiB PTEs possible; and write faults into holes.
+    pub fn faults(&mut self, fd: &Fd) -> Result<(), String> {
+        for (write, only4k) in [(false, false), (true, false), (false, true), (true, true)] {
+            // With 4 KiB PTEs only every page faults, and ext4 and xfs get as
+            // slow as ferrofs: the first 64 MiB of the file are enough for a
+            // rate.
+            let len = if only4k { 64 * MIB } else { BIG } as usize;
+            let pages = len / PAGE;
+            let t = Instant::now();
+            let mut v = Vec::new();
+            let mut sink = 0u64;
+            for i in 0..self.plan.sweeps {
+                // Nothing dirty left from the previous sweep.
+                fd.fsync()?;
+                let map = if only4k {
+                    Map::shared_4k_only(fd, len)?
+                } else {
+                    Map::shared(fd, len)?
+                };
+                let t0 = Instant::now();
+                if write {
+                    for p in 0..pages {
+                        map.store_word(p, i as u64);
+                    }
+                } else {
+                    for p in 0..pages {
+                        sink = sink.wrapping_add(map.load_word(p));
+                    }
+                }
+                v.push(pages as f64 / secs(t0));
+                drop(map);
+            }
+            fd.fsync()?;
+            std::hint::black_box(sink);
+            let kind = if write { "write" } else { "read" };
+            let place = if only4k { "4k" } else { "auto" };
+            self.push(
+                format!("c5.{kind}.{place}"),
+                5,
+                "faults",
+                None,
+                format!(
+                    "first-touch {kind} faults, {}",
+                    if only4k {
+                        "first 64 MiB of it, 4 KiB PTEs only"
+                    } else {
+                        "256 MiB file, mapping 2 MiB aligned"
+                    }
+                ),
+                Unit::Rate("pages/s"),
+                true,
+                v,
+                secs(t),
+            );
+        }
+        // Write faults into holes: every page allocates (and zeroes) a block.
+        let size = 64 * MIB;
+        let path = self.path("c5.sparse");
+        let sparse = Fd::create(&path)?;
+        let t = Instant::now();
+        let mut v = Vec::new();
+        for i in 0..self.plan.sweeps {
+            sparse.ftruncate(0)?;
+            sparse.ftruncate(size)?;
+            sparse.fsync()?;
+            let map = Map::shared(&sparse, size as usize)?;
+            let t0 = Instant::now();
+            for p in 0..size as usize / PAGE {
+                map.store_word(p, i as u64);
+            }
+            v.push((size as usize / PAGE) as f64 / secs(t0));
+        }
+        drop(sparse);
+        sys::unlink(&path)?;
+        self.push(
+            "c5.write.hole".into(),
+            5,
+            "faults",
+            None,
+            "first-touch write faults into holes (allocating), 64 MiB sparse file".into(),
+            Unit::Rate("pages/s"),
+            true,
+            v,
+            secs(t),
+        );
+        Ok(())
+    }
+
+    /// Case 6: 4 KiB write + fsync appends; 4 KiB pwrite + fdatasync
+    /// overwrites at random block offsets of a 64 MiB file.
+    pub fn write_sync(&mut self) -> Result<(), String> {
+        let buf = vec![0x3cu8; PAGE];
+        let (batch, batches) = (self.plan.batch, self.plan.batches);
+        let path = self.path("c6.append");
+        let t = Instant::now();
+        let mut v = Vec::new();
+        for _ in 0..batches {
+            let fd = Fd::create(&path)?;
+            fd.fsync()?;
+            let t0 = Instant::now();
+            for _ in 0..batch {
+                fd.write_all(&buf)?;
+                fd.fsync()?;
+            }
+            v.push(batch as f64 / secs(t0));
+        }
+        sys::unlink(&path)?;
+        self.push(
+            "c6.append".into(),
+            6,
+            "write",
+            None,
+            "4 KiB append (write) + fsync".into(),
+            Unit::Rate("ops/s"),
+            true,
+            v,
+            secs(t),
+        );
+
+        let size = 64 * MIB;
+        let (path, fd) = self.make_file("c6.over", size)?;
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+        let t = Instant::now();
+        let mut v = Vec::new();
+        for _ in 0..batches {
+            let t0 = Instant::now();
+            for _ in 0..batch {
+                fd.pwrite_all(&buf, rng.below(size / PAGE as u64) * PAGE as u64)?;
+                fd.fdatasync()?;
+            }
+            v.push(batch as f64 / secs(t0));
+        }
+        drop(fd);
+        sys::unlink(&path)?;
+        self.push(
+            "c6.overwrite".into(),
+            6,
+            "write",
+            None,
+            "4 KiB overwrite (pwrite) + fdatasync, 64 MiB file".into(),
+            Unit::Rate("ops/s"),
+            true,
+            v,
+            secs(t),
+        );
+        Ok(())
+    }
+
+    /// Case 7: create (with 128 bytes of data) + fsync, rename, unlink.
+    pub fn metadata(&mut self) -> Result<(), String> {
+        let dir = self.path("c7");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let (batch, batches) = (self.plan.batch * 2, self.plan.batches);
+        let data = [0x42u8; 128];
+        let t = Instant::now();
+        let (mut cr, mut rn, mut ul) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..batches {
+            let names: Vec<(PathBuf, PathBuf)> = (0..batch)
+                .map(|i| (dir.join(format!("a{i}")), dir.join(format!("b{i}"))))
+                .collect();
+            let t0 = Instant::now();
+            for (a, _) in &names {
+                let fd = Fd::open(a, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)?;
+                fd.write_all(&data)?;
+                fd.fsync()?;
+            }
+            cr.push(batch as f64 / secs(t0));
+            let t0 = Instant::now();
+            for (a, b) in &names {
+                sys::rename(a, b)?;
+            }
+            rn.push(batch as f64 / secs(t0));
+            let t0 = Instant::now();
+            for (_, b) in &names {
+                sys::unlink(b)?;
+            }
+            ul.push(batch as f64 / secs(t0));
+        }
+        std::fs::remove_dir(&dir).map_err(|e| format!("rmdir {}: {e}", dir.display()))?;
+        let took = secs(t);
+        for (id, title, v) in [
+            ("c7.create", "create + write 128 B + fsync", cr),
+            ("c7.rename", "rename", rn),
+            ("c7.unlink", "unlink", ul),
+        ] {
+            self.push(
+                id.into(),
+                7,
+                "metadata",
+                None,
+                title.into(),
+                Unit::Rate("ops/s"),
+                true,
+                v,
+                took,
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the selected cases: case 2 first, while the filesystem is empty
+    /// (its largest file needs the room), then the others in order, sharing
+    /// one 256 MiB file (cases 1, 3, 5 and 8). The series end up sorted by
+    /// case.
+    pub fn run(&mut self, cases: &[u32]) -> Result<(), String> {
+        let has = |c: u32| cases.contains(&c);
+        let mut order: Vec<u32> = cases.iter().copied().filter(|&c| c == 2).collect();
+        order.extend(cases.iter().copied().filter(|&c| c != 2));
+        // The shared file, and for cases 1, 3 and 8 its pre-faulted mapping.
+        let mut big: Option<(PathBuf, Fd, Option<Map>)> = None;
+        for c in order {
+            if big.is_none() && [1, 3, 5, 8].contains(&c) {
+                let (path, fd) = self.make_file("big.dat", BIG)?;
+                let map = if [1, 3, 8].iter().any(|&c| has(c)) {
+                    let t = Instant::now();
+                    let m = self.map_prefaulted(&fd, BIG)?;
+                    self.say(&format!("pre-faulted big.dat [{:.1} s]", secs(t)));
+                    Some(m)
+                } else {
+                    None
+                };
+                big = Some((path, fd, map));
+            }
+            let t = Instant::now();
+            let what = match c {
+                1 => "fsync after storing to N pages",
+                2 => "fsync of 1 dirty page against file size",
+                3 => "fsync with nothing dirty",
+                4 => "msync of a 64 KiB range",
+                5 => "first-touch page faults",
+                6 => "write + fsync, pwrite + fdatasync",
+                7 => "create, rename, unlink",
+                8 => "the floor: user-space cache-line flush",
+                _ => continue,
+            };
+            // Case 8 runs with case 1 when both are selected.
+            if c == 8 && has(1) {
+                continue;
+            }
+            self.say(&format!("case {c}: {what}"));
+            let fd = big.as_ref().map(|(_, fd, _)| fd);
+            let map = big.as_ref().and_then(|(_, _, m)| m.as_ref());
+            let missing = || "no shared file".to_string();
+            match c {
+                1 => self.dirty_pages(
+                    fd.ok_or_else(missing)?,
+                    map.ok_or_else(missing)?,
+                    true,
+                    has(8),
+                )?,
+                2 => {
+                    let n = self.plan.latency;
+                    self.fsync_file_size(n)?;
+                }
+                3 => self.fsync_clean(fd.ok_or_else(missing)?)?,
+                4 => self.msync_range()?,
+                5 => self.faults(fd.ok_or_else(missing)?)?,
+                6 => self.write_sync()?,
+                7 => self.metadata()?,
+                8 => self.dirty_pages(
+                    fd.ok_or_else(missing)?,
+                    map.ok_or_else(missing)?,
+                    false,
+                    true,
+                )?,
+                _ => {}
+            }
+            self.say(&format!("case {c} done [{:.1} s]", secs(t)));
+        }
+        if let Some((path, fd, map)) = big {
+            drop(map);
+            drop(fd);
+            sys::unlink(&path)?;
+        }
+        self.series.sort_by_key(|s| s.case);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_lists() {
+        assert_eq!(page_list(true, 1, 65536), vec![0]);
+        let s = page_list(true, 16, 65536);
+        assert_eq!(s.len(), 16);
+        assert_eq!(s[1], 4096);
+        // Spread: 256 pages over 128 regions of 2 MiB, two per region.
+        let s = page_list(true, 256, 65536);
+        let regions: std::collections::BTreeSet<usize> = s.iter().map(|p| p / 512).collect();
+        assert_eq!(regions.len(), 128);
+        // Runs: 4096 pages fill 8 regions.
+        let r = page_list(false, 4096, 65536);
+        let regions: std::collections::BTreeSet<usize> = r.iter().map(|p| p / 512).collect();
+        assert_eq!(regions.len(), 8);
+    }
+
+    #[test]
+    fn rng_stays_below() {
+        let mut r = Rng::new(1);
+        for _ in 0..1000 {
+            assert!(r.below(7) < 7);
+        }
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(4096), "4 KiB");
+        assert_eq!(human_bytes(768 * MIB), "768 MiB");
+        assert_eq!(human_bytes(100), "100 B");
+        assert_eq!(pages_word(1, "dirty "), "1 dirty page");
+        assert_eq!(pages_word(16, ""), "16 pages");
+    }
+}

@@ -1,0 +1,391 @@
+//! Thin wrappers around the libc calls the benchmarks make. Every failure
+//! becomes a `String` naming the call, the file and errno.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Instant;
+
+use libc::{c_int, c_void};
+
+pub const PAGE: usize = 4096;
+pub const LINE: usize = 64;
+pub const HUGE: usize = 2 << 20;
+
+fn last_err() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn cpath(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| format!("{}: path contains a NUL byte", p.display()))
+}
+
+/// Seconds elapsed since `t`, as f64.
+pub fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// An open file descriptor, closed on drop.
+pub struct Fd {
+    fd: c_int,
+    name: String,
+}
+
+impl Fd {
+    pub fn open(path: &Path, flags: c_int, mode: libc::mode_t) -> Result<Fd, String> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a NUL-terminated string that outlives the call.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+        if fd < 0 {
+            return Err(format!("open {}: {}", path.display(), last_err()));
+        }
+        Ok(Fd {
+            fd,
+            name: path.display().to_string(),
+        })
+    }
+
+    /// Creates (or truncates to 0) a read-write file.
+    pub fn create(path: &Path) -> Result<Fd, String> {
+        Fd::open(path, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o644)
+    }
+
+    pub fn raw(&self) -> c_int {
+        self.fd
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn err(&self, what: &str) -> String {
+        format!("{what} {}: {}", self.name, last_err())
+    }
+
+    pub fn pwrite_all(&self, buf: &[u8], off: u64) -> Result<(), String> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            // SAFETY: `rest` is valid for reads of `rest.len()` bytes.
+            let n = unsafe {
+                libc::pwrite(
+                    self.fd,
+                    rest.as_ptr().cast::<c_void>(),
+                    rest.len(),
+                    (off + done as u64) as libc::off_t,
+                )
+            };
+            if n < 0 {
+                if last_err().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(self.err(&format!("pwrite at {}", off + done as u64)));
+            }
+            if n == 0 {
+                return Err(format!("pwrite {}: wrote nothing", self.name));
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    /// write(2) at the file offset until all of `buf` is written.
+    pub fn write_all(&self, buf: &[u8]) -> Result<(), String> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            // SAFETY: `rest` is valid for reads of `rest.len()` bytes.
+            let n = unsafe { libc::write(self.fd, rest.as_ptr().cast::<c_void>(), rest.len()) };
+            if n < 0 {
+                if last_err().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(self.err("write"));
+            }
+            if n == 0 {
+                return Err(format!("write {}: wrote nothing", self.name));
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    pub fn fsync(&self) -> Result<(), String> {
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::fsync(self.fd) } != 0 {
+            return Err(self.err("fsync"));
+        }
+        Ok(())
+    }
+
+    pub fn fdatasync(&self) -> Result<(), String> {
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::fdatasync(self.fd) } != 0 {
+            return Err(self.err("fdatasync"));
+        }
+        Ok(())
+    }
+
+    pub fn ftruncate(&self, len: u64) -> Result<(), String> {
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::ftruncate(self.fd, len as libc::off_t) } != 0 {
+            return Err(self.err(&format!("ftruncate to {len}")));
+        }
+        Ok(())
+    }
+
+    /// Whether statx reports STATX_ATTR_DAX for this file (None if statx
+    /// does not say).
+    pub fn dax_attr(&self) -> Option<bool> {
+        // SAFETY: all-zero is a valid `struct statx` (plain integers).
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        let empty = c"";
+        // SAFETY: `empty` is NUL-terminated, `st` writable; AT_EMPTY_PATH
+        // makes statx describe the descriptor itself.
+        let r = unsafe {
+            libc::statx(
+                self.fd,
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_BASIC_STATS,
+                &mut st,
+            )
+        };
+        const ATTR_DAX: u64 = 0x0020_0000; // STATX_ATTR_DAX
+        if r != 0 || st.stx_attributes_mask & ATTR_DAX == 0 {
+            return None;
+        }
+        Some(st.stx_attributes & ATTR_DAX != 0)
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is open and owned by this value alone.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A MAP_SHARED read-write mapping of a file, unmapped on drop. Accesses go
+/// through raw pointers (never Rust references): the memory is the file.
+pub struct Map {
+    ptr: *mut u8,
+    len: usize,
+    /// The whole reservation to unmap (differs from `ptr`/`len` when the
+    /// mapping was placed off 2 MiB alignment inside a larger reservation).
+    base: *mut u8,
+    base_len: usize,
+}
+
+impl Map {
+    /// Where the kernel places it: for ext4 and xfs that is 2 MiB aligned
+    /// when the length allows, so PMD (huge) faults are possible.
+    pub fn shared(fd: &Fd, len: usize) -> Result<Map, String> {
+        // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
+        // existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.raw(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap {} ({len} bytes): {}", fd.name(), last_err()));
+        }
+        let p = p.cast::<u8>();
+        Ok(Map {
+            ptr: p,
+            len,
+            base: p,
+            base_len: len,
+        })
+    }
+
+    /// At a virtual address 4 KiB past a 2 MiB boundary, so that file offset
+    /// and address never agree modulo 2 MiB: only 4 KiB PTEs are possible.
+    pub fn shared_4k_only(fd: &Fd, len: usize) -> Result<Map, String> {
+        let base_len = len + 2 * HUGE;
+        // SAFETY: a fresh anonymous reservation chosen by the kernel.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                base_len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap reservation of {base_len} bytes: {}",
+                last_err()
+            ));
+        }
+        let base = base.cast::<u8>();
+        let want = ((base as usize).next_multiple_of(HUGE) + PAGE) as *mut c_void;
+        // SAFETY: `want..want+len` lies inside our own reservation, so
+        // MAP_FIXED replaces only memory this function just reserved.
+        let p = unsafe {
+            libc::mmap(
+                want,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.raw(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = last_err();
+            // SAFETY: the reservation is ours and unused.
+            unsafe { libc::munmap(base.cast::<c_void>(), base_len) };
+            return Err(format!("mmap {} ({len} bytes, fixed): {e}", fd.name()));
+        }
+        Ok(Map {
+            ptr: p.cast::<u8>(),
+            len,
+            base,
+            base_len,
+        })
+    }
+
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
+    }
+
+    /// Stores `v` to the first word of every cache line of page `page`:
+    /// all 64 lines of the page become dirty.
+    pub fn dirty_page(&self, page: usize, v: u64) {
+        let off = page * PAGE;
+        assert!(off + PAGE <= self.len, "page {page} outside the mapping");
+        for l in (0..PAGE).step_by(LINE) {
+            // SAFETY: in bounds of a live writable mapping, 8-byte aligned;
+            // a raw volatile store, no reference.
+            unsafe { self.ptr.add(off + l).cast::<u64>().write_volatile(v) }
+        }
+    }
+
+    /// Stores one word to page `page` (a write fault if it is not mapped
+    /// writable).
+    pub fn store_word(&self, page: usize, v: u64) {
+        let off = page * PAGE;
+        assert!(off + 8 <= self.len, "page {page} outside the mapping");
+        // SAFETY: as in `dirty_page`.
+        unsafe { self.ptr.add(off).cast::<u64>().write_volatile(v) }
+    }
+
+    /// Loads one word of page `page` (a read fault if it is not mapped).
+    pub fn load_word(&self, page: usize) -> u64 {
+        let off = page * PAGE;
+        assert!(off + 8 <= self.len, "page {page} outside the mapping");
+        // SAFETY: in bounds of a live mapping; a raw volatile load.
+        unsafe { self.ptr.add(off).cast::<u64>().read_volatile() }
+    }
+
+    /// msync(2) of `len` bytes at `off` (page aligned).
+    pub fn msync(&self, off: usize, len: usize, flags: c_int) -> Result<(), String> {
+        assert!(off + len <= self.len, "msync outside the mapping");
+        // SAFETY: the range lies within this live mapping.
+        if unsafe { libc::msync(self.ptr.add(off).cast::<c_void>(), len, flags) } != 0 {
+            return Err(format!("msync {off}+{len}: {}", last_err()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: the mapping (and any reservation around it) is ours and not
+        // used after drop.
+        unsafe { libc::munmap(self.base.cast::<c_void>(), self.base_len) };
+    }
+}
+
+pub fn unlink(path: &Path) -> Result<(), String> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::unlink(c.as_ptr()) } != 0 {
+        let e = last_err();
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(format!("unlink {}: {e}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+pub fn rename(from: &Path, to: &Path) -> Result<(), String> {
+    let (a, b) = (cpath(from)?, cpath(to)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    if unsafe { libc::rename(a.as_ptr(), b.as_ptr()) } != 0 {
+        return Err(format!(
+            "rename {} -> {}: {}",
+            from.display(),
+            to.display(),
+            last_err()
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes available to an unprivileged user on the filesystem of `path`.
+pub fn free_bytes(path: &Path) -> Result<u64, String> {
+    let c = cpath(path)?;
+    // SAFETY: all-zero is a valid `struct statvfs`.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` writable.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statvfs {}: {}", path.display(), last_err()));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    // SAFETY: all-zero is a valid `struct utsname`.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is writable.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::from("unknown");
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The hypervisor's CPUID vendor string ("TCGTCGTCGTCG" under QEMU TCG,
+/// "KVMKVMKVM" under KVM), or None on bare metal.
+pub fn hypervisor_vendor() -> Option<String> {
+    if cpuid(1, 0).ecx & (1 << 31) == 0 {
+        return None;
+    }
+    // Leaf 0x40000000 is reserved for hypervisors.
+    let h = cpuid(0x4000_0000, 0);
+    let mut v = Vec::with_capacity(12);
+    for r in [h.ebx, h.ecx, h.edx] {
+        v.extend_from_slice(&r.to_le_bytes());
+    }
+    let s: String = String::from_utf8_lossy(&v)
+        .trim_end_matches('\0')
+        .to_string();
+    Some(s)
+}
+
+/// CPUID `leaf`.`sub`. The intrinsic is safe in newer Rust and unsafe in
+/// older, hence the allow.
+#[allow(unused_unsafe)]
+pub fn cpuid(leaf: u32, sub: u32) -> std::arch::x86_64::CpuidResult {
+    // SAFETY: CPUID exists on every x86_64 CPU; an unknown leaf returns
+    // zeros or the highest basic leaf's values, never faults.
+    unsafe { std::arch::x86_64::__cpuid_count(leaf, sub) }
+}

@@ -1,0 +1,1023 @@
+//! Runs the built fsck.ferrofs on images built here, clean and damaged in
+//! one way each, and checks what it reports, its exit status and what `-y`
+//! leaves behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferrofs_format::*;
+
+const FSCK: &str = env!("CARGO_BIN_EXE_fsck-ferrofs");
+const BS: usize = BLOCK_SIZE;
+const BLOCKS: u64 = 1024;
+
+// ---- a small image builder -------------------------------------------------
+
+/// An image under construction, written the way the kernel writes it.
+#[derive(Clone)]
+struct Fs {
+    geo: Geometry,
+    img: Vec<u8>,
+    next_block: u64,
+    next_ino: u32,
+}
+
+impl Fs {
+    /// A fresh filesystem as mkfs makes it: an empty root with one block.
+    fn new() -> Fs {
+        let geo = Geometry::for_blocks(BLOCKS, None).unwrap();
+        let mut fs = Fs {
+            geo,
+            img: vec![0; BLOCKS as usize * BS],
+            next_block: geo.data_start,
+            next_ino: ROOT_INO + 1,
+        };
+        let sb = Superblock::new(&geo, [1; 16], b"test", 1_700_000_000);
+        fs.img[..SUPERBLOCK_SIZE].copy_from_slice(sb.as_bytes());
+        for b in 0..geo.data_start {
+            fs.set_bit(b, true);
+        }
+        let bits = geo.bitmap_blocks as u64 * BS as u64 * 8;
+        for b in BLOCKS..bits {
+            fs.set_bit(b, true);
+        }
+        let mut root = Inode::zeroed();
+        root.mode.set(S_IFDIR | 0o755);
+        root.nlink.set(2);
+        root.parent.set(ROOT_INO);
+        fs.put_inode(ROOT_INO, root);
+        fs.grow_dir(ROOT_INO);
+        fs
+    }
+
+    fn bit(&self, b: u64) -> bool {
+        let off = self.geo.bitmap_start as usize * BS + (b / 8) as usize;
+        self.img[off] & (1 << (b % 8)) != 0
+    }
+
+    fn set_bit(&mut self, b: u64, used: bool) {
+        let off = self.geo.bitmap_start as usize * BS + (b / 8) as usize;
+        if used {
+            self.img[off] |= 1 << (b % 8);
+        } else {
+            self.img[off] &= !(1 << (b % 8));
+        }
+    }
+
+    fn alloc_block(&mut self) -> u32 {
+        let b = self.next_block;
+        self.next_block += 1;
+        self.set_bit(b, true);
+        b as u32
+    }
+
+    fn block_mut(&mut self, b: u32) -> &mut [u8] {
+        &mut self.img[b as usize * BS..(b as usize + 1) * BS]
+    }
+
+    fn slot_off(&self, ino: u32) -> usize {
+        self.geo.itable_start as usize * BS + (ino as usize - 1) * INODE_SIZE
+    }
+
+    fn inode(&self, ino: u32) -> Inode {
+        Inode::from_bytes(&self.img[self.slot_off(ino)..]).unwrap()
+    }
+
+    /// Writes `d` to slot `ino` with its checksum.
+    fn put_inode(&mut self, ino: u32, mut d: Inode) {
+        d.update_checksum(ino);
+        self.put_raw_inode(ino, d);
+    }
+
+    /// Writes `d` to slot `ino` as it is.
+    fn put_raw_inode(&mut self, ino: u32, d: Inode) {
+        let off = self.slot_off(ino);
+        self.img[off..off + INODE_SIZE].copy_from_slice(d.as_bytes());
+    }
+
+    /// Changes inode `ino` and recomputes its checksum.
+    fn edit_inode(&mut self, ino: u32, f: impl FnOnce(&mut Inode)) {
+        let mut d = self.inode(ino);
+        f(&mut d);
+        self.put_inode(ino, d);
+    }
+
+    fn new_inode(&mut self, mode: u16, parent: u32) -> (u32, Inode) {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let mut d = Inode::zeroed();
+        d.mode.set(mode);
+        d.nlink.set(1);
+        d.parent.set(parent);
+        (ino, d)
+    }
+
+    /// Appends a zeroed block to directory `dir` (direct blocks only).
+    fn grow_dir(&mut self, dir: u32) -> u32 {
+        let b = self.alloc_block();
+        self.edit_inode(dir, |d| {
+            let n = (d.size.get() / BS as u64) as usize;
+            d.direct[n].set(b);
+            d.size.set((n as u64 + 1) * BS as u64);
+            d.blocks.set(d.blocks.get() + 1);
+        });
+        b
+    }
+
+    /// Writes an entry into the first free slot of `dir`; returns
+    /// (block, slot).
+    fn add_entry(&mut self, dir: u32, name: &[u8], ino: u32, dt: u8) -> (u32, usize) {
+        let d = self.inode(dir);
+        let nblocks = d.size.get() as usize / BS;
+        let mut at = None;
+        'find: for l in 0..nblocks {
+            let b = d.direct[l].get();
+            for s in 0..DIRENTS_PER_BLOCK {
+                let off = b as usize * BS + s * DIRENT_SIZE;
+                if self.img[off..off + 4] == [0; 4] {
+                    at = Some((b, s));
+                    break 'find;
+                }
+            }
+        }
+        let (b, s) = at.unwrap_or_else(|| (self.grow_dir(dir), 0));
+        let e = Dirent::new(ino, name, dt).unwrap();
+        let off = s * DIRENT_SIZE;
+        self.block_mut(b)[off..off + DIRENT_SIZE].copy_from_slice(e.as_bytes());
+        (b, s)
+    }
+
+    /// Where the entry `name` of `dir` is: (block, slot).
+    fn find_entry(&self, dir: u32, name: &[u8]) -> (u32, usize) {
+        let d = self.inode(dir);
+        for l in 0..d.size.get() as usize / BS {
+            let b = d.direct[l].get();
+            for s in 0..DIRENTS_PER_BLOCK {
+                let off = b as usize * BS + s * DIRENT_SIZE;
+                let e = Dirent::from_bytes(&self.img[off..]).unwrap();
+                if e.ino.get() != 0 && e.name() == Ok(name) {
+                    return (b, s);
+                }
+            }
+        }
+        panic!("no entry {name:?} in inode {dir}");
+    }
+
+    /// Retires the entry `name` of `dir` as the kernel does: ino = 0.
+    fn clear_entry(&mut self, dir: u32, name: &[u8]) {
+        let (b, s) = self.find_entry(dir, name);
+        self.block_mut(b)[s * DIRENT_SIZE..s * DIRENT_SIZE + 4].fill(0);
+    }
+
+    fn mkdir(&mut self, parent: u32, name: &[u8]) -> u32 {
+        let (ino, mut d) = self.new_inode(S_IFDIR | 0o755, parent);
+        d.nlink.set(2);
+        self.put_inode(ino, d);
+        self.grow_dir(ino);
+        self.add_entry(parent, name, ino, DT_DIR);
+        self.edit_inode(parent, |p| p.nlink.set(p.nlink.get() + 1));
+        ino
+    }
+
+    /// A regular file of `size` bytes, every block of it mapped (through the
+    /// indirect block past the 12th), each block filled with its number.
+    fn file(&mut self, parent: u32, name: &[u8], size: u64) -> u32 {
+        let (ino, mut d) = self.new_inode(S_IFREG | 0o644, parent);
+        d.size.set(size);
+        let n = size.div_ceil(BS as u64) as usize;
+        assert!(n <= NDIRECT + PTRS_PER_BLOCK, "single indirect is enough");
+        let mut blocks = 0;
+        let mut ind = 0;
+        for l in 0..n {
+            let b = self.alloc_block();
+            self.block_mut(b).fill(b as u8);
+            blocks += 1;
+            if l < NDIRECT {
+                d.direct[l].set(b);
+            } else {
+                if ind == 0 {
+                    ind = self.alloc_block();
+                    self.block_mut(ind).fill(0);
+                    d.indirect.set(ind);
+                    blocks += 1;
+                }
+                let off = (l - NDIRECT) * 4;
+                self.block_mut(ind)[off..off + 4].copy_from_slice(&b.to_le_bytes());
+            }
+        }
+        d.blocks.set(blocks);
+        self.put_inode(ino, d);
+        self.add_entry(parent, name, ino, DT_REG);
+        ino
+    }
+
+    fn symlink(&mut self, parent: u32, name: &[u8], target: &[u8]) -> u32 {
+        let (ino, mut d) = self.new_inode(S_IFLNK | 0o777, parent);
+        let b = self.alloc_block();
+        self.block_mut(b)[..target.len()].copy_from_slice(target);
+        d.direct[0].set(b);
+        d.size.set(target.len() as u64);
+        d.blocks.set(1);
+        self.put_inode(ino, d);
+        self.add_entry(parent, name, ino, DT_LNK);
+        ino
+    }
+
+    /// A second name for `ino`.
+    fn link(&mut self, dir: u32, name: &[u8], ino: u32) {
+        let dt = dt_from_mode(self.inode(ino).mode.get());
+        self.add_entry(dir, name, ino, dt);
+        self.edit_inode(ino, |d| d.nlink.set(d.nlink.get() + 1));
+    }
+
+    /// The first block past everything allocated: free in the bitmap.
+    fn unused_block(&self) -> u64 {
+        self.next_block + 5
+    }
+}
+
+/// The standard tree: root, a subdirectory, files (one through an indirect
+/// block), a hard link and a symlink.
+struct Sample {
+    fs: Fs,
+    sub: u32,
+    inner: u32,
+    small: u32,
+    big: u32,
+    link: u32,
+}
+
+fn sample() -> Sample {
+    let mut fs = Fs::new();
+    let sub = fs.mkdir(ROOT_INO, b"sub");
+    let inner = fs.file(sub, b"inner", 2 * BS as u64);
+    let small = fs.file(ROOT_INO, b"small", 100);
+    // 14 blocks: 12 direct, 2 through the indirect block.
+    let big = fs.file(ROOT_INO, b"big", 14 * BS as u64 - 10);
+    fs.link(sub, b"hard", small);
+    let link = fs.symlink(ROOT_INO, b"link", b"sub/inner");
+    Sample {
+        fs,
+        sub,
+        inner,
+        small,
+        big,
+        link,
+    }
+}
+
+// ---- running fsck -----------------------------------------------------------
+
+/// A scratch image file, removed on drop.
+struct TempImage {
+    path: PathBuf,
+}
+
+impl TempImage {
+    fn new(name: &str, bytes: &[u8]) -> TempImage {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fsck-tests");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}-{}.img", std::process::id()));
+        fs::write(&path, bytes).unwrap();
+        TempImage { path }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        fs::read(&self.path).unwrap()
+    }
+
+    fn fs(&self) -> Fs {
+        let mut fs = Fs::new();
+        fs.img = self.bytes();
+        fs
+    }
+
+    fn fsck(&self, args: &[&str]) -> Run {
+        let out = Command::new(FSCK)
+            .args(args)
+            .arg(&self.path)
+            .output()
+            .expect("run fsck");
+        Run::new(out)
+    }
+}
+
+impl Drop for TempImage {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn new(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// The problem lines: everything but fsck's own messages.
+    fn problems(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.starts_with("fsck-ferrofs:"))
+            .collect()
+    }
+
+    fn summary(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status\nstdout:\n{}stderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Exactly one problem line, starting with `subject` and holding every
+    /// piece of `words`.
+    #[track_caller]
+    fn expect_one(&self, subject: &str, words: &[&str]) -> &Run {
+        let p = self.problems();
+        assert_eq!(p.len(), 1, "expected one problem, got:\n{}", self.stdout);
+        expect_line(p[0], subject, words);
+        self
+    }
+}
+
+#[track_caller]
+fn expect_line(line: &str, subject: &str, words: &[&str]) {
+    assert!(
+        line.starts_with(&format!("{subject}:")),
+        "line does not start with {subject:?}: {line}"
+    );
+    for w in words {
+        assert!(line.contains(w), "line lacks {w:?}: {line}");
+    }
+}
+
+/// Checks a damaged image: -n finds exactly `subject`/`words` (exit 4) and
+/// writes nothing; -y fixes it (exit 1) and a rerun is clean (exit 0).
+/// Returns the repaired image.
+#[track_caller]
+fn assert_found_and_fixed(name: &str, fs: &Fs, subject: &str, words: &[&str]) -> Fs {
+    let img = TempImage::new(name, &fs.img);
+    img.fsck(&["-n"]).expect_code(4).expect_one(subject, words);
+    assert!(img.bytes() == fs.img, "-n wrote to the image");
+    let r = img.fsck(&["-y"]);
+    r.expect_code(1).expect_one(subject, words);
+    assert!(r.problems()[0].ends_with("[fixed]"), "{}", r.stdout);
+    assert!(
+        r.summary().contains("1 problem, 1 fixed"),
+        "{}",
+        r.summary()
+    );
+    img.fsck(&[]).expect_code(0);
+    img.fs()
+}
+
+/// Checks a damaged image whose problem cannot be repaired: -n and -y both
+/// find exactly it (exit 4), and -y writes nothing.
+#[track_caller]
+fn assert_found_not_fixed(name: &str, fs: &Fs, subject: &str, words: &[&str]) {
+    let img = TempImage::new(name, &fs.img);
+    img.fsck(&["-n"]).expect_code(4).expect_one(subject, words);
+    img.fsck(&["-y"]).expect_code(4).expect_one(subject, words);
+    assert!(img.bytes() == fs.img, "-y changed an unrepairable image");
+}
+
+// ---- clean images -----------------------------------------------------------
+
+#[test]
+fn sample_tree_is_clean_exit_0_with_counts_in_summary() {
+    let s = sample();
+    let img = TempImage::new("clean", &s.fs.img);
+    let r = img.fsck(&[]);
+    r.expect_code(0);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    // root, sub, inner, small, big, link; metadata + 2 dir blocks + 2 + 1 +
+    // 14 + 1 indirect + 1 symlink block.
+    let used = s.fs.geo.data_start + 21;
+    let want = format!(
+        "fsck-ferrofs: {}: 6 inodes, {used} blocks used, 0 problems, 0 fixed",
+        img.path.display()
+    );
+    assert_eq!(r.summary(), want);
+}
+
+#[test]
+fn y_on_a_clean_image_exits_0_and_writes_nothing() {
+    let s = sample();
+    let img = TempImage::new("clean-y", &s.fs.img);
+    img.fsck(&["-y"]).expect_code(0);
+    assert!(img.bytes() == s.fs.img, "-y changed a clean image");
+}
+
+#[test]
+fn fresh_filesystem_with_only_the_root_is_clean() {
+    let fs = Fs::new();
+    let img = TempImage::new("fresh", &fs.img);
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(r.summary().contains(": 1 inode, "), "{}", r.summary());
+}
+
+#[test]
+fn verbose_names_the_passes_and_stays_clean() {
+    let s = sample();
+    let img = TempImage::new("verbose", &s.fs.img);
+    let r = img.fsck(&["-v"]);
+    r.expect_code(0);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    assert!(r.stdout.contains("superblock: 1024 blocks"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("checking the block bitmap"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn image_made_by_mkfs_is_clean_when_mkfs_is_built() {
+    // mkfs-ferrofs is another package's binary: found beside ours when the
+    // workspace's tests are built together, skipped otherwise.
+    let mkfs = Path::new(FSCK).with_file_name("mkfs-ferrofs");
+    if !mkfs.exists() {
+        eprintln!("skipped: {} not built", mkfs.display());
+        return;
+    }
+    let img = TempImage::new("mkfs", &vec![0xAAu8; 4 << 20]);
+    let o = Command::new(&mkfs)
+        .args(["-q", "-f"])
+        .arg(&img.path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mkfs failed: {o:?}");
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(r.summary().contains(": 1 inode, "), "{}", r.summary());
+}
+
+#[test]
+fn n_and_default_never_write_a_damaged_image() {
+    let mut s = sample();
+    let b = s.fs.unused_block();
+    s.fs.set_bit(b, true);
+    s.fs.edit_inode(s.small, |d| d.nlink.set(9));
+    s.fs.clear_entry(ROOT_INO, b"big");
+    let img = TempImage::new("readonly", &s.fs.img);
+    for args in [&[][..], &["-n"][..], &["-nv"][..]] {
+        let r = img.fsck(args);
+        r.expect_code(4);
+        assert_eq!(r.problems().len(), 3, "{}", r.stdout);
+        assert!(
+            r.summary()
+                .ends_with("3 problems, 0 fixed (3 fixable with -y)"),
+            "{}",
+            r.summary()
+        );
+        assert!(img.bytes() == s.fs.img, "{args:?} wrote to the image");
+    }
+}
+
+// ---- repairable damage ---------------------------------------------------------
+
+#[test]
+fn leaked_block_is_found_and_freed() {
+    let mut s = sample();
+    let b = s.fs.unused_block();
+    s.fs.set_bit(b, true);
+    let fixed = assert_found_and_fixed("leaked", &s.fs, &format!("block {b}"), &["leaked"]);
+    assert!(!fixed.bit(b), "bit still set");
+}
+
+#[test]
+fn leaked_run_of_blocks_is_one_problem() {
+    let mut s = sample();
+    let b = s.fs.unused_block();
+    for i in b..b + 4 {
+        s.fs.set_bit(i, true);
+    }
+    assert_found_and_fixed(
+        "leaked-run",
+        &s.fs,
+        &format!("blocks {b}-{}", b + 3),
+        &["leaked"],
+    );
+}
+
+#[test]
+fn orphan_file_is_freed_with_its_data_and_indirect_blocks() {
+    let mut s = sample();
+    let d = s.fs.inode(s.big);
+    let mut blocks: Vec<u64> = d.direct.iter().map(|p| p.get() as u64).collect();
+    let ind = d.indirect.get();
+    blocks.push(ind as u64);
+    let ib = &s.fs.img[ind as usize * BS..];
+    blocks.push(u32::from_le_bytes(ib[0..4].try_into().unwrap()) as u64);
+    blocks.push(u32::from_le_bytes(ib[4..8].try_into().unwrap()) as u64);
+    // A crash between retiring the name and dropping the link count.
+    s.fs.clear_entry(ROOT_INO, b"big");
+    let fixed = assert_found_and_fixed(
+        "orphan",
+        &s.fs,
+        &format!("inode {}", s.big),
+        &["orphan", "regular file", "not reachable"],
+    );
+    assert!(
+        fixed.inode(s.big).as_bytes().iter().all(|&b| b == 0),
+        "slot not zeroed"
+    );
+    for b in blocks {
+        assert!(!fixed.bit(b), "block {b} of the orphan still marked used");
+    }
+}
+
+#[test]
+fn orphan_directory_is_freed_with_its_contents_and_links_are_recounted() {
+    let mut s = sample();
+    s.fs.clear_entry(ROOT_INO, b"sub");
+    let img = TempImage::new("orphan-dir", &s.fs.img);
+    let r = img.fsck(&["-y"]);
+    r.expect_code(1);
+    let p = r.problems();
+    assert_eq!(p.len(), 4, "{}", r.stdout);
+    // Root lost a subdirectory, small lost its name sub/hard, and sub and
+    // sub/inner are unreachable.
+    expect_line(p[0], "inode 1", &["nlink is 3, should be 2", "[fixed]"]);
+    expect_line(
+        p[1],
+        &format!("inode {}", s.small),
+        &["nlink is 2, should be 1", "[fixed]"],
+    );
+    expect_line(
+        p[2],
+        &format!("inode {}", s.sub),
+        &["orphan directory", "[fixed]"],
+    );
+    expect_line(
+        p[3],
+        &format!("inode {}", s.inner),
+        &["orphan regular file", "[fixed]"],
+    );
+    img.fsck(&[]).expect_code(0);
+    let fixed = img.fs();
+    assert!(fixed.inode(s.sub).is_free() && fixed.inode(s.inner).is_free());
+}
+
+#[test]
+fn wrong_file_link_count_is_set_to_its_number_of_names() {
+    let mut s = sample();
+    s.fs.edit_inode(s.small, |d| d.nlink.set(5));
+    let fixed = assert_found_and_fixed(
+        "nlink",
+        &s.fs,
+        &format!("inode {}", s.small),
+        &["nlink is 5, should be 2"],
+    );
+    let d = fixed.inode(s.small);
+    assert_eq!(d.nlink.get(), 2);
+    assert_eq!(
+        d.validate(s.small, BLOCKS),
+        Ok(()),
+        "checksum not recomputed"
+    );
+}
+
+#[test]
+fn wrong_directory_link_count_is_set_to_2_plus_subdirectories() {
+    let mut s = sample();
+    s.fs.edit_inode(ROOT_INO, |d| d.nlink.set(7));
+    let fixed = assert_found_and_fixed("dir-nlink", &s.fs, "inode 1", &["nlink is 7, should be 3"]);
+    assert_eq!(fixed.inode(ROOT_INO).nlink.get(), 3);
+}
+
+#[test]
+fn wrong_blocks_count_is_set_to_data_plus_indirect_blocks() {
+    let mut s = sample();
+    s.fs.edit_inode(s.big, |d| d.blocks.set(3));
+    let fixed = assert_found_and_fixed(
+        "blocks",
+        &s.fs,
+        &format!("inode {}", s.big),
+        &["blocks is 3, but 15 block(s) are mapped"],
+    );
+    assert_eq!(fixed.inode(s.big).blocks.get(), 15);
+    assert_eq!(fixed.inode(s.big).validate(s.big, BLOCKS), Ok(()));
+}
+
+#[test]
+fn dangling_entry_to_a_free_inode_is_cleared() {
+    let mut s = sample();
+    let (b, slot) = s.fs.add_entry(s.sub, b"ghost", 200, DT_REG);
+    let fixed = assert_found_and_fixed(
+        "dangling",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &["\"ghost\"", "free inode 200", "dangling"],
+    );
+    let off = b as usize * BS + slot * DIRENT_SIZE;
+    assert_eq!(
+        fixed.img[off..off + 4],
+        [0; 4],
+        "slot still names inode 200"
+    );
+}
+
+#[test]
+fn dangling_entry_past_the_inode_table_is_cleared() {
+    let mut s = sample();
+    s.fs.add_entry(ROOT_INO, b"far", 1_000_000, DT_REG);
+    assert_found_and_fixed(
+        "dangling-far",
+        &s.fs,
+        "inode 1",
+        &["inode 1000000", "dangling"],
+    );
+}
+
+#[test]
+fn removed_directory_entry_to_subdir_leaves_dangling_and_nlink_fixed_together() {
+    // The subdirectory's inode freed but its name and the parent's count kept.
+    let mut s = sample();
+    s.fs.add_entry(ROOT_INO, b"gone", 201, DT_DIR);
+    s.fs.edit_inode(ROOT_INO, |d| d.nlink.set(4));
+    let img = TempImage::new("dangling-dir", &s.fs.img);
+    let r = img.fsck(&["-y"]);
+    r.expect_code(1);
+    assert_eq!(r.problems().len(), 2, "{}", r.stdout);
+    img.fsck(&[]).expect_code(0);
+    assert_eq!(img.fs().inode(ROOT_INO).nlink.get(), 3);
+}
+
+#[test]
+fn block_in_use_but_marked_free_is_marked_used() {
+    let mut s = sample();
+    let b = s.fs.inode(s.inner).direct[1].get() as u64;
+    s.fs.set_bit(b, false);
+    let fixed = assert_found_and_fixed(
+        "marked-free",
+        &s.fs,
+        &format!("block {b}"),
+        &[&format!("used by inode {}", s.inner), "marked free"],
+    );
+    assert!(fixed.bit(b));
+}
+
+#[test]
+fn indirect_block_marked_free_is_marked_used() {
+    let mut s = sample();
+    let b = s.fs.inode(s.big).indirect.get() as u64;
+    s.fs.set_bit(b, false);
+    assert_found_and_fixed(
+        "ind-free",
+        &s.fs,
+        &format!("block {b}"),
+        &[&format!("used by inode {}", s.big)],
+    );
+}
+
+#[test]
+fn metadata_block_marked_free_is_marked_used() {
+    let mut s = sample();
+    let b = s.fs.geo.itable_start + 1;
+    s.fs.set_bit(b, false);
+    assert_found_and_fixed("meta-free", &s.fs, &format!("block {b}"), &["metadata"]);
+}
+
+#[test]
+fn bitmap_bits_past_the_end_marked_free_are_set() {
+    let mut s = sample();
+    s.fs.set_bit(BLOCKS + 7, false);
+    assert_found_and_fixed(
+        "tail-free",
+        &s.fs,
+        &format!("block {}", BLOCKS + 7),
+        &["past the end"],
+    );
+}
+
+// ---- damage reported, not repaired -------------------------------------------
+
+#[test]
+fn block_shared_by_two_files_is_reported_with_both_owners_and_not_repaired() {
+    let mut s = sample();
+    let shared = s.fs.inode(s.inner).direct[0].get();
+    let own = s.fs.inode(s.small).direct[0].get();
+    s.fs.edit_inode(s.small, |d| d.direct[0].set(shared));
+    s.fs.set_bit(own as u64, false);
+    assert_found_not_fixed(
+        "shared",
+        &s.fs,
+        &format!("block {shared}"),
+        &[&format!("shared by inodes {} and {}", s.inner, s.small)],
+    );
+}
+
+#[test]
+fn flipped_inode_checksum_names_the_inode_and_is_not_repaired() {
+    let mut s = sample();
+    let mut d = s.fs.inode(s.small);
+    d.checksum.set(d.checksum.get() ^ 0x10);
+    s.fs.put_raw_inode(s.small, d);
+    assert_found_not_fixed(
+        "checksum",
+        &s.fs,
+        &format!("inode {}", s.small),
+        &["bad checksum"],
+    );
+}
+
+#[test]
+fn bit_flip_inside_an_inode_fails_its_checksum() {
+    let mut s = sample();
+    let mut d = s.fs.inode(s.big);
+    d.size.set(d.size.get() ^ 1);
+    s.fs.put_raw_inode(s.big, d);
+    assert_found_not_fixed(
+        "checksum-body",
+        &s.fs,
+        &format!("inode {}", s.big),
+        &["bad checksum"],
+    );
+}
+
+#[test]
+fn nonzero_journal_is_reported_not_empty() {
+    let mut s = sample();
+    let b = s.fs.geo.journal_start + 3;
+    s.fs.img[b as usize * BS + 100] = 0x5a;
+    assert_found_not_fixed(
+        "journal",
+        &s.fs,
+        &format!("block {b}"),
+        &["journal not empty"],
+    );
+}
+
+#[test]
+fn entry_file_type_not_matching_the_inode_is_reported() {
+    let mut s = sample();
+    let (b, slot) = s.fs.find_entry(ROOT_INO, b"link");
+    s.fs.block_mut(b)[slot * DIRENT_SIZE + 5] = DT_REG;
+    assert_found_not_fixed(
+        "dtype",
+        &s.fs,
+        "inode 1",
+        &[
+            "\"link\"",
+            "file type 8",
+            &format!("inode {} is a symlink", s.link),
+        ],
+    );
+}
+
+#[test]
+fn directory_with_a_second_name_is_reported() {
+    let mut s = sample();
+    s.fs.add_entry(ROOT_INO, b"again", s.sub, DT_DIR);
+    s.fs.edit_inode(ROOT_INO, |d| d.nlink.set(4));
+    assert_found_not_fixed(
+        "two-names",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &[
+            "more than one name",
+            "\"sub\" in inode 1",
+            "\"again\" in inode 1",
+        ],
+    );
+}
+
+#[test]
+fn directory_parent_not_matching_its_name_is_reported() {
+    let mut s = sample();
+    s.fs.edit_inode(s.sub, |d| d.parent.set(s.small));
+    assert_found_not_fixed(
+        "parent",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &[
+            &format!("parent is {}", s.small),
+            "named \"sub\" in inode 1",
+        ],
+    );
+}
+
+#[test]
+fn block_mapped_past_the_file_size_is_reported() {
+    let mut s = sample();
+    s.fs.edit_inode(s.inner, |d| d.size.set(100));
+    assert_found_not_fixed(
+        "past-eof",
+        &s.fs,
+        &format!("inode {}", s.inner),
+        &["1 block(s) mapped past the end", "logical block 1"],
+    );
+}
+
+#[test]
+fn directory_size_not_a_multiple_of_the_block_size_is_reported() {
+    let mut s = sample();
+    s.fs.edit_inode(s.sub, |d| d.size.set(5000));
+    assert_found_not_fixed(
+        "dir-size",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &["not a multiple of 4096"],
+    );
+}
+
+#[test]
+fn symlink_target_without_nul_is_reported() {
+    let mut s = sample();
+    let b = s.fs.inode(s.link).direct[0].get();
+    s.fs.block_mut(b)[b"sub/inner".len()] = b'x';
+    assert_found_not_fixed(
+        "symlink",
+        &s.fs,
+        &format!("inode {}", s.link),
+        &["not NUL-terminated", &format!("block {b}")],
+    );
+}
+
+#[test]
+fn block_pointer_into_metadata_or_past_the_end_is_reported() {
+    let mut s = sample();
+    let meta = s.fs.geo.itable_start as u32;
+    s.fs.edit_inode(s.small, |d| d.direct[3].set(meta));
+    assert_found_not_fixed(
+        "ptr-meta",
+        &s.fs,
+        &format!("inode {}", s.small),
+        &[
+            &format!("block pointer {meta} in direct[3]"),
+            "outside the data area",
+        ],
+    );
+    let mut s = sample();
+    let b = s.fs.inode(s.big).indirect.get();
+    s.fs.block_mut(b)[8..12].copy_from_slice(&5_000_000u32.to_le_bytes());
+    assert_found_not_fixed(
+        "ptr-far",
+        &s.fs,
+        &format!("inode {}", s.big),
+        &[
+            &format!("entry 2 of indirect block {b}"),
+            "outside the data area",
+        ],
+    );
+}
+
+#[test]
+fn indirect_block_pointing_at_itself_is_claimed_twice_and_not_followed() {
+    let mut s = sample();
+    let x = s.fs.alloc_block();
+    s.fs.block_mut(x).fill(0);
+    s.fs.block_mut(x)[..4].copy_from_slice(&x.to_le_bytes());
+    s.fs.edit_inode(s.big, |d| d.dindirect.set(x));
+    s.fs.edit_inode(s.big, |d| d.blocks.set(d.blocks.get() + 1));
+    let img = TempImage::new("loop", &s.fs.img);
+    for args in [&["-n"][..], &["-y"][..]] {
+        let r = img.fsck(args);
+        r.expect_code(4);
+        let p = r.problems();
+        assert_eq!(p.len(), 2, "{}", r.stdout);
+        let big = format!("inode {}", s.big);
+        expect_line(p[0], &big, &["blocks is 16, but 17 block(s) are mapped"]);
+        assert!(
+            !p[0].contains("fixed"),
+            "blocks of a map with a loop set: {}",
+            p[0]
+        );
+        expect_line(
+            p[1],
+            &format!("block {x}"),
+            &[&format!("claimed 2 times by {big}")],
+        );
+    }
+    assert!(img.bytes() == s.fs.img, "-y changed the image");
+}
+
+#[test]
+fn mixed_repairable_and_unrepairable_damage_exits_5_then_4() {
+    let mut s = sample();
+    let b = s.fs.unused_block();
+    s.fs.set_bit(b, true);
+    let j = s.fs.geo.journal_start;
+    s.fs.img[j as usize * BS] = 1;
+    let img = TempImage::new("mixed", &s.fs.img);
+    let r = img.fsck(&["-y"]);
+    r.expect_code(5);
+    assert!(
+        r.summary().ends_with("2 problems, 1 fixed"),
+        "{}",
+        r.summary()
+    );
+    img.fsck(&["-y"])
+        .expect_code(4)
+        .expect_one(&format!("block {j}"), &["journal not empty"]);
+}
+
+// ---- operational and usage errors -------------------------------------------
+
+#[test]
+fn bad_superblock_magic_is_operational_error_8() {
+    let mut s = sample();
+    s.fs.img[0] ^= 0xff;
+    let img = TempImage::new("magic", &s.fs.img);
+    let r = img.fsck(&["-y"]);
+    r.expect_code(8);
+    assert!(
+        r.stderr.contains("not a ferrofs filesystem (bad magic)"),
+        "{}",
+        r.stderr
+    );
+    assert!(img.bytes() == s.fs.img, "wrote to a non-ferrofs image");
+}
+
+#[test]
+fn bad_superblock_checksum_is_operational_error_8() {
+    let mut s = sample();
+    s.fs.img[60] ^= 1; // in padding: only the checksum notices
+    let img = TempImage::new("sb-csum", &s.fs.img);
+    let r = img.fsck(&[]);
+    r.expect_code(8);
+    assert!(
+        r.stderr.contains("superblock invalid: bad checksum"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn superblock_larger_than_the_image_is_operational_error_8() {
+    let s = sample();
+    let img = TempImage::new("short", &s.fs.img[..512 * BS]);
+    let r = img.fsck(&[]);
+    r.expect_code(8);
+    assert!(r.stderr.contains("larger than the device"), "{}", r.stderr);
+}
+
+#[test]
+fn superblock_with_overlapping_regions_is_operational_error_8() {
+    let mut s = sample();
+    let mut sb = Superblock::from_bytes(&s.fs.img).unwrap();
+    sb.data_start.set(sb.itable_start.get());
+    sb.update_checksum();
+    s.fs.img[..SUPERBLOCK_SIZE].copy_from_slice(sb.as_bytes());
+    let r = TempImage::new("overlap", &s.fs.img).fsck(&[]);
+    r.expect_code(8);
+    assert!(r.stderr.contains("overlap"), "{}", r.stderr);
+}
+
+#[test]
+fn file_smaller_than_a_block_or_missing_is_operational_error_8() {
+    let img = TempImage::new("tiny", &[0u8; 100]);
+    let r = img.fsck(&[]);
+    r.expect_code(8);
+    assert!(
+        r.stderr.contains("not a ferrofs filesystem"),
+        "{}",
+        r.stderr
+    );
+    let r = Run::new(
+        Command::new(FSCK)
+            .arg("/nonexistent/ferrofs.img")
+            .output()
+            .unwrap(),
+    );
+    r.expect_code(8);
+    assert!(r.stderr.contains("cannot open"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_command_lines_are_usage_errors_16() {
+    for args in [
+        &[][..],
+        &["-n", "-y", "x.img"],
+        &["-q", "x.img"],
+        &["a.img", "b.img"],
+    ] {
+        let r = Run::new(Command::new(FSCK).args(args).output().unwrap());
+        r.expect_code(16);
+        assert!(r.stderr.contains("usage:"), "{args:?}: {}", r.stderr);
+    }
+    let r = Run::new(Command::new(FSCK).arg("-h").output().unwrap());
+    r.expect_code(0);
+    assert!(r.stdout.contains("usage:"));
+}
