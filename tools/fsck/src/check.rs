@@ -504,7 +504,9 @@ impl Checker<'_> {
                 marked_free.push((p as u64, ino));
             }
             if let Kind::Data(l) = kind {
-                if l >= limit {
+                // fallocate(FALLOC_FL_KEEP_SIZE) preallocates blocks past the
+                // end of a regular file; only other types must not have any.
+                if l >= limit && fmt != S_IFREG {
                     beyond.push((l, p));
                 }
                 if fmt == S_IFDIR {
