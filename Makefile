@@ -1,6 +1,6 @@
 # ferrofs: `make run` shows it working, `make check` tests it. Both set up
 # everything they need on a fresh Debian 12 machine (see README.md).
-.PHONY: all setup kernel module tools run check bench shell lint clean
+.PHONY: all setup kernel module tools run check bench crash-test shell lint clean
 
 all: module tools
 
@@ -23,6 +23,15 @@ run:
 
 check:
 	@bash scripts/check.sh
+
+# ferrofs against ext4 -o dax and xfs -o dax in one guest; results/bench/<time>/.
+bench:
+	@bash scripts/bench.sh
+
+# Power cuts: SIGKILL the guest mid-workload, reboot, check every fsync that
+# returned (CRASH_ROUNDS=N).
+crash-test:
+	@bash scripts/crash-test.sh
 
 shell:
 	@bash scripts/build.sh

@@ -31,5 +31,8 @@ fi
 dmesg > /mnt/out/dmesg.log 2>&1
 echo "$rc" > /mnt/out/rc
 sync
+# Power off, then wait with shell builtins only: PID 1 must not exit (a
+# panic), and once shutdown has begun nothing can be executed from the 9p
+# root any more.
 echo o > /proc/sysrq-trigger
-sleep 10
+while :; do read -r -t 1 _ <> /dev/null; done

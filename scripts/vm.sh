@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Boot the ferrofs test kernel in QEMU with emulated pmem and run one command.
 #
-#   scripts/vm.sh [--timeout SECS] [--shell] [--kill-after SECS] [-- CMD ARGS...]
+#   scripts/vm.sh [--timeout SECS] [--shell] [--kill-after MARKER SECS] [-- CMD ARGS...]
+#
+# --kill-after: SIGKILL QEMU (a power cut) SECS seconds after the command
+# prints a line containing MARKER; exit status 137 then.
 #
 # Guest userland: the host root over virtio-9p, read-only, with tmpfs on
 # /tmp, /run, /root and /mnt (as virtme-ng does). The repository is at
@@ -17,11 +20,13 @@ source "$(dirname "$0")/common.sh"
 timeout=${FERRO_TIMEOUT:-900}
 shell=0
 kill_after=
+kill_marker=
+kill_at=
 while (($#)); do
   case $1 in
     --timeout) timeout=$2; shift 2 ;;
     --shell) shell=1; shift ;;
-    --kill-after) kill_after=$2; shift 2 ;;
+    --kill-after) kill_marker=$2; kill_after=$3; shift 3 ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -39,6 +44,13 @@ rm -f "$OUT/rc" "$OUT/console.log" "$OUT/output.log" "$OUT/dmesg.log"
   echo 'cd /mnt/src'
   printf '%q ' "$@"; echo
 } > "$OUT/cmd.sh"
+# Two guests on one RAM file would share their memory: one at a time.
+mkdir -p "$(dirname "$PMEM_FILE")"
+exec 9>"$PMEM_FILE.lock"
+if ! flock -n 9; then
+  log "guest: another guest is using $PMEM_FILE; waiting"
+  flock 9
+fi
 if [ ! -f "$PMEM_FILE" ]; then
   mkdir -p "$(dirname "$PMEM_FILE")"
   truncate -s "$GUEST_RAM" "$PMEM_FILE"
@@ -74,7 +86,9 @@ pick_accel() {
   local a=tcg
   if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     log "probing KVM (one boot, 30 s limit)"
-    if FERRO_ACCEL=kvm FERRO_OUT=$OUT/probe "$0" --timeout 30 -- true >/dev/null 2>&1; then a=kvm; fi
+    if FERRO_ACCEL=kvm FERRO_OUT=$OUT/probe PMEM_FILE=$FERRO_CACHE/probe-ram.img \
+      "$0" --timeout 30 -- true >/dev/null 2>&1; then a=kvm; fi
+    rm -f "$FERRO_CACHE/probe-ram.img" "$FERRO_CACHE/probe-ram.img.lock"
   fi
   echo "$a" > "$cache"
   echo "$a"
@@ -98,9 +112,20 @@ deadline=$((SECONDS + timeout))
 status=
 while kill -0 $qpid 2>/dev/null; do
   if ((SECONDS >= deadline)); then status=124; break; fi
-  sleep 0.5
+  if [ -n "$kill_marker" ]; then
+    if [ -z "$kill_at" ] && grep -q "$kill_marker" "$OUT/output.log"; then
+      kill_at=$(( $(date +%s%N) / 1000000 + kill_after * 1000 ))
+    fi
+    if [ -n "$kill_at" ] && (( $(date +%s%N) / 1000000 >= kill_at )); then
+      kill -9 $qpid 2>/dev/null || true
+      log "guest: killed with SIGKILL ${kill_after}s after '$kill_marker'"
+      status=137
+      break
+    fi
+  fi
+  sleep 0.1
 done
-if [ -n "$status" ]; then
+if [ "$status" = 124 ]; then
   kill -9 $qpid 2>/dev/null || true
   log "guest: timed out after ${timeout}s; killed"
 fi
