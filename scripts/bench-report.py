@@ -143,8 +143,10 @@ def markdown(runs, accel, seconds, command):
     plan = first.get("plan", {})
     L.append(f"- Made by `{command}`" + (f" in {seconds // 60} min {seconds % 60} s" if seconds else "")
              + f"; {'quick' if quick else 'full'} mode: {plan.get('latency_samples')} samples per "
-             f"latency series (after {plan.get('warmup')} untimed), {plan.get('fault_sweeps')} per "
-             f"fault series, {plan.get('batches')} batches per rate series.")
+             f"latency series (after {plan.get('warmup')} untimed), {plan.get('big_fault_sweeps')} per "
+             f"256 MiB fault series, {plan.get('fault_sweeps')} per 32 MiB fault series and "
+             f"whole-mapping msync, {plan.get('batches')} batches of {plan.get('batch')} "
+             f"operations per rate series.")
     L.append(f"- Guest kernel {first.get('kernel')}, CPUID hypervisor vendor "
              f"`{first.get('hypervisor')}`, user-space flush instruction `{first.get('flush_insn')}`.")
     L.append("- One guest, one device (`/dev/pmem0`, 1 GiB), formatted and mounted in turn: "

@@ -18,7 +18,7 @@ for r in $(seq 1 "$rounds"); do
   rc=0
   bash scripts/vm.sh --timeout 300 --kill-after "READY round $r" "$delay" -- bash tests/crash-workload.sh "$r" >/dev/null || rc=$?
   [ "$rc" = 137 ] || { log "round $r: the workload ended with $rc before the kill"; failed=$((failed + 1)); }
-  grep -E '^(ACK|DEL) ' "$OUT/output.log" >> "$RESULTS/acks.txt" || true
+  tr -d '\r' < "$OUT/output.log" | grep -E '^(ACK|DEL) ' >> "$RESULTS/acks.txt" || true
   log "round $r: $(grep -c '^ACK' "$OUT/output.log") files acknowledged this round"
   cp "$RESULTS/acks.txt" "$OUT/acks.txt"
   bash scripts/vm.sh --timeout 600 -- bash tests/crash-verify.sh | tee "$RESULTS/verify-$r.tap"
