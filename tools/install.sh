@@ -8,3 +8,5 @@ dir=${1:-/usr/local/sbin}
 cargo build --release
 install -D -m 0755 target/release/mkfs-ferrofs "$dir/mkfs.ferrofs"
 echo "installed $dir/mkfs.ferrofs"
+install -D -m 0755 target/release/fsck-ferrofs "$dir/fsck.ferrofs"
+echo "installed $dir/fsck.ferrofs"
