@@ -37,6 +37,18 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
         format::S_IFLNK => Kind::Symlink,
         _ => Kind::File,
     };
+    // Sizes bound every loop over a file's blocks: a corrupt size must not
+    // turn a directory scan into a near-endless one.
+    let size = d.size.get();
+    let size_ok = match kind {
+        Kind::Dir => size % BLOCK_SIZE as u64 == 0 && size <= fs.geo.blocks_count << BLOCK_SHIFT,
+        Kind::Symlink => size < BLOCK_SIZE as u64,
+        Kind::File => size <= format::MAX_FILE_BLOCKS << BLOCK_SHIFT,
+    };
+    if !size_ok {
+        pr_err!("inode {} is corrupt: size {} out of range\n", ino, size);
+        return Err(EIO);
+    }
     inode.init_from_disk(&d, kind);
     if kind == Kind::Symlink {
         let b = d.direct[0].get() as u64;

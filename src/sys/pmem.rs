@@ -114,16 +114,21 @@ impl Pmem {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// A single aligned 4-byte store, atomic with respect to power failure on
-    /// x86 (it cannot straddle a cache line). Used to publish directory slots
-    /// and block pointers.
-    #[inline(never)]
-    pub(crate) fn write_u32_atomic(&self, off: u64, v: u32) -> Result {
-        if off % 4 != 0 {
+    /// `off..off+n` inside the mapping and `n`-aligned: a store of `n <= 8`
+    /// bytes there is atomic with respect to power failure on x86 (it cannot
+    /// straddle a cache line).
+    fn aligned(&self, off: u64, n: usize) -> Result<*mut u8> {
+        if off % n as u64 != 0 {
             return Err(EIO);
         }
-        let p = self.range(off, 4)?;
-        // SAFETY: inside the mapping (checked) and 4-byte aligned.
+        self.range(off, n)
+    }
+
+    /// One atomic 4-byte store: publishes directory slots and block pointers.
+    #[inline(never)]
+    pub(crate) fn write_u32_atomic(&self, off: u64, v: u32) -> Result {
+        let p = self.aligned(off, 4)?;
+        // SAFETY: inside the mapping and 4-byte aligned (checked).
         unsafe { core::ptr::write_volatile(p.cast::<u32>(), v.to_le()) };
         Ok(())
     }
@@ -134,13 +139,11 @@ impl Pmem {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// One atomic 8-byte store: bitmap words.
     #[inline(never)]
     pub(crate) fn write_u64_atomic(&self, off: u64, v: u64) -> Result {
-        if off % 8 != 0 {
-            return Err(EIO);
-        }
-        let p = self.range(off, 8)?;
-        // SAFETY: inside the mapping (checked) and 8-byte aligned.
+        let p = self.aligned(off, 8)?;
+        // SAFETY: inside the mapping and 8-byte aligned (checked).
         unsafe { core::ptr::write_volatile(p.cast::<u64>(), v.to_le()) };
         Ok(())
     }
