@@ -18,8 +18,17 @@ KRUSTDOC=/usr/bin/rustdoc
 KMAKE_VARS=(RUSTC="$KRUSTC" RUSTDOC="$KRUSTDOC" BINDGEN="$BINDGEN" RUSTFMT=/usr/bin/rustfmt)
 
 # Guest memory lives in this file, so pmem (a memmap= range of it) survives a
-# QEMU restart or SIGKILL. The one place its path is set.
-PMEM_FILE=${PMEM_FILE:-$FERRO_CACHE/guest-ram.img}
+# QEMU restart or SIGKILL. The one place its path is set. tmpfs when there is
+# room: a file on disk makes the host write back every page the guest dirties,
+# which stalls the guest at random and makes timings noisy.
+if [ -z "${PMEM_FILE:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ] &&
+    [ "$(df -k --output=avail /dev/shm 2>/dev/null | tail -n 1)" -gt $((7 * 1024 * 1024)) ]; then
+    PMEM_FILE=/dev/shm/ferrofs-guest-ram.img
+  else
+    PMEM_FILE=$FERRO_CACHE/guest-ram.img
+  fi
+fi
 GUEST_RAM=6G
 # pmem0 = guest physical 4G..5G, pmem1 = 5G..6G
 PMEM_CMDLINE="memmap=1G!4G memmap=1G!5G"
