@@ -127,7 +127,12 @@ def markdown(runs, accel, seconds, command):
     quick = first.get("quick")
     when = datetime.datetime.fromtimestamp(first.get("started_unix", 0)).strftime("%Y-%m-%d %H:%M")
     L = []
-    L.append(f"# ferrobench: ferrofs against ext4-dax and xfs-dax ({when})")
+    names = [LABEL[fs] for fs in FS if fs in runs]
+    if "ferrofs" in runs and len(names) > 1:
+        what = "ferrofs against " + " and ".join(names[1:])
+    else:
+        what = ", ".join(names)
+    L.append(f"# ferrobench: {what} ({when})")
     L.append("")
     if accel == "tcg":
         L.append("**Accelerator: TCG** (QEMU software emulation, no KVM). Absolute times mean "
@@ -219,6 +224,9 @@ def plot(runs, accel, path):
     except ImportError:
         print("bench-report: no matplotlib (apt install python3-matplotlib); no plot", file=sys.stderr)
         return False
+    if not any(s["group"] in ("fsync_spread", "fsync_runs") and s["samples"]
+               for r in runs.values() for s in r["series"]):
+        return False  # case 1 did not run
     style = {"ferrofs": ("tab:red", "o", "-"), "ext4": ("tab:blue", "s", "-"),
              "xfs": ("tab:green", "^", "-")}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)

@@ -7,8 +7,9 @@
 #
 #   scripts/bench.sh [--full] [--cases 1,2,...] [ferrofs] [ext4] [xfs]
 #
-# --quick (fewer samples, about 10 minutes under TCG) is the default;
-# --full takes ~3x the samples. FERRO_BENCH_TIMEOUT bounds the guest (s).
+# --quick (fewer samples: about 8 minutes under TCG on an idle 2-core
+# machine) is the default; --full takes about 3 times the samples.
+# FERRO_BENCH_TIMEOUT bounds the guest run (s, default 1800).
 source "$(dirname "$0")/common.sh"
 cd "$FERRO_ROOT"
 start=$SECONDS
@@ -72,11 +73,11 @@ if ls "$RES"/*.json >/dev/null 2>&1; then
   "$PY" scripts/bench-report.py --dir "$RES" --accel "${accel:-unknown}" --seconds "$total" \
     --command "$invocation" || failed
   echo
-  cat "$RES/results.md"
+  sed '/^## Spread/,$d' "$RES/results.md"
 else
   log "bench: no results were produced"
   failed
 fi
 echo
-echo "make bench took $total s; accelerator: ${accel:-unknown}; results in $RES"
+echo "$invocation took $total s; accelerator: ${accel:-unknown}; results in $RES"
 exit "$rc"

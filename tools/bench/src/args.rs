@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 usage: ferrobench run --dir DIR [--fs NAME] [--json FILE] [--quick] [--cases 1,2,...]
        ferrobench fsync-scaling --dir DIR [--max-mib N] [--samples N]
+                                [--page first|last|random]
        ferrobench help
 
 run: runs the benchmark cases in DIR, a directory on the mounted filesystem
@@ -25,9 +26,11 @@ run: runs the benchmark cases in DIR, a directory on the mounted filesystem
     8  the floor: case 1's cache lines flushed from user space (clwb +
        sfence), no filesystem call
 fsync-scaling: case 2 alone (files of 4 KiB, 64 MiB, 256 MiB and the
-  largest that fits, at most --max-mib, default 768), then the ratio of the
-  largest file's median fsync time to the 4 KiB file's. Near 1: fsync cost
-  follows the dirty data, not the file size.";
+  largest that fits, at most --max-mib, default 768; --samples per size,
+  default 15), then the ratio of the largest file's median fsync time to the
+  4 KiB file's. Near 1: fsync cost follows the dirty data, not the file
+  size. The dirty page is the file's first page (the default: the same page
+  at every size), its last page, or a random page per sample.";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct RunArgs {
@@ -43,6 +46,25 @@ pub struct ScalingArgs {
     pub dir: PathBuf,
     pub max_mib: u64,
     pub samples: usize,
+    pub page: PagePick,
+}
+
+/// Which page case 2 dirties before each fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagePick {
+    First,
+    Last,
+    Random,
+}
+
+impl PagePick {
+    pub fn name(self) -> &'static str {
+        match self {
+            PagePick::First => "first",
+            PagePick::Last => "last",
+            PagePick::Random => "random",
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -114,12 +136,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             }))
         }
         "fsync-scaling" => {
-            let (mut dir, mut max_mib, mut samples) = (None, 768, 15);
+            let (mut dir, mut max_mib, mut samples, mut page) = (None, 768, 15, PagePick::First);
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "--dir" => dir = Some(PathBuf::from(take(&mut it, &a)?)),
                     "--max-mib" => max_mib = number(&take(&mut it, &a)?, &a)?,
                     "--samples" => samples = number(&take(&mut it, &a)?, &a)?,
+                    "--page" => {
+                        page = match take(&mut it, &a)?.as_str() {
+                            "first" => PagePick::First,
+                            "last" => PagePick::Last,
+                            "random" => PagePick::Random,
+                            o => return Err(format!("--page: first, last or random, not {o}")),
+                        }
+                    }
                     _ => return Err(format!("fsync-scaling: unknown argument {a}")),
                 }
             }
@@ -133,6 +163,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 dir: dir.ok_or("fsync-scaling: --dir is required")?,
                 max_mib,
                 samples,
+                page,
             }))
         }
         other => Err(format!("unknown command {other}")),
@@ -183,6 +214,16 @@ mod tests {
                 dir: "/d".into(),
                 max_mib: 512,
                 samples: 15,
+                page: PagePick::First,
+            })
+        );
+        assert_eq!(
+            p("fsync-scaling --page random --samples 5 --dir /d").unwrap(),
+            Command::FsyncScaling(ScalingArgs {
+                dir: "/d".into(),
+                max_mib: 768,
+                samples: 5,
+                page: PagePick::Random,
             })
         );
     }
@@ -196,6 +237,7 @@ mod tests {
         assert!(p("run --dir /d --bogus").is_err());
         assert!(p("fsync-scaling --dir /d --max-mib 10").is_err());
         assert!(p("fsync-scaling --dir /d --samples 0").is_err());
+        assert!(p("fsync-scaling --dir /d --page middle").is_err());
         assert!(p("frobnicate").is_err());
         assert!(p("").is_err());
         assert_eq!(p("help").unwrap(), Command::Help);

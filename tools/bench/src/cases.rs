@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::args::PagePick;
 use crate::flush::{self, Insn};
 use crate::json::Value;
 use crate::stats::Summary;
@@ -16,6 +17,8 @@ use crate::sys::{self, secs, Fd, Map, PAGE};
 const MIB: u64 = 1 << 20;
 /// The file of cases 1, 3, 5 and 8.
 const BIG: u64 = 256 * MIB;
+/// Case 5's smaller sweeps.
+const SMALL: u64 = 32 * MIB;
 /// Case 1 and 8: dirty page counts.
 pub const DIRTY_COUNTS: [usize; 4] = [1, 16, 256, 4096];
 
@@ -94,7 +97,10 @@ pub struct Plan {
     pub latency: usize,
     /// fsync with nothing dirty (case 3): cheap, so more.
     pub clean: usize,
-    /// Whole-file fault sweeps (case 5).
+    /// Fault sweeps over the 256 MiB file (case 5): the slowest samples
+    /// under emulation (65536 faults each).
+    pub big_sweeps: usize,
+    /// Sweeps over 32 or 64 MiB (case 5, and case 4's whole-mapping msync).
     pub sweeps: usize,
     /// Batches of operations (cases 6, 7), and operations per batch.
     pub batches: usize,
@@ -109,8 +115,9 @@ impl Plan {
             Plan {
                 latency: 15,
                 clean: 31,
+                big_sweeps: 3,
                 sweeps: 3,
-                batches: 5,
+                batches: 7,
                 batch: 32,
                 warmup: 2,
             }
@@ -118,8 +125,9 @@ impl Plan {
             Plan {
                 latency: 51,
                 clean: 101,
+                big_sweeps: 7,
                 sweeps: 9,
-                batches: 11,
+                batches: 15,
                 batch: 128,
                 warmup: 3,
             }
@@ -402,8 +410,14 @@ impl Bench {
     /// One file grows by appending (pwrite) from 4 KiB to the largest size,
     /// under one mapping of the largest size made up front; at each size the
     /// new pages are pre-faulted writable (stored to) and the file fsynced,
-    /// then each sample stores to one random page and times the fsync.
-    pub fn fsync_file_size(&mut self, samples: usize) -> Result<Option<f64>, String> {
+    /// then each sample stores to one page and times the fsync. By default
+    /// the first page: the same page at every size, so that only the file
+    /// size changes.
+    pub fn fsync_file_size(
+        &mut self,
+        samples: usize,
+        pick: PagePick,
+    ) -> Result<Option<f64>, String> {
         // Room for the largest file: what is free now, less some slack for
         // the filesystem's own metadata (block maps, journal), in 2 MiB
         // granules.
@@ -414,7 +428,11 @@ impl Bench {
         if largest > 256 * MIB {
             sizes.push(largest);
         } else {
-            self.say("no room for a file larger than 256 MiB: case 2 stops there");
+            self.say(&format!(
+                "case 2 stops at 256 MiB (room for {}, limit {})",
+                human_bytes(room),
+                human_bytes(self.max_file)
+            ));
         }
         let top = *sizes.last().unwrap_or(&0);
         let path = self.path("c2.dat");
@@ -448,7 +466,12 @@ impl Bench {
             let pages = size / PAGE as u64;
             let mut v = Vec::new();
             for i in 0..self.plan.warmup + samples {
-                map.dirty_page(rng.below(pages) as usize, i as u64);
+                let page = match pick {
+                    PagePick::First => 0,
+                    PagePick::Last => pages - 1,
+                    PagePick::Random => rng.below(pages),
+                };
+                map.dirty_page(page as usize, i as u64);
                 let t0 = Instant::now();
                 fd.fsync()?;
                 if i >= self.plan.warmup {
@@ -457,12 +480,19 @@ impl Bench {
             }
             let is_largest = size == top && sizes.len() > 3;
             let s = Series {
-                id: format!("c2.fsync.{size}"),
+                id: match pick {
+                    PagePick::First => format!("c2.fsync.{size}"),
+                    p => format!("c2.fsync.{size}.{}", p.name()),
+                },
                 case: 2,
                 group: "fsync_filesize",
                 x: Some(size),
                 title: format!(
-                    "fsync, 1 dirty page, {} file{}",
+                    "fsync, 1 dirty page{}, {} file{}",
+                    match pick {
+                        PagePick::First => String::new(),
+                        p => format!(" ({} page)", p.name()),
+                    },
                     human_bytes(size),
                     if is_largest {
                         " (largest that fits)"
@@ -525,19 +555,20 @@ impl Bench {
             let t = Instant::now();
             let mut v = Vec::new();
             // Re-dirtying all of it after an msync of all of it faults on
-            // every page: the whole-mapping series takes fewer samples.
-            let n = if whole {
-                self.plan.sweeps
+            // every page: the whole-mapping series takes fewer samples, and
+            // no untimed ones (the 64 KiB series before it warmed up).
+            let (warm, n) = if whole {
+                (0, self.plan.sweeps)
             } else {
-                self.plan.latency
+                (self.plan.warmup, self.plan.latency)
             };
-            for i in 0..self.plan.warmup + n {
+            for i in 0..warm + n {
                 for p in 0..pages {
                     map.store_word(p, i as u64);
                 }
                 let t0 = Instant::now();
                 map.msync(off, len, libc::MS_SYNC)?;
-                if i >= self.plan.warmup {
+                if i >= warm {
                     v.push(secs(t0) * 1e6);
                 }
             }
@@ -575,15 +606,19 @@ impl Bench {
     /// and with only 4 KiB PTEs possible; and write faults into holes.
     pub fn faults(&mut self, fd: &Fd) -> Result<(), String> {
         for (write, only4k) in [(false, false), (true, false), (false, true), (true, true)] {
-            // With 4 KiB PTEs only every page faults, and ext4 and xfs get as
-            // slow as ferrofs: the first 64 MiB of the file are enough for a
-            // rate.
-            let len = if only4k { 64 * MIB } else { BIG } as usize;
+            // With 4 KiB PTEs only, every page takes a fault on every file
+            // system: the first 32 MiB of the file are enough for a rate.
+            let len = if only4k { SMALL } else { BIG } as usize;
             let pages = len / PAGE;
             let t = Instant::now();
             let mut v = Vec::new();
             let mut sink = 0u64;
-            for i in 0..self.plan.sweeps {
+            let n = if only4k {
+                self.plan.sweeps
+            } else {
+                self.plan.big_sweeps
+            };
+            for i in 0..n {
                 // Nothing dirty left from the previous sweep.
                 fd.fsync()?;
                 let map = if only4k {
@@ -616,7 +651,7 @@ impl Bench {
                 format!(
                     "first-touch {kind} faults, {}",
                     if only4k {
-                        "first 64 MiB of it, 4 KiB PTEs only"
+                        "first 32 MiB of it, 4 KiB PTEs only"
                     } else {
                         "256 MiB file, mapping 2 MiB aligned"
                     }
@@ -628,7 +663,7 @@ impl Bench {
             );
         }
         // Write faults into holes: every page allocates (and zeroes) a block.
-        let size = 64 * MIB;
+        let size = SMALL;
         let path = self.path("c5.sparse");
         let sparse = Fd::create(&path)?;
         let t = Instant::now();
@@ -651,7 +686,7 @@ impl Bench {
             5,
             "faults",
             None,
-            "first-touch write faults into holes (allocating), 64 MiB sparse file".into(),
+            "first-touch write faults into holes (allocating), 32 MiB sparse file".into(),
             Unit::Rate("pages/s"),
             true,
             v,
@@ -824,7 +859,7 @@ impl Bench {
                 )?,
                 2 => {
                     let n = self.plan.latency;
-                    self.fsync_file_size(n)?;
+                    self.fsync_file_size(n, PagePick::First)?;
                 }
                 3 => self.fsync_clean(fd.ok_or_else(missing)?)?,
                 4 => self.msync_range()?,

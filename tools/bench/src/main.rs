@@ -125,6 +125,7 @@ fn run(a: RunArgs) -> Result<(), String> {
             Value::obj(vec![
                 ("latency_samples", Value::Int(plan.latency as i64)),
                 ("clean_samples", Value::Int(plan.clean as i64)),
+                ("big_fault_sweeps", Value::Int(plan.big_sweeps as i64)),
                 ("fault_sweeps", Value::Int(plan.sweeps as i64)),
                 ("batches", Value::Int(plan.batches as i64)),
                 ("batch", Value::Int(plan.batch as i64)),
@@ -152,8 +153,11 @@ fn run(a: RunArgs) -> Result<(), String> {
 
 fn fsync_scaling(a: ScalingArgs) -> Result<(), String> {
     let mut b = Bench::new(&a.dir, "fsync-scaling", true, a.max_mib);
-    let ratio = b.fsync_file_size(a.samples)?;
-    println!("fsync of 1 dirty page (stored through a MAP_SHARED mapping of a pre-faulted file)");
+    let ratio = b.fsync_file_size(a.samples, a.page)?;
+    println!(
+        "fsync of 1 dirty page ({} page, stored to through a MAP_SHARED mapping of a pre-faulted file)",
+        a.page.name()
+    );
     println!(
         "{:<14} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "file size", "median us", "p10", "p90", "min", "max"
