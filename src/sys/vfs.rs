@@ -79,9 +79,8 @@ impl Inode {
     }
 
     pub(crate) fn fs(&self) -> &FsInfo {
-        // SAFETY: a ferrofs inode belongs to a mounted ferrofs superblock whose
-        // s_fs_info is set before the first inode is read and cleared only
-        // after all inodes are evicted.
+        // SAFETY: s_fs_info is set before the first inode is read and cleared
+        // only after every inode of the mount is evicted.
         unsafe { &*((*(*self.raw()).i_sb).s_fs_info as *const FsInfo) }
     }
 
