@@ -1,171 +1,19 @@
 //! Thin wrappers around the libc calls the benchmarks make. Every failure
 //! becomes a `String` naming the call, the file and errno.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
 use libc::{c_int, c_void};
 
-pub const PAGE: usize = 4096;
+pub use ferrofs_usys::{cpath, last_err, Fd, PAGE};
 pub const LINE: usize = 64;
 pub const HUGE: usize = 2 << 20;
-
-fn last_err() -> io::Error {
-    io::Error::last_os_error()
-}
-
-fn cpath(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| format!("{}: path contains a NUL byte", p.display()))
-}
 
 /// Seconds elapsed since `t`, as f64.
 pub fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
-}
-
-/// An open file descriptor, closed on drop.
-pub struct Fd {
-    fd: c_int,
-    name: String,
-}
-
-impl Fd {
-    pub fn open(path: &Path, flags: c_int, mode: libc::mode_t) -> Result<Fd, String> {
-        let c = cpath(path)?;
-        // SAFETY: `c` is a NUL-terminated string that outlives the call.
-        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
-        if fd < 0 {
-            return Err(format!("open {}: {}", path.display(), last_err()));
-        }
-        Ok(Fd {
-            fd,
-            name: path.display().to_string(),
-        })
-    }
-
-    /// Creates (or truncates to 0) a read-write file.
-    pub fn create(path: &Path) -> Result<Fd, String> {
-        Fd::open(path, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o644)
-    }
-
-    pub fn raw(&self) -> c_int {
-        self.fd
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn err(&self, what: &str) -> String {
-        format!("{what} {}: {}", self.name, last_err())
-    }
-
-    pub fn pwrite_all(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        let mut done = 0;
-        while done < buf.len() {
-            let rest = &buf[done..];
-            // SAFETY: `rest` is valid for reads of `rest.len()` bytes.
-            let n = unsafe {
-                libc::pwrite(
-                    self.fd,
-                    rest.as_ptr().cast::<c_void>(),
-                    rest.len(),
-                    (off + done as u64) as libc::off_t,
-                )
-            };
-            if n < 0 {
-                if last_err().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(self.err(&format!("pwrite at {}", off + done as u64)));
-            }
-            if n == 0 {
-                return Err(format!("pwrite {}: wrote nothing", self.name));
-            }
-            done += n as usize;
-        }
-        Ok(())
-    }
-
-    /// write(2) at the file offset until all of `buf` is written.
-    pub fn write_all(&self, buf: &[u8]) -> Result<(), String> {
-        let mut done = 0;
-        while done < buf.len() {
-            let rest = &buf[done..];
-            // SAFETY: `rest` is valid for reads of `rest.len()` bytes.
-            let n = unsafe { libc::write(self.fd, rest.as_ptr().cast::<c_void>(), rest.len()) };
-            if n < 0 {
-                if last_err().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(self.err("write"));
-            }
-            if n == 0 {
-                return Err(format!("write {}: wrote nothing", self.name));
-            }
-            done += n as usize;
-        }
-        Ok(())
-    }
-
-    pub fn fsync(&self) -> Result<(), String> {
-        // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::fsync(self.fd) } != 0 {
-            return Err(self.err("fsync"));
-        }
-        Ok(())
-    }
-
-    pub fn fdatasync(&self) -> Result<(), String> {
-        // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::fdatasync(self.fd) } != 0 {
-            return Err(self.err("fdatasync"));
-        }
-        Ok(())
-    }
-
-    pub fn ftruncate(&self, len: u64) -> Result<(), String> {
-        // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::ftruncate(self.fd, len as libc::off_t) } != 0 {
-            return Err(self.err(&format!("ftruncate to {len}")));
-        }
-        Ok(())
-    }
-
-    /// Whether statx reports STATX_ATTR_DAX for this file (None if statx
-    /// does not say).
-    pub fn dax_attr(&self) -> Option<bool> {
-        // SAFETY: all-zero is a valid `struct statx` (plain integers).
-        let mut st: libc::statx = unsafe { std::mem::zeroed() };
-        let empty = c"";
-        // SAFETY: `empty` is NUL-terminated, `st` writable; AT_EMPTY_PATH
-        // makes statx describe the descriptor itself.
-        let r = unsafe {
-            libc::statx(
-                self.fd,
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH,
-                libc::STATX_BASIC_STATS,
-                &mut st,
-            )
-        };
-        const ATTR_DAX: u64 = 0x0020_0000; // STATX_ATTR_DAX
-        if r != 0 || st.stx_attributes_mask & ATTR_DAX == 0 {
-            return None;
-        }
-        Some(st.stx_attributes & ATTR_DAX != 0)
-    }
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: `fd` is open and owned by this value alone.
-        unsafe { libc::close(self.fd) };
-    }
 }
 
 /// A MAP_SHARED read-write mapping of a file, unmapped on drop. Accesses go
