@@ -10,9 +10,6 @@
 mod args;
 mod check;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
 use std::process::ExitCode;
 
 use args::Command;
@@ -35,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let name = opts.device.display();
-    let file = match open_device(&opts.device, opts.repair) {
+    let file = match ferrofs_image::open_device(&opts.device, opts.repair) {
         Ok(f) => f,
         Err(msg) => {
             eprintln!("fsck-ferrofs: {msg}");
@@ -93,42 +90,4 @@ fn plural(n: u64) -> &'static str {
     } else {
         "s"
     }
-}
-
-/// Opens the device read-only, or for `repair` read-write; a block device is
-/// then opened O_EXCL, which fails while it is mounted.
-fn open_device(dev: &Path, repair: bool) -> Result<File, String> {
-    let name = dev.display();
-    let is_blockdev = std::fs::metadata(dev)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    let mut oo = OpenOptions::new();
-    oo.read(true);
-    if repair {
-        oo.write(true);
-        if is_blockdev {
-            oo.custom_flags(libc::O_EXCL);
-        }
-    }
-    let file = oo.open(dev).map_err(|e| {
-        let hint = if repair && is_blockdev && e.raw_os_error() == Some(libc::EBUSY) {
-            " (is it mounted? repair only an unmounted filesystem)"
-        } else {
-            ""
-        };
-        let how = if repair {
-            "for reading and writing"
-        } else {
-            "for reading"
-        };
-        format!("cannot open {name} {how}: {e}{hint}")
-    })?;
-    let ft = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {name}: {e}"))?
-        .file_type();
-    if !ft.is_block_device() && !ft.is_file() {
-        return Err(format!("{name} is not a block device or a regular file"));
-    }
-    Ok(file)
 }

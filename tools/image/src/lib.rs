@@ -2,7 +2,10 @@
 //! allocation bitmap and inode slots, decoded with the shared on-media format
 //! (`ferrofs_format`). Used by mkfs and by tests that check what it wrote.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
 
 use ferrofs_format::{
     FormatError, Geometry, Inode, Pod, Superblock, BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE,
@@ -175,6 +178,45 @@ impl<D: Read + Seek> Image<D> {
         let bytes = self.read_blocks(geo.bitmap_start, geo.bitmap_blocks as u64)?;
         Ok(Bitmap::from_bytes(bytes))
     }
+}
+
+/// Open a ferrofs device or image file, refusing anything else. With
+/// `write`, a block device is opened O_EXCL, which fails with EBUSY while it
+/// is mounted or otherwise claimed (as mkfs.ext4 and e2fsck do).
+pub fn open_device(dev: &Path, write: bool) -> Result<File, String> {
+    let name = dev.display();
+    let is_blockdev = std::fs::metadata(dev)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    let mut oo = OpenOptions::new();
+    oo.read(true);
+    if write {
+        oo.write(true);
+        if is_blockdev {
+            oo.custom_flags(libc::O_EXCL);
+        }
+    }
+    let file = oo.open(dev).map_err(|e| {
+        let hint = if write && is_blockdev && e.raw_os_error() == Some(libc::EBUSY) {
+            " (is it mounted? write only an unmounted filesystem)"
+        } else {
+            ""
+        };
+        let how = if write {
+            "for reading and writing"
+        } else {
+            "for reading"
+        };
+        format!("cannot open {name} {how}: {e}{hint}")
+    })?;
+    let ft = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {name}: {e}"))?
+        .file_type();
+    if !ft.is_block_device() && !ft.is_file() {
+        return Err(format!("{name} is not a block device or a regular file"));
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! Laying out and writing a fresh ferrofs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrofs_format::{
@@ -26,7 +25,7 @@ pub struct Summary {
 pub fn run(opts: &Options) -> Result<Summary, String> {
     let dev = &opts.device;
     let name = dev.display();
-    let file = open_device(dev)?;
+    let file = ferrofs_image::open_device(dev, true)?;
     let size = device_size(&file).map_err(|e| format!("cannot get the size of {name}: {e}"))?;
     let blocks = size / BLOCK_SIZE as u64;
     if blocks < MIN_BLOCKS {
@@ -77,36 +76,6 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
         label: opts.label.clone(),
         uuid,
     })
-}
-
-fn open_device(dev: &Path) -> Result<File, String> {
-    let name = dev.display();
-    let mut oo = OpenOptions::new();
-    oo.read(true).write(true);
-    // On a block device O_EXCL fails with EBUSY while it is mounted or
-    // otherwise claimed, as mkfs.ext4 does.
-    let is_blockdev = std::fs::metadata(dev)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    if is_blockdev {
-        oo.custom_flags(libc::O_EXCL);
-    }
-    let file = oo.open(dev).map_err(|e| {
-        let hint = if is_blockdev && e.raw_os_error() == Some(libc::EBUSY) {
-            " (is it mounted or in use?)"
-        } else {
-            ""
-        };
-        format!("cannot open {name} for reading and writing: {e}{hint}")
-    })?;
-    let ft = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {name}: {e}"))?
-        .file_type();
-    if !ft.is_block_device() && !ft.is_file() {
-        return Err(format!("{name} is not a block device or a regular file"));
-    }
-    Ok(file)
 }
 
 /// Size in bytes: a regular file's length, or a block device's capacity
