@@ -2,7 +2,9 @@
 # everything they need on a fresh Debian 12 machine (see README.md).
 .PHONY: all setup kernel module tools run check bench crash-test shell lint clean
 
-all: module tools
+# Set-up and every build step (packages, bindgen, kernel, module, tools).
+all:
+	@bash scripts/build.sh
 
 setup:
 	@bash scripts/setup.sh

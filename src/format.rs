@@ -10,7 +10,7 @@
 //! | blocks                         | content                                   |
 //! |--------------------------------|-------------------------------------------|
 //! | 0                              | superblock ([`Superblock`], 512 bytes)    |
-//! | `journal_start..+journal_blocks` | metadata journal (zero = empty)         |
+//! | `journal_start..+journal_blocks` | metadata undo journal (see below)     |
 //! | `bitmap_start..+bitmap_blocks` | block allocation bitmap, bit i = block i  |
 //! | `itable_start..+itable_blocks` | inode table, [`INODES_PER_BLOCK`] a block |
 //! | `data_start..blocks_count`     | data, directory and indirect blocks       |
@@ -87,6 +87,7 @@ pub enum FormatError {
     BadGeometry(&'static str),
     BadInode(&'static str),
     BadDirent(&'static str),
+    BadJournal(&'static str),
 }
 
 impl FormatError {
@@ -101,6 +102,7 @@ impl FormatError {
             FormatError::BadGeometry(why) => why,
             FormatError::BadInode(why) => why,
             FormatError::BadDirent(why) => why,
+            FormatError::BadJournal(why) => why,
         }
     }
 }
@@ -609,3 +611,220 @@ pub const MAX_FILE_BLOCKS: u64 = NDIRECT as u64
     + PTRS_PER_BLOCK as u64
     + (PTRS_PER_BLOCK * PTRS_PER_BLOCK) as u64
     + (PTRS_PER_BLOCK * PTRS_PER_BLOCK * PTRS_PER_BLOCK) as u64;
+
+// ---------------------------------------------------------------------------
+// Metadata journal: an undo log.
+//
+// The region `journal_start..+journal_blocks` starts with a [`JournalHeader`]
+// (one cache line) followed by records packed from byte [`JOURNAL_RECORDS_OFF`],
+// each a [`RecordHeader`] and `len` bytes of data padded to 8 bytes.
+//
+// A transaction numbered `seq` (always `seq_done + 1`) writes, before it
+// changes any metadata bytes in place, a record holding their old contents,
+// and makes the record durable (flush + fence) before the first in-place
+// store. It commits by making its in-place stores durable (flush + fence) and
+// then storing `seq_done = seq` with one atomic 8-byte store (flush + fence).
+//
+// So after a crash the records of an unfinished transaction are exactly the
+// valid records at the start of the region with `seq == seq_done + 1`: older
+// records carry a smaller `seq`, and a record torn by the crash fails its
+// checksum (and nothing after it was written, because each record is fenced
+// before the stores it protects). Recovery copies their data back in reverse
+// order, makes that durable, then stores `seq_done = seq`. Recovery is
+// idempotent: a crash during it leaves the same records valid.
+//
+// An all-zero header (a fresh mkfs) is an empty journal with `seq_done == 0`.
+
+/// `b"FERROJNL"`.
+pub const JOURNAL_MAGIC: [u8; 8] = *b"FERROJNL";
+/// Byte offset of the first record inside the journal region.
+pub const JOURNAL_RECORDS_OFF: usize = 64;
+/// Largest data length of one record: a block.
+pub const RECORD_MAX_DATA: usize = BLOCK_SIZE;
+/// Byte offset of `seq_done` inside the header (8-byte aligned: atomic store).
+pub const JOURNAL_SEQ_DONE_OFF: usize = 8;
+
+/// The first 64 bytes of the journal region.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct JournalHeader {
+    pub magic: [u8; 8],
+    /// The last transaction that finished (committed or rolled back).
+    pub seq_done: Le64,
+    pub reserved: [u8; 48],
+}
+const _: () = assert!(core::mem::size_of::<JournalHeader>() == JOURNAL_RECORDS_OFF);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for JournalHeader {
+    const SIZE: usize = JOURNAL_RECORDS_OFF;
+}
+
+impl JournalHeader {
+    pub const fn new(seq_done: u64) -> JournalHeader {
+        JournalHeader {
+            magic: JOURNAL_MAGIC,
+            seq_done: Le64::new(seq_done),
+            reserved: [0; 48],
+        }
+    }
+}
+
+/// Precedes each record's data.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct RecordHeader {
+    /// The transaction that wrote the record.
+    pub seq: Le64,
+    /// Device byte offset of the bytes the data restores.
+    pub target: Le64,
+    pub len: Le32,
+    /// CRC-32C of `seq`, `target`, `len` and the data.
+    pub crc: Le32,
+}
+pub const RECORD_HEADER_SIZE: usize = 24;
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == RECORD_HEADER_SIZE);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for RecordHeader {
+    const SIZE: usize = RECORD_HEADER_SIZE;
+}
+
+impl RecordHeader {
+    pub fn new(seq: u64, target: u64, data: &[u8]) -> RecordHeader {
+        let mut h = RecordHeader {
+            seq: Le64::new(seq),
+            target: Le64::new(target),
+            len: Le32::new(data.len() as u32),
+            crc: Le32::new(0),
+        };
+        h.crc.set(h.compute_crc(data));
+        h
+    }
+
+    pub fn compute_crc(&self, data: &[u8]) -> u32 {
+        let c = crc32c_update(!0, &self.as_bytes()[..RECORD_HEADER_SIZE - 4]);
+        crc32c_update(c, data) ^ !0
+    }
+}
+
+/// Bytes a record with `len` bytes of data takes in the region.
+pub const fn record_size(len: usize) -> usize {
+    RECORD_HEADER_SIZE + len.next_multiple_of(8)
+}
+
+/// One valid record of the unfinished transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Byte offset of the record inside the region.
+    pub pos: usize,
+    pub target: u64,
+    pub data: &'a [u8],
+}
+
+/// The journal region as found on the medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalState {
+    /// The header magic was zero: a journal never used since mkfs.
+    pub fresh: bool,
+    pub seq_done: u64,
+    /// Records of the unfinished transaction `seq_done + 1` (0: clean).
+    pub pending: usize,
+    /// Bytes those records span, from the region start.
+    pub end: usize,
+}
+
+impl JournalState {
+    /// Read the header and count the pending records of `region` (the whole
+    /// journal region) for a filesystem of geometry `g`.
+    pub fn parse(region: &[u8], g: &Geometry) -> Result<JournalState, FormatError> {
+        let h = JournalHeader::from_bytes(region)
+            .ok_or(FormatError::BadJournal("journal region too small"))?;
+        let fresh = h.magic == [0; 8];
+        if fresh {
+            if region[..JOURNAL_RECORDS_OFF].iter().any(|&b| b != 0) {
+                return Err(FormatError::BadJournal("journal header is corrupt"));
+            }
+        } else if h.magic != JOURNAL_MAGIC {
+            return Err(FormatError::BadJournal("bad journal magic"));
+        }
+        let seq_done = h.seq_done.get();
+        let mut pending = 0;
+        let mut end = JOURNAL_RECORDS_OFF;
+        for r in Records::new(region, seq_done, g) {
+            let r = r?;
+            pending += 1;
+            end = r.pos + record_size(r.data.len());
+        }
+        Ok(JournalState {
+            fresh,
+            seq_done,
+            pending,
+            end,
+        })
+    }
+}
+
+/// Walks the valid records of transaction `seq_done + 1` from the start of
+/// the region, stopping at the first that is not one. A valid record whose
+/// target is not metadata of this filesystem is an error (damage, not a
+/// torn write: its checksum matched).
+pub struct Records<'a> {
+    region: &'a [u8],
+    seq: u64,
+    pos: usize,
+    lo: u64,
+    hi: u64,
+    done: bool,
+}
+
+impl<'a> Records<'a> {
+    pub fn new(region: &'a [u8], seq_done: u64, g: &Geometry) -> Records<'a> {
+        Records {
+            region,
+            seq: seq_done.wrapping_add(1),
+            pos: JOURNAL_RECORDS_OFF,
+            // Metadata lives from the bitmap to the end of the filesystem.
+            lo: g.bitmap_start.saturating_mul(BLOCK_SIZE as u64),
+            hi: g.blocks_count.saturating_mul(BLOCK_SIZE as u64),
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, FormatError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let pos = self.pos;
+        let h = self
+            .region
+            .get(pos..)
+            .and_then(RecordHeader::from_bytes)
+            .filter(|h| h.seq.get() == self.seq);
+        let len = h.map(|h| h.len.get() as usize).unwrap_or(0);
+        let data_at = pos + RECORD_HEADER_SIZE;
+        let data = self.region.get(data_at..data_at.saturating_add(len));
+        let (Some(h), Some(data)) = (h, data) else {
+            self.done = true;
+            return None;
+        };
+        if len == 0 || len > RECORD_MAX_DATA || h.compute_crc(data) != h.crc.get() {
+            self.done = true;
+            return None;
+        }
+        let target = h.target.get();
+        let in_range = target >= self.lo
+            && target
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.hi);
+        if !in_range {
+            self.done = true;
+            return Some(Err(FormatError::BadJournal(
+                "journal record outside the metadata area",
+            )));
+        }
+        self.pos = pos + record_size(len);
+        Some(Ok(Record { pos, target, data }))
+    }
+}
