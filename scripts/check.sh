@@ -67,10 +67,45 @@ guest_run() {  # $1: label, rest: command
   kernel_log_clean "$label"
 }
 # FERRO_TESTS=substring runs only the matching guest test files.
+rm -rf "$FERRO_CACHE/out/persist"
 guest_run suite bash tests/run.sh "${FERRO_TESTS:-}"
+
+# 2b. Persistence-order checker, host half: crash states from the trace that
+# tests/50-persist.sh recorded (the guest half).
+P=$FERRO_CACHE/out/persist
+if [ -s "$P/trace.bin" ] && [ -s "$P/params" ]; then
+  read -r pseed pops < "$P/params"
+  log "host: ferrocrash over the traced workload (seed $pseed, $pops operations)"
+  rc=0
+  tools/target/release/ferrocrash --image "$P/pre.img" --trace "$P/trace.bin" \
+    --seed "$pseed" --ops "$pops" --save-dir "$RESULTS/crash-states" > "$RESULTS/persist.log" 2>&1 || rc=$?
+  summary=$(grep -E '^ferrocrash:' "$RESULTS/persist.log" | tail -n 1)
+  echo "  $summary"
+  if [ "$rc" = 0 ] && [ -n "$summary" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); failures+=("persist: ferrocrash exit $rc: ${summary:-no summary} (see $RESULTS/persist.log)")
+    tail -n 30 "$RESULTS/persist.log" >&2
+  fi
+elif [ -z "${FERRO_TESTS:-}" ]; then
+  failed=$((failed + 1)); failures+=("persist: the guest recorded no trace")
+fi
 # Persistence across a reboot: the suite left files on pmem1; boot again on
 # the same file-backed memory and check them.
 guest_run reboot bash tests/reboot-verify.sh
+
+# 3. Power cuts: SIGKILL QEMU mid-workload, reboot, recover, verify.
+if [ -z "${FERRO_TESTS:-}" ] && [ "${CHECK_CRASH_ROUNDS:-2}" != 0 ]; then
+  log "crash: ${CHECK_CRASH_ROUNDS:-2} power-cut rounds"
+  CRASH_ROUNDS=${CHECK_CRASH_ROUNDS:-2} CRASH_RESULTS=$RESULTS/crash \
+    bash scripts/crash-test.sh --no-build > "$RESULTS/crash.log" 2>&1 || true
+  if [ -s "$RESULTS/crash/crash.tap" ]; then
+    count_tap "$RESULTS/crash/crash.tap" crash
+    grep -E '^(not )?ok' "$RESULTS/crash/crash.tap" | sed 's/^/  /'
+  else
+    failed=$((failed + 1)); failures+=("crash: the power-cut test produced no results")
+  fi
+fi
 
 echo
 if ((${#failures[@]})); then

@@ -3,11 +3,14 @@
 //!
 //! The block bitmap in pmem is the truth (bit i set: block i in use); the
 //! allocator keeps only hints and free counts in memory, rebuilt at mount.
-//! Callers hold `FsInfo::alloc`.
+//! Callers hold `FsInfo::alloc`, inside a journal transaction: every bitmap
+//! and inode-table store is logged.
 
 use crate::format::{self, Geometry, Inode as DiskInode, Pod};
+use crate::journal::Tx;
 use crate::sys::pmem::Pmem;
 use kernel::error::{code::*, Result};
+use kernel::prelude::*;
 
 pub(crate) struct Allocator {
     free_blocks: u64,
@@ -18,7 +21,9 @@ pub(crate) struct Allocator {
 
 impl Allocator {
     /// Count free blocks and inodes. Bits past the end are set by mkfs.
-    pub(crate) fn scan(pmem: &Pmem, g: &Geometry) -> Result<Allocator> {
+    /// Used inodes with link count 0 (orphans: unlinked while open, then a
+    /// crash) go to `orphans`, for mount to free.
+    pub(crate) fn scan(pmem: &Pmem, g: &Geometry, orphans: &mut KVec<u32>) -> Result<Allocator> {
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let words = g.blocks_count.div_ceil(64);
         let mut used = 0u64;
@@ -34,6 +39,11 @@ impl Allocator {
             let mode = pmem.read_u32(inode_off(g, ino))? & 0xffff;
             if mode == 0 {
                 free_inodes += 1;
+            } else if ino != format::ROOT_INO {
+                let d: DiskInode = pmem.read_pod(inode_off(g, ino))?;
+                if d.nlink.get() == 0 {
+                    orphans.push(ino, GFP_KERNEL)?;
+                }
             }
         }
         Ok(Allocator {
@@ -53,10 +63,16 @@ impl Allocator {
 
     /// Allocate one block: set its bit (flushed). The caller initialises and
     /// flushes the block before publishing a pointer to it.
-    pub(crate) fn alloc_block(&mut self, pmem: &Pmem, g: &Geometry) -> Result<u64> {
+    pub(crate) fn alloc_block(&mut self, tx: &mut Tx<'_>, g: &Geometry) -> Result<u64> {
         if self.free_blocks == 0 {
             return Err(ENOSPC);
         }
+        if tx.freed {
+            // Undo would relink the freed block after it was overwritten.
+            pr_err!("internal error: allocation after a free in one transaction\n");
+            return Err(EIO);
+        }
+        let pmem = tx.pmem();
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let words = g.blocks_count.div_ceil(64);
         let start = self.next_block.clamp(g.data_start, g.blocks_count - 1) / 64;
@@ -72,12 +88,10 @@ impl Allocator {
             if b >= g.blocks_count || b < g.data_start {
                 // Bits below data_start or past the end are set by mkfs; a
                 // clear one means a damaged bitmap. Never hand it out.
-                pmem.write_u64_atomic(off, v | (1 << bit))?;
-                pmem.flush(off, 8)?;
+                tx.write_u64(off, v | (1 << bit))?;
                 continue;
             }
-            pmem.write_u64_atomic(off, v | (1 << bit))?;
-            pmem.flush(off, 8)?;
+            tx.write_u64(off, v | (1 << bit))?;
             self.free_blocks -= 1;
             self.next_block = b + 1;
             return Ok(b);
@@ -85,7 +99,8 @@ impl Allocator {
         Err(ENOSPC)
     }
 
-    pub(crate) fn free_block(&mut self, pmem: &Pmem, g: &Geometry, b: u64) -> Result {
+    pub(crate) fn free_block(&mut self, tx: &mut Tx<'_>, g: &Geometry, b: u64) -> Result {
+        let pmem = tx.pmem();
         if b < g.data_start || b >= g.blocks_count {
             kernel::pr_err!("freeing block {} outside the data area\n", b);
             return Err(EIO);
@@ -97,8 +112,8 @@ impl Allocator {
             kernel::pr_err!("block {} freed twice\n", b);
             return Err(EIO);
         }
-        pmem.write_u64_atomic(off, v & !m)?;
-        pmem.flush(off, 8)?;
+        tx.write_u64(off, v & !m)?;
+        tx.freed = true;
         self.free_blocks += 1;
         if b < self.next_block {
             self.next_block = b;
@@ -110,13 +125,14 @@ impl Allocator {
     /// taken as soon as its mode is nonzero.
     pub(crate) fn alloc_inode(
         &mut self,
-        pmem: &Pmem,
+        tx: &mut Tx<'_>,
         g: &Geometry,
         init: &mut DiskInode,
     ) -> Result<u32> {
         if self.free_inodes == 0 {
             return Err(ENOSPC);
         }
+        let pmem = tx.pmem();
         let n = g.inodes_count;
         for i in 0..n {
             let ino = (self.next_ino - 1 + i) % n + 1;
@@ -125,8 +141,7 @@ impl Allocator {
                 continue;
             }
             init.update_checksum(ino);
-            pmem.write(off, init.as_bytes())?;
-            pmem.flush(off, format::INODE_SIZE)?;
+            tx.write(off, init.as_bytes())?;
             self.free_inodes -= 1;
             self.next_ino = ino % n + 1;
             return Ok(ino);
@@ -134,10 +149,9 @@ impl Allocator {
         Err(ENOSPC)
     }
 
-    pub(crate) fn free_inode(&mut self, pmem: &Pmem, g: &Geometry, ino: u32) -> Result {
+    pub(crate) fn free_inode(&mut self, tx: &mut Tx<'_>, g: &Geometry, ino: u32) -> Result {
         let off = inode_off(g, ino);
-        pmem.zero(off, format::INODE_SIZE)?;
-        pmem.flush(off, format::INODE_SIZE)?;
+        tx.zero(off, format::INODE_SIZE)?;
         self.free_inodes += 1;
         Ok(())
     }

@@ -31,10 +31,9 @@
 //! that was then unmapped are still flushed by the next fsync, and eviction
 //! writes back whatever is left.
 
-use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
+use crate::format::{BLOCK_SHIFT, BLOCK_SIZE, INODE_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
-use crate::sys::pmem::fence;
 use crate::sys::stats::Counter;
 use crate::sys::vfs::{Inode, VmFault, VM_FAULT_OOM, VM_FAULT_SIGBUS};
 use crate::sys::xarray::Claim;
@@ -205,6 +204,11 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
             }
             zap_claimed(inode, &hints[..n], &claimed[..n]);
         }
+        if let Some(t) = fs.pmem.trace() {
+            for k in (0..n).filter(|&k| claimed[k]) {
+                t.note_dirty(FsInfo::block_off(hints[k].1), BLOCK_SIZE);
+            }
+        }
         // 3. Flush. A store that lands from now on faults and re-marks.
         for k in (0..n).filter(|&k| claimed[k]) {
             let lines = fs.pmem.flush(FsInfo::block_off(hints[k].1), BLOCK_SIZE)?;
@@ -213,7 +217,37 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
         }
     }
     // 4. One fence for the whole walk.
-    fence();
+    fs.pmem.fence();
+    if fs.pmem.trace().is_some() {
+        check_clean(inode, first, last)?;
+    }
+    Ok(())
+}
+
+/// Trace mode only: the fsync assertion. Every line of the file's blocks in
+/// `first..=last` (pages) and of its inode that the module stored to, or
+/// that the XArray said was dirty, must be written back and fenced by now.
+fn check_clean(inode: &Inode, first: u64, last: u64) -> Result {
+    let fs = inode.fs();
+    let Some(t) = fs.pmem.trace() else {
+        return Ok(());
+    };
+    let mut bad = t.unclean(crate::alloc::inode_off(&fs.geo, inode.ino()), INODE_SIZE);
+    let end = core::cmp::min(last, inode.size().div_ceil(BLOCK_SIZE as u64));
+    for l in first..end {
+        let b = crate::inode::get_block(inode, l)?;
+        if b != 0 {
+            bad += t.unclean(FsInfo::block_off(b), BLOCK_SIZE);
+        }
+    }
+    if bad > 0 {
+        kernel::pr_err!(
+            "inode {}: fsync returned with {} cache lines not flushed and fenced\n",
+            inode.ino(),
+            bad
+        );
+        fs.stats.add(Counter::PersistViolations, bad);
+    }
     Ok(())
 }
 
@@ -234,7 +268,7 @@ pub(crate) fn writeback_evicting(inode: &Inode) -> Result {
         }
         index += 1;
     }
-    fence();
+    fs.pmem.fence();
     Ok(())
 }
 

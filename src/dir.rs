@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Directory blocks: fixed 256-byte slots (see `format.rs`).
 //!
-//! A slot is published by one aligned 4-byte store of its inode number after
-//! the rest of the slot is written and flushed, and retired by storing 0, so
-//! a crash never exposes a half-written name. Callers hold the directory's
-//! `i_rwsem` (exclusive to modify, shared to read).
+//! Changes are made in the caller's journal transaction, so a crash never
+//! exposes a half-written slot. Callers hold the directory's `i_rwsem`
+//! (exclusive to modify, shared to read).
 
 use crate::format::{self, Dirent, Pod, BLOCK_SIZE, DIRENTS_PER_BLOCK, DIRENT_SIZE};
 use crate::inode;
+use crate::journal::Tx;
 use crate::super_::FsInfo;
 use crate::sys::vfs::{DirContext, Inode};
 use kernel::error::{code::*, Result};
@@ -77,12 +77,12 @@ pub(crate) fn is_empty(dir: &Inode) -> Result<bool> {
 
 /// Add `name -> ino`. The name must not exist (the VFS checked, under the
 /// directory lock).
-pub(crate) fn add(dir: &Inode, name: &[u8], ino: u32, file_type: u8) -> Result {
+pub(crate) fn add(tx: &mut Tx<'_>, dir: &Inode, name: &[u8], ino: u32, file_type: u8) -> Result {
     let fs = dir.fs();
     if name.len() > format::NAME_MAX {
         return Err(crate::sys::enametoolong());
     }
-    let mut entry = Dirent::new(ino, name, file_type).map_err(|_| EINVAL)?;
+    let entry = Dirent::new(ino, name, file_type).map_err(|_| EINVAL)?;
     // Find a free slot in the existing blocks, else add a block.
     let nblocks = dir.size() / BLOCK_SIZE as u64;
     let mut target = None;
@@ -102,43 +102,40 @@ pub(crate) fn add(dir: &Inode, name: &[u8], ino: u32, file_type: u8) -> Result {
     let off = match target {
         Some(off) => off,
         None => {
-            let (b, _) = inode::get_or_alloc_block(dir, nblocks)?;
+            let (b, _) = inode::get_or_alloc_tx(tx, dir, nblocks)?;
             dir.set_size((nblocks + 1) * BLOCK_SIZE as u64);
             FsInfo::block_off(b)
         }
     };
-    // Body first, inode number last: the slot becomes valid atomically.
-    let published = entry.ino.get();
-    entry.ino.set(0);
-    fs.pmem.write(off + 4, &entry.as_bytes()[4..])?;
-    fs.pmem.flush(off, DIRENT_SIZE)?;
-    crate::sys::pmem::fence();
-    fs.pmem.write_u32_atomic(off, published)?;
-    fs.pmem.flush(off, 4)?;
+    // Only the name's bytes: the rest of a free slot is left as it was.
+    let used = 8 + name.len();
+    tx.write(off, &entry.as_bytes()[..used])?;
     dir.touch_cmtime();
-    inode::write_inode(dir)
+    inode::write_inode_tx(tx, dir)
 }
 
 /// Retire a slot found by [`find`].
-pub(crate) fn remove(dir: &Inode, slot: &Slot) -> Result {
-    let fs = dir.fs();
-    fs.pmem.write_u32_atomic(slot.off, 0)?;
-    fs.pmem.flush(slot.off, 4)?;
+pub(crate) fn remove(tx: &mut Tx<'_>, dir: &Inode, slot: &Slot) -> Result {
+    tx.write_u32(slot.off, 0)?;
     dir.touch_cmtime();
-    inode::write_inode(dir)
+    inode::write_inode_tx(tx, dir)
 }
 
 /// Point an existing slot at another inode (rename over an existing name).
-pub(crate) fn retarget(dir: &Inode, slot: &Slot, ino: u32, file_type: u8) -> Result {
-    let fs = dir.fs();
-    // The type byte and the number are in one cache line, but not one store:
-    // write the type first; a crash in between leaves a type mismatch that
-    // lookup tolerates (it trusts the inode's mode).
-    fs.pmem.write(slot.off + 5, &[file_type])?;
-    fs.pmem.write_u32_atomic(slot.off, ino)?;
-    fs.pmem.flush(slot.off, 8)?;
+pub(crate) fn retarget(
+    tx: &mut Tx<'_>,
+    dir: &Inode,
+    slot: &Slot,
+    ino: u32,
+    file_type: u8,
+) -> Result {
+    let mut head = [0u8; 8];
+    tx.pmem().read(slot.off, &mut head)?;
+    head[..4].copy_from_slice(&ino.to_le_bytes());
+    head[5] = file_type;
+    tx.write(slot.off, &head)?;
     dir.touch_cmtime();
-    inode::write_inode(dir)
+    inode::write_inode_tx(tx, dir)
 }
 
 /// readdir. Positions: 0 ".", 1 "..", 2 + slot index for entries.

@@ -22,6 +22,7 @@ mod file;
 #[path = "format.rs"]
 mod format;
 mod inode;
+mod journal;
 mod namei;
 mod super_;
 mod sys;

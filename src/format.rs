@@ -184,7 +184,8 @@ const fn crc32c_table() -> [u32; 256] {
 }
 static CRC32C_TABLE: [u32; 256] = crc32c_table();
 
-fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+/// Continue a CRC-32C: `crc32c(a ++ b) == crc32c_update(crc32c_update(!0, a), b) ^ !0`.
+pub fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
         crc = CRC32C_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }

@@ -3,12 +3,15 @@
 //! eviction.
 //!
 //! The block map lives only in pmem (it is byte-addressable, so there is no
-//! reason to cache it); it changes under the inode's `map_lock`.
+//! reason to cache it); it changes under the inode's `map_lock`, inside a
+//! journal transaction (`journal.rs`). Functions named `*_tx` join the
+//! caller's transaction; the others run their own.
 
 use crate::alloc::{ino_valid, inode_off};
 use crate::format::{
     self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK,
 };
+use crate::journal::{Tx, RESERVE};
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
 use crate::sys::vfs::{Inode, Kind};
@@ -79,13 +82,11 @@ pub(crate) fn load(inode: &Inode) -> Result<DiskInode> {
     fs.pmem.read_pod(inode_off(&fs.geo, inode.ino()))
 }
 
-fn store(inode: &Inode, d: &mut DiskInode) -> Result {
+fn store(tx: &mut Tx<'_>, inode: &Inode, d: &mut DiskInode) -> Result {
     let fs = inode.fs();
     d.update_checksum(inode.ino());
     let off = inode_off(&fs.geo, inode.ino());
-    fs.pmem.write(off, d.as_bytes())?;
-    fs.pmem.flush(off, format::INODE_SIZE)?;
-    Ok(())
+    tx.write(off, d.as_bytes())
 }
 
 /// Copy the VFS inode's attributes into `d` (block pointers are kept).
@@ -105,24 +106,31 @@ fn fill_attrs(inode: &Inode, d: &mut DiskInode) {
     d.generation.set(inode.generation());
 }
 
-/// Write the VFS inode's attributes to pmem (flushed, not fenced).
+/// Write the VFS inode's attributes to pmem, in a transaction of its own.
 pub(crate) fn write_inode(inode: &Inode) -> Result {
-    let _g = inode.map_lock().lock();
-    write_inode_locked(inode)
+    let mut tx = inode.fs().tx();
+    write_inode_tx(&mut tx, inode)
 }
 
-fn write_inode_locked(inode: &Inode) -> Result {
+pub(crate) fn write_inode_tx(tx: &mut Tx<'_>, inode: &Inode) -> Result {
+    let _g = inode.map_lock().lock();
     let mut d = load(inode)?;
     if d.is_free() {
         // Evicted and freed, or never written: nothing to update.
         return Ok(());
     }
+    let before = d;
     fill_attrs(inode, &mut d);
-    store(inode, &mut d)
+    d.update_checksum(inode.ino());
+    if d.as_bytes() == before.as_bytes() {
+        return Ok(());
+    }
+    store(tx, inode, &mut d)
 }
 
 /// Allocate an inode slot for a new object and write its first version.
 pub(crate) fn create_on_media(
+    tx: &mut Tx<'_>,
     fs: &FsInfo,
     mode: u16,
     uid: u32,
@@ -135,23 +143,23 @@ pub(crate) fn create_on_media(
     d.gid.set(gid);
     d.nlink.set(1);
     d.parent.set(parent);
-    fs.alloc.lock().alloc_inode(&fs.pmem, &fs.geo, &mut d)
+    fs.alloc.lock().alloc_inode(tx, &fs.geo, &mut d)
 }
 
 /// After NewInode set owner, mode and times: store them.
-pub(crate) fn init_new(inode: &Inode, parent: u32) -> Result {
+pub(crate) fn init_new_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result {
     let _g = inode.map_lock().lock();
     let mut d = load(inode)?;
     fill_attrs(inode, &mut d);
     d.parent.set(parent);
-    store(inode, &mut d)
+    store(tx, inode, &mut d)
 }
 
-pub(crate) fn set_parent(inode: &Inode, parent: u32) -> Result {
+pub(crate) fn set_parent_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result {
     let _g = inode.map_lock().lock();
     let mut d = load(inode)?;
     d.parent.set(parent);
-    store(inode, &mut d)
+    store(tx, inode, &mut d)
 }
 
 // ---------------------------------------------------------------------------
@@ -193,21 +201,23 @@ pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
     Ok(b)
 }
 
-/// Allocate a zeroed block and make it durable before anything points at it.
-fn alloc_zeroed(fs: &FsInfo) -> Result<u64> {
-    let b = fs.alloc.lock().alloc_block(&fs.pmem, &fs.geo)?;
-    fs.pmem.zero_flush(FsInfo::block_off(b), BLOCK_SIZE)?;
+/// Allocate a block and zero it. No record: if the transaction rolls back,
+/// the block is free again.
+fn alloc_zeroed(tx: &mut Tx<'_>, fs: &FsInfo) -> Result<u64> {
+    let b = fs.alloc.lock().alloc_block(tx, &fs.geo)?;
+    tx.zero_fresh(FsInfo::block_off(b), BLOCK_SIZE)?;
     Ok(b)
 }
 
-/// The block backing `lblk`, allocating it (zeroed, durable before it is
-/// linked) and any indirect blocks on the way. Returns (block, newly allocated).
+/// The block backing `lblk`, allocating it (zeroed) and any indirect blocks
+/// on the way, in one transaction. Returns (block, newly allocated).
 pub(crate) fn get_or_alloc_block(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
-    let _g = inode.map_lock().lock();
-    get_or_alloc_locked(inode, lblk)
+    let mut tx = inode.fs().tx();
+    get_or_alloc_tx(&mut tx, inode, lblk)
 }
 
-fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+    let _g = inode.map_lock().lock();
     let fs = inode.fs();
     let mut d = load(inode)?;
     let path = format::map_path(lblk).ok_or(EFBIG)?;
@@ -222,10 +232,9 @@ fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
         let mut fresh = false;
         let mut b = check_ptr(fs, slot.get())?;
         if b == 0 {
-            b = alloc_zeroed(fs)?;
+            b = alloc_zeroed(tx, fs)?;
             new_blocks += 1;
             fresh = true;
-            crate::sys::pmem::fence();
             slot.set(b as u32);
         }
         for &i in idx {
@@ -233,12 +242,10 @@ fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
             let mut next = check_ptr(fs, fs.pmem.read_u32(off)?)?;
             fresh = false;
             if next == 0 {
-                next = alloc_zeroed(fs)?;
+                next = alloc_zeroed(tx, fs)?;
                 new_blocks += 1;
                 fresh = true;
-                crate::sys::pmem::fence();
-                fs.pmem.write_u32_atomic(off, next as u32)?;
-                fs.pmem.flush(off, 4)?;
+                tx.write_u32(off, next as u32)?;
             }
             b = next;
         }
@@ -247,7 +254,7 @@ fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
     if new_blocks > 0 {
         d.blocks.set(d.blocks.get() + new_blocks);
         inode.set_blocks(d.blocks.get());
-        store(inode, &mut d)?;
+        store(tx, inode, &mut d)?;
     }
     result
 }
@@ -255,18 +262,38 @@ fn get_or_alloc_locked(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
 /// Free the blocks of logical range `first..=last` (whole blocks), and the
 /// indirect blocks left empty. Callers hold the invalidate lock exclusive
 /// and have removed the range's DAX entries and PTEs.
+///
+/// A large range takes several transactions, each freeing what fits in the
+/// journal. Every intermediate state is consistent: a file whose remaining
+/// blocks lie past its (already stored) size, which fsck accepts.
 pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
-    let _g = inode.map_lock().lock();
+    let fs = inode.fs();
+    loop {
+        let mut tx = fs.tx();
+        let done = {
+            let _g = inode.map_lock().lock();
+            free_some(&mut tx, inode, first, last)?
+        };
+        tx.commit()?;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// One transaction's worth of [`free_range`]; true when the range is done.
+fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<bool> {
     let fs = inode.fs();
     let mut d = load(inode)?;
     let mut freed = 0u64;
+    let mut full = false;
     for i in 0..format::NDIRECT {
         let l = i as u64;
         if l >= first && l <= last {
             let b = check_ptr(fs, d.direct[i].get())?;
             if b != 0 {
                 d.direct[i].set(0);
-                free_block(fs, b)?;
+                free_block(tx, fs, b)?;
                 freed += 1;
             }
         }
@@ -280,14 +307,14 @@ pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
             1 => &mut d.dindirect,
             _ => &mut d.tindirect,
         };
-        if base <= last && base + span > first {
+        if !full && base <= last && base + span > first {
             let b = check_ptr(fs, slot.get())?;
             if b != 0 {
-                let (n, empty) = free_tree(fs, b, *level, base, first, last)?;
+                let (n, empty) = free_tree(tx, fs, b, *level, base, first, last, &mut full)?;
                 freed += n;
                 if empty {
                     slot.set(0);
-                    free_block(fs, b)?;
+                    free_block(tx, fs, b)?;
                     freed += 1;
                 }
             }
@@ -297,29 +324,38 @@ pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
     d.blocks.set(d.blocks.get().saturating_sub(freed));
     inode.set_blocks(d.blocks.get());
     fill_attrs(inode, &mut d);
-    store(inode, &mut d)
+    store(tx, inode, &mut d)?;
+    Ok(!full)
 }
 
-fn free_block(fs: &FsInfo, b: u64) -> Result {
-    fs.alloc.lock().free_block(&fs.pmem, &fs.geo, b)
+fn free_block(tx: &mut Tx<'_>, fs: &FsInfo, b: u64) -> Result {
+    fs.alloc.lock().free_block(tx, &fs.geo, b)
 }
 
 /// Free the leaves of indirect block `b` (covering logical blocks from
 /// `base`, `level` levels above the data) inside `first..=last`. Returns the
-/// number of blocks freed below `b` and whether `b` is now empty.
+/// number of blocks freed below `b` and whether `b` is now empty. Stops,
+/// setting `full`, when the transaction has no more room.
+#[allow(clippy::too_many_arguments)]
 fn free_tree(
+    tx: &mut Tx<'_>,
     fs: &FsInfo,
     b: u64,
     level: u32,
     base: u64,
     first: u64,
     last: u64,
+    full: &mut bool,
 ) -> Result<(u64, bool)> {
     let p = PTRS_PER_BLOCK as u64;
     let span = p.pow(level - 1);
     let mut freed = 0;
     let mut empty = true;
     for i in 0..PTRS_PER_BLOCK {
+        if *full || tx.room() < RESERVE {
+            *full = true;
+            return Ok((freed, false));
+        }
         let off = ptr_off(b, i);
         let child = check_ptr(fs, fs.pmem.read_u32(off)?)?;
         if child == 0 {
@@ -334,15 +370,13 @@ fn free_tree(
         let remove = if level == 1 {
             true
         } else {
-            let (n, e) = free_tree(fs, child, level - 1, lo, first, last)?;
+            let (n, e) = free_tree(tx, fs, child, level - 1, lo, first, last, full)?;
             freed += n;
             e
         };
         if remove {
-            // Unlink before freeing, so no durable pointer names a free block.
-            fs.pmem.write_u32_atomic(off, 0)?;
-            fs.pmem.flush(off, 4)?;
-            free_block(fs, child)?;
+            tx.write_u32(off, 0)?;
+            free_block(tx, fs, child)?;
             freed += 1;
         } else {
             empty = false;
@@ -444,14 +478,16 @@ pub(crate) fn evict(inode: &Inode) {
         fs.stats.add(Counter::EntriesRemoved, dirty);
         let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);
         if on_media {
+            // Blocks first (possibly several transactions), the inode last:
+            // a crash in between leaves an orphan that the next mount frees.
             if let Err(e) = free_range(inode, 0, u64::MAX) {
                 pr_err!("inode {}: freeing blocks failed: {:?}\n", inode.ino(), e);
             }
-            let r = fs.alloc.lock().free_inode(&fs.pmem, &fs.geo, inode.ino());
-            if let Err(e) = r {
+            let mut tx = fs.tx();
+            let r = fs.alloc.lock().free_inode(&mut tx, &fs.geo, inode.ino());
+            if let Err(e) = r.and_then(|()| tx.commit()) {
                 pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }
-            crate::sys::pmem::fence();
         }
     } else if let Err(e) = crate::dax::writeback_evicting(inode) {
         pr_err!(

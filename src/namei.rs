@@ -2,14 +2,19 @@
 //! Name operations: lookup, create, mkdir, symlink, link, unlink, rmdir,
 //! rename. The VFS holds the directories' `i_rwsem` around each call.
 //!
-//! Order on the medium: a new inode is written before the entry that names
-//! it; an entry is retired before the link count it held is dropped. A crash
-//! between the two leaves an unreferenced inode (fsck reclaims it), never a
-//! name pointing at garbage.
+//! Each operation is one journal transaction: after a crash it happened
+//! entirely or not at all. An inode whose last name goes away keeps its
+//! blocks until eviction (it may still be open); if the system goes down
+//! first, the next mount finds it with link count 0 and frees it.
+//!
+//! A new VFS inode must not be dropped while the transaction is open: its
+//! eviction would start another transaction and wait for ours. [`with_new`]
+//! keeps it outside the transaction's scope.
 
 use crate::dir;
 use crate::format::{self, BLOCK_SIZE, NAME_MAX};
 use crate::inode;
+use crate::journal::Tx;
 use crate::super_::FsInfo;
 use crate::sys::vfs::{self, Dentry, IdMap, Inode, InodeRef, Kind, NewInode};
 use kernel::error::{code::*, Result};
@@ -30,43 +35,66 @@ pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
     }
 }
 
-/// Reserve an inode slot and build the VFS inode for a new object in `dir`.
-fn new_object(
+/// Reserve an inode slot and build the VFS inode for a new object in `dir`,
+/// inside `tx`. The inode goes to `out` (dropped by the caller, after `tx`).
+fn new_object<'n>(
+    tx: &mut Tx<'_>,
     idmap: &IdMap,
     dir: &Inode,
     dentry: &Dentry,
     mode: u16,
     kind: Kind,
-) -> Result<NewInode> {
+    out: &'n mut Option<NewInode>,
+) -> Result<&'n NewInode> {
     check_name(dentry.name())?;
     let fs = dir.fs();
-    let ino = inode::create_on_media(fs, mode, 0, 0, dir.ino())?;
+    let ino = inode::create_on_media(tx, fs, mode, 0, 0, dir.ino())?;
     let ni = match NewInode::new(dir, idmap, ino, mode, kind) {
-        Ok(ni) => ni,
+        Ok(ni) => out.insert(ni),
         Err(e) => {
-            let _ = fs.alloc.lock().free_inode(&fs.pmem, &fs.geo, ino);
+            let _ = fs.alloc.lock().free_inode(tx, &fs.geo, ino);
             return Err(e);
         }
     };
-    // On any error from here, dropping `ni` evicts it and frees the slot.
-    inode::init_new(ni.get(), dir.ino())?;
+    // On any error from here, dropping the inode evicts it and frees the slot.
+    inode::init_new_tx(tx, ni.get(), dir.ino())?;
     Ok(ni)
 }
 
+/// Run `f` in one transaction with a slot for a new inode; on success return
+/// the inode. On failure the transaction is committed (what was done is
+/// consistent) before the inode is dropped, so its eviction can run.
+fn with_new(
+    fs: &FsInfo,
+    f: impl FnOnce(&mut Tx<'_>, &mut Option<NewInode>) -> Result,
+) -> Result<NewInode> {
+    let mut slot = None;
+    let r = {
+        let mut tx = fs.tx();
+        f(&mut tx, &mut slot)
+    };
+    r?;
+    slot.ok_or(EIO)
+}
+
 pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
-    let ni = new_object(idmap, dir, dentry, mode, Kind::File)?;
-    dir::add(dir, dentry.name(), ni.get().ino(), format::DT_REG)?;
+    let ni = with_new(dir.fs(), |tx, slot| {
+        let ni = new_object(tx, idmap, dir, dentry, mode, Kind::File, slot)?;
+        dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_REG)
+    })?;
     ni.instantiate(dentry);
     Ok(())
 }
 
 pub(crate) fn mkdir(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
-    let ni = new_object(idmap, dir, dentry, mode | format::S_IFDIR, Kind::Dir)?;
-    ni.get().set_nlink(2);
-    inode::write_inode(ni.get())?;
-    dir::add(dir, dentry.name(), ni.get().ino(), format::DT_DIR)?;
-    dir.inc_nlink();
-    inode::write_inode(dir)?;
+    let ni = with_new(dir.fs(), |tx, slot| {
+        let ni = new_object(tx, idmap, dir, dentry, mode | format::S_IFDIR, Kind::Dir, slot)?;
+        ni.get().set_nlink(2);
+        inode::write_inode_tx(tx, ni.get())?;
+        dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_DIR)?;
+        dir.inc_nlink();
+        inode::write_inode_tx(tx, dir)
+    })?;
     ni.instantiate(dentry);
     Ok(())
 }
@@ -75,18 +103,19 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
     if target.len() >= BLOCK_SIZE {
         return Err(crate::sys::enametoolong());
     }
-    let ni = new_object(idmap, dir, dentry, format::S_IFLNK | 0o777, Kind::Symlink)?;
-    let i = ni.get();
-    let fs = i.fs();
-    let (b, _) = inode::get_or_alloc_block(i, 0)?;
-    let off = FsInfo::block_off(b);
-    // The block is zeroed, so the target stays NUL-terminated.
-    fs.pmem.write_flush(off, target)?;
-    crate::sys::pmem::fence();
-    i.set_size(target.len() as u64);
-    inode::write_inode(i)?;
-    i.set_link(fs.pmem.kaddr(off, target.len() + 1)?);
-    dir::add(dir, dentry.name(), i.ino(), format::DT_LNK)?;
+    let fs = dir.fs();
+    let ni = with_new(fs, |tx, slot| {
+        let ni = new_object(tx, idmap, dir, dentry, format::S_IFLNK | 0o777, Kind::Symlink, slot)?;
+        let i = ni.get();
+        let (b, _) = inode::get_or_alloc_tx(tx, i, 0)?;
+        let off = FsInfo::block_off(b);
+        // A block of this transaction, zeroed: the target stays NUL-terminated.
+        tx.write_fresh(off, target)?;
+        i.set_size(target.len() as u64);
+        inode::write_inode_tx(tx, i)?;
+        i.set_link(fs.pmem.kaddr(off, target.len() + 1)?);
+        dir::add(tx, dir, dentry.name(), i.ino(), format::DT_LNK)
+    })?;
     ni.instantiate(dentry);
     Ok(())
 }
@@ -97,14 +126,16 @@ pub(crate) fn link(old: &Dentry, dir: &Inode, new: &Dentry) -> Result {
     if i.nlink() >= u32::MAX - 1 {
         return Err(EMLINK);
     }
+    let mut tx = dir.fs().tx();
     i.inc_nlink();
     i.touch_ctime();
-    inode::write_inode(i)?;
-    if let Err(e) = dir::add(dir, new.name(), i.ino(), format::dt_from_mode(i.mode())) {
+    inode::write_inode_tx(&mut tx, i)?;
+    if let Err(e) = dir::add(&mut tx, dir, new.name(), i.ino(), format::dt_from_mode(i.mode())) {
         i.drop_nlink();
-        let _ = inode::write_inode(i);
+        let _ = inode::write_inode_tx(&mut tx, i);
         return Err(e);
     }
+    tx.commit()?;
     new.instantiate_existing(i);
     Ok(())
 }
@@ -112,10 +143,12 @@ pub(crate) fn link(old: &Dentry, dir: &Inode, new: &Dentry) -> Result {
 pub(crate) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
     let i = dentry.inode().ok_or(ENOENT)?;
     let slot = dir::find(dir, dentry.name())?.ok_or(ENOENT)?;
-    dir::remove(dir, &slot)?;
+    let mut tx = dir.fs().tx();
+    dir::remove(&mut tx, dir, &slot)?;
     i.touch_ctime();
     i.drop_nlink();
-    inode::write_inode(i)
+    inode::write_inode_tx(&mut tx, i)?;
+    tx.commit()
 }
 
 pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
@@ -124,12 +157,14 @@ pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
         return Err(crate::sys::enotempty());
     }
     let slot = dir::find(dir, dentry.name())?.ok_or(ENOENT)?;
-    dir::remove(dir, &slot)?;
+    let mut tx = dir.fs().tx();
+    dir::remove(&mut tx, dir, &slot)?;
     i.touch_ctime();
     i.clear_nlink();
-    inode::write_inode(i)?;
+    inode::write_inode_tx(&mut tx, i)?;
     dir.drop_nlink();
-    inode::write_inode(dir)
+    inode::write_inode_tx(&mut tx, dir)?;
+    tx.commit()
 }
 
 pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Result {
@@ -138,13 +173,20 @@ pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Resu
     let old_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
     let dt = format::dt_from_mode(src.mode());
     let src_is_dir = src.is_dir();
-    match new.inode() {
-        Some(target) => {
-            if target.is_dir() && !dir::is_empty(target)? {
-                return Err(crate::sys::enotempty());
-            }
-            let new_slot = dir::find(nd, new.name())?.ok_or(ENOENT)?;
-            dir::retarget(nd, &new_slot, src.ino(), dt)?;
+    let target = new.inode();
+    if let Some(t) = target {
+        if t.is_dir() && !dir::is_empty(t)? {
+            return Err(crate::sys::enotempty());
+        }
+    }
+    let new_slot = match target {
+        Some(_) => Some(dir::find(nd, new.name())?.ok_or(ENOENT)?),
+        None => None,
+    };
+    let mut tx = od.fs().tx();
+    match (target, new_slot) {
+        (Some(target), Some(new_slot)) => {
+            dir::retarget(&mut tx, nd, &new_slot, src.ino(), dt)?;
             target.touch_ctime();
             if target.is_dir() {
                 target.clear_nlink();
@@ -152,18 +194,20 @@ pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Resu
             } else {
                 target.drop_nlink();
             }
-            inode::write_inode(target)?;
+            inode::write_inode_tx(&mut tx, target)?;
         }
-        None => dir::add(nd, new.name(), src.ino(), dt)?,
+        _ => dir::add(&mut tx, nd, new.name(), src.ino(), dt)?,
     }
-    dir::remove(od, &old_slot)?;
+    dir::remove(&mut tx, od, &old_slot)?;
     if src_is_dir && od.ino() != nd.ino() {
         od.drop_nlink();
         nd.inc_nlink();
-        inode::set_parent(src, nd.ino())?;
-        inode::write_inode(od)?;
-        inode::write_inode(nd)?;
+        inode::set_parent_tx(&mut tx, src, nd.ino())?;
+        inode::write_inode_tx(&mut tx, od)?;
     }
+    // Also the target directory's link count, when a directory was replaced.
+    inode::write_inode_tx(&mut tx, nd)?;
     src.touch_ctime();
-    inode::write_inode(src)
+    inode::write_inode_tx(&mut tx, src)?;
+    tx.commit()
 }

@@ -3,6 +3,7 @@
 
 use crate::alloc::Allocator;
 use crate::format::{self, Geometry, Superblock};
+use crate::journal::{Journal, Tx};
 use crate::sys::locks::Mutex;
 use crate::sys::pmem::{FlushInsn, Pmem};
 use crate::sys::stats::{Counter, Stats};
@@ -13,10 +14,11 @@ use kernel::prelude::*;
 
 /// Per-mount state, in `s_fs_info` from `fill_super` to `kill_sb`.
 pub(crate) struct FsInfo {
+    pub(crate) stats: Stats,
     pub(crate) pmem: Pmem,
     pub(crate) geo: Geometry,
     pub(crate) alloc: Mutex<Allocator>,
-    pub(crate) stats: Stats,
+    pub(crate) journal: Journal,
     uuid: [u8; 16],
     sb: *mut bindings::super_block,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
@@ -34,6 +36,11 @@ pub(crate) struct StatFs {
 impl FsInfo {
     pub(crate) fn sb(&self) -> *mut bindings::super_block {
         self.sb
+    }
+
+    /// Start a metadata transaction (see `journal.rs`).
+    pub(crate) fn tx(&self) -> Tx<'_> {
+        self.journal.begin(&self.pmem)
     }
 
     pub(crate) fn count(&self, c: Counter) {
@@ -75,12 +82,21 @@ impl Drop for DaxDevice {
 }
 
 /// Mount options. ferrofs is DAX only: `dax` and `dax=always` are accepted
-/// (and implied); anything else fails the mount.
-fn parse_options(opts: Option<&core::ffi::CStr>) -> Result {
-    let Some(opts) = opts else { return Ok(()) };
+/// (and implied); anything else fails the mount. `trace=MiB` (tests only)
+/// records a persistence trace of up to MiB MiB; returns it.
+fn parse_options(opts: Option<&core::ffi::CStr>) -> Result<Option<usize>> {
+    let mut trace = None;
+    let Some(opts) = opts else { return Ok(trace) };
     for opt in opts.to_bytes().split(|&c| c == b',') {
         match opt {
             b"" | b"dax" | b"dax=always" | b"rw" | b"ro" => {}
+            _ if opt.starts_with(b"trace=") => match crate::sys::trace::parse_mib(&opt[6..]) {
+                Ok(n) => trace = Some(n),
+                Err(e) => {
+                    pr_err!("trace= takes a size in MiB from 1 to 1024\n");
+                    return Err(e);
+                }
+            },
             b"dax=never" | b"dax=inode" => {
                 pr_err!(
                     "{} is not supported: ferrofs is DAX only\n",
@@ -94,7 +110,7 @@ fn parse_options(opts: Option<&core::ffi::CStr>) -> Result {
             }
         }
     }
-    Ok(())
+    Ok(trace)
 }
 
 /// Displays bytes from the user or the medium, escaping what is not printable.
@@ -113,7 +129,7 @@ impl core::fmt::Display for BStrDisplay<'_> {
 }
 
 pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Result {
-    parse_options(opts)?;
+    let trace_mib = parse_options(opts)?;
     let dev = sb.id();
     let holder = sb.raw() as *mut core::ffi::c_void;
     let mut start_off = 0u64;
@@ -152,7 +168,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     let insn = FlushInsn::detect();
     // SAFETY: dax_direct_access mapped `pages` pages at kaddr, valid while the
     // dax device is held, which FsInfo does for the mount's lifetime.
-    let pmem = unsafe {
+    let mut pmem = unsafe {
         Pmem::new(
             kaddr as *mut u8,
             (pages << format::BLOCK_SHIFT) as usize,
@@ -169,14 +185,22 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
             return Err(EINVAL);
         }
     };
-    let allocator = Allocator::scan(&pmem, &geo)?;
+    if let Some(mib) = trace_mib {
+        pmem.set_trace(crate::sys::trace::Trace::new(mib, pmem.len())?);
+        pr_info!("{:?}: tracing pmem stores, flushes and fences ({} MiB)\n", dev, mib);
+    }
+    // Roll back an interrupted transaction before anything reads metadata.
+    let journal = Journal::recover(&pmem, &geo)?;
+    let mut orphans = KVec::new();
+    let allocator = Allocator::scan(&pmem, &geo, &mut orphans)?;
     let stats = Stats::new(dev, insn.name())?;
     let fs = KBox::new(
         FsInfo {
+            stats,
             pmem,
             geo,
             alloc: Mutex::new(allocator)?,
-            stats,
+            journal,
             uuid: raw.uuid,
             sb: sb.raw(),
             _dax: dax,
@@ -190,6 +214,10 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     // From here kill_sb frees the FsInfo, whatever happens.
     // SAFETY: just stored; lives until kill_sb.
     let fs = unsafe { &*fsp };
+    if let Some(t) = fs.pmem.trace() {
+        // FsInfo is boxed (never moves) and drops `stats` before `pmem`.
+        fs.stats.set_trace(t);
+    }
     let root = vfs::iget(fs, format::ROOT_INO).inspect_err(|_| {
         pr_err!("{:?}: cannot read the root directory\n", dev);
     })?;
@@ -198,6 +226,17 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
         return Err(EINVAL);
     }
     sb.set_root(root)?;
+    // Orphans: unlinked while open when the system went down. Reading and
+    // dropping them frees them, as eviction of any unlinked inode does.
+    for &ino in orphans.iter() {
+        match vfs::iget(fs, ino) {
+            Ok(i) => drop(i),
+            Err(e) => pr_err!("{:?}: cannot free orphan inode {}: {:?}\n", dev, ino, e),
+        }
+    }
+    if !orphans.is_empty() {
+        pr_info!("{:?}: freed {} orphan inodes\n", dev, orphans.len());
+    }
     {
         let a = fs.alloc.lock();
         pr_info!(

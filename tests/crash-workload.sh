@@ -1,11 +1,17 @@
 #!/bin/bash
 # Guest side of the hard-kill test: create, write (write(2) and mmap),
-# fsync, rename and delete files on pmem1 forever, printing one line per
-# operation whose fsync returned (the host keeps them; QEMU is SIGKILLed at
-# a random moment):
-#   ACK NAME SEED LEN    NAME holds exactly this pattern
-#   DEL NAME             NAME is gone
-# Names are never reused, so an acknowledged file is never rewritten.
+# fsync, rename, mkdir/rmdir and delete files on pmem1 forever, printing one
+# line per operation that returned (the host keeps them; QEMU is SIGKILLed
+# at a random moment):
+#   ACK NAME SEED LEN    NAME holds exactly this pattern (its fsync returned)
+#   MV NAME NEW          NAME was renamed to NEW (rename(2) returned)
+#   DEL NAME             NAME is gone (unlink(2) returned)
+#   MVSTART/RMSTART ...  printed before the call: the kill may land between
+#                        the call and its acknowledgement
+# Metadata operations are durable when they return (one journal transaction
+# each), so MV and DEL are acknowledged without sync. Names are never
+# reused. One file is held open after its unlink: an orphan for the next
+# mount to free.
 source "$(dirname "$0")/lib.sh"
 round=$1
 load_module
@@ -13,6 +19,9 @@ mkdir -p /mnt/scratch
 if [ "$round" = 1 ]; then "$MKFS" -q -f $DEV2; fi
 mount -t ferrofs -o dax $DEV2 /mnt/scratch
 mkdir -p /mnt/scratch/r$round/sub
+"$FT" fill /mnt/scratch/r$round/orphan 1 1000000
+exec 7</mnt/scratch/r$round/orphan
+rm /mnt/scratch/r$round/orphan
 echo "READY round $round"
 i=0
 acked=()
@@ -26,9 +35,18 @@ while :; do
     1) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=none ;;
     *) "$FT" fill /mnt/scratch/$name $seed $len ;;
   esac && echo "ACK $name $seed $len" && acked+=("$name")
+  if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then
+    last=$((${#acked[@]} - 1))
+    from=${acked[$last]}; to=r$round/sub/m$i
+    echo "MVSTART $from $to"
+    mv /mnt/scratch/$from /mnt/scratch/$to && echo "MV $from $to" && acked[$last]=$to
+  fi
+  if ((i % 7 == 0)); then
+    mkdir /mnt/scratch/r$round/d$i && rmdir /mnt/scratch/r$round/d$((i - 7)) 2>/dev/null || true
+  fi
   if ((i % 5 == 0)) && ((${#acked[@]} > 2)); then
     victim=${acked[0]}; acked=("${acked[@]:1}")
-    rm /mnt/scratch/$victim && sync
-    echo "DEL $victim"
+    echo "RMSTART $victim"
+    rm /mnt/scratch/$victim && echo "DEL $victim"
   fi
 done

@@ -12,9 +12,12 @@
 //! 5. `dirty_lock` (per inode rwsem): shared while a fault marks an entry and
 //!    installs a writable PTE, exclusive while fsync clears marks and zaps PTEs,
 //!    so a writable PTE never exists for an unmarked entry
-//! 6. `map_lock` (per inode mutex): block map and on-media inode updates
-//! 7. `alloc` (per mount mutex): block bitmap and inode table allocation
-//! 8. `i_mmap_rwsem`, page table locks, the XArray spinlock (inside the core)
+//! 6. `journal` (per mount mutex): one metadata transaction at a time
+//!    (`journal.rs`); a transaction also sets memalloc_nofs, so reclaim
+//!    never evicts one of our inodes while we hold it
+//! 7. `map_lock` (per inode mutex): block map and on-media inode updates
+//! 8. `alloc` (per mount mutex): block bitmap and inode table allocation
+//! 9. `i_mmap_rwsem`, page table locks, the XArray spinlock (inside the core)
 
 use core::marker::PhantomData;
 use kernel::bindings;
@@ -102,11 +105,21 @@ pub(crate) struct Guard<'a, T> {
 
 impl<T> Mutex<T> {
     pub(crate) fn new(v: T) -> kernel::error::Result<Self> {
+        Self::new_with(v, super::ferrofs_init_sb_mutex)
+    }
+
+    /// As `new`, with its own initialiser (and so its own lockdep class).
+    /// `init` must initialise the C mutex it is given (a shim that calls
+    /// `mutex_init`).
+    pub(crate) fn new_with(
+        v: T,
+        init: unsafe extern "C" fn(*mut bindings::mutex),
+    ) -> kernel::error::Result<Self> {
         let raw =
             kernel::alloc::KBox::new(RawMutex(Opaque::uninit()), kernel::alloc::flags::GFP_KERNEL)?;
         // SAFETY: `raw` is a fresh heap allocation that is never moved; the
         // shim initialises it exactly once.
-        unsafe { super::ferrofs_init_sb_mutex(raw.as_ptr()) };
+        unsafe { init(raw.as_ptr()) };
         Ok(Mutex {
             raw,
             data: core::cell::UnsafeCell::new(v),

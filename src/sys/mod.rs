@@ -8,6 +8,7 @@
 pub(crate) mod locks;
 pub(crate) mod pmem;
 pub(crate) mod stats;
+pub(crate) mod trace;
 pub(crate) mod vfs;
 pub(crate) mod xarray;
 
@@ -85,4 +86,23 @@ extern "C" {
         len: usize,
     ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_file_accessed(file: *mut bindings::file);
+    pub(crate) fn ferrofs_init_journal_mutex(m: *mut bindings::mutex);
+    pub(crate) fn ferrofs_nofs_save() -> kernel::ffi::c_uint;
+    pub(crate) fn ferrofs_nofs_restore(flags: kernel::ffi::c_uint);
+}
+
+/// Allocations in scope cannot recurse into filesystem reclaim (which could
+/// evict one of our inodes and wait for the journal we hold).
+pub(crate) struct NoFs(kernel::ffi::c_uint);
+impl NoFs {
+    pub(crate) fn enter() -> NoFs {
+        // SAFETY: saves and sets a flag of the current task; no preconditions.
+        NoFs(unsafe { ferrofs_nofs_save() })
+    }
+}
+impl Drop for NoFs {
+    fn drop(&mut self) {
+        // SAFETY: restores what enter() saved, in LIFO order (RAII).
+        unsafe { ferrofs_nofs_restore(self.0) };
+    }
 }

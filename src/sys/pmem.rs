@@ -8,6 +8,7 @@
 //! The persistence primitives ([`Pmem::flush`], [`fence`], the flushing
 //! copies) are named, non-inlined functions: a trace or checker can hook them.
 
+use super::trace::Trace;
 use crate::format::Pod;
 use kernel::bindings;
 use kernel::error::{code::*, Result};
@@ -47,6 +48,8 @@ pub(crate) struct Pmem {
     len: usize,
     pfn0: u64,
     insn: FlushInsn,
+    /// Test-only persistence trace (`-o trace=MiB`).
+    trace: Option<Trace>,
 }
 
 // SAFETY: the mapping is plain memory valid for the mount's lifetime; callers
@@ -65,7 +68,21 @@ impl Pmem {
             len,
             pfn0,
             insn,
+            trace: None,
         }
+    }
+
+    /// Record every store, flush and fence from now on.
+    pub(crate) fn set_trace(&mut self, t: Trace) {
+        self.trace = Some(t);
+    }
+
+    pub(crate) fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len as u64
     }
 
     fn range(&self, off: u64, n: usize) -> Result<*mut u8> {
@@ -90,6 +107,35 @@ impl Pmem {
         let p = self.range(off, data.len())?;
         // SAFETY: `p..p+len` is inside the mapping (checked).
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        if let Some(t) = &self.trace {
+            t.store(off, data);
+        }
+        Ok(())
+    }
+
+    /// A view of `off..off+n` for code that reads a region no one writes
+    /// concurrently (the journal at mount).
+    pub(crate) fn slice(&self, off: u64, n: usize) -> Result<&[u8]> {
+        let p = self.range(off, n)?;
+        // SAFETY: `p..p+n` is inside the mapping (checked), which lives as
+        // long as `self`; the caller guarantees no concurrent writer.
+        Ok(unsafe { core::slice::from_raw_parts(p, n) })
+    }
+
+    /// Plain stores copying `n` bytes from `from` to `to` (not overlapping).
+    #[inline(never)]
+    pub(crate) fn copy_within(&self, from: u64, to: u64, n: usize) -> Result {
+        let src = self.range(from, n)?;
+        let dst = self.range(to, n)?;
+        if from < to + n as u64 && to < from + n as u64 {
+            return Err(EINVAL);
+        }
+        // SAFETY: both ranges are inside the mapping (checked) and disjoint.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
+        if let Some(t) = &self.trace {
+            // SAFETY: `dst..dst+n` is inside the mapping, just written.
+            t.store(to, unsafe { core::slice::from_raw_parts(dst, n) });
+        }
         Ok(())
     }
 
@@ -98,6 +144,9 @@ impl Pmem {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked).
         unsafe { core::ptr::write_bytes(p, 0, n) };
+        if let Some(t) = &self.trace {
+            t.zero(off, n);
+        }
         Ok(())
     }
 
@@ -130,6 +179,9 @@ impl Pmem {
         let p = self.aligned(off, 4)?;
         // SAFETY: inside the mapping and 4-byte aligned (checked).
         unsafe { core::ptr::write_volatile(p.cast::<u32>(), v.to_le()) };
+        if let Some(t) = &self.trace {
+            t.store(off, &v.to_le_bytes());
+        }
         Ok(())
     }
 
@@ -145,6 +197,9 @@ impl Pmem {
         let p = self.aligned(off, 8)?;
         // SAFETY: inside the mapping and 8-byte aligned (checked).
         unsafe { core::ptr::write_volatile(p.cast::<u64>(), v.to_le()) };
+        if let Some(t) = &self.trace {
+            t.store(off, &v.to_le_bytes());
+        }
         Ok(())
     }
 
@@ -164,6 +219,9 @@ impl Pmem {
             flush_line(self.insn, a);
             a += CACHELINE;
             lines += 1;
+        }
+        if let Some(t) = &self.trace {
+            t.flush(off, n);
         }
         Ok(lines)
     }
@@ -218,7 +276,12 @@ impl Pmem {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
         // valid for the duration of the call (IovIter invariant).
-        Ok(unsafe { bindings::_copy_from_iter_flushcache(p as *mut _, n, iter.as_ptr()) })
+        let got = unsafe { bindings::_copy_from_iter_flushcache(p as *mut _, n, iter.as_ptr()) };
+        if let Some(t) = &self.trace {
+            // SAFETY: `p..p+got` (got <= n) is inside the mapping, just written.
+            t.ntstore(off, unsafe { core::slice::from_raw_parts(p, got) });
+        }
+        Ok(got)
     }
 }
 
@@ -242,9 +305,14 @@ fn flush_line(insn: FlushInsn, addr: usize) {
     }
 }
 
-/// Order all earlier flushes and non-temporal stores before later stores.
-#[inline(never)]
-pub(crate) fn fence() {
-    // SAFETY: `sfence` has no operands and no effect beyond store ordering.
-    unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) };
+impl Pmem {
+    /// Order all earlier flushes and non-temporal stores before later stores.
+    #[inline(never)]
+    pub(crate) fn fence(&self) {
+        // SAFETY: `sfence` has no operands and no effect beyond store ordering.
+        unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) };
+        if let Some(t) = &self.trace {
+            t.fence();
+        }
+    }
 }

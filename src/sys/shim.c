@@ -135,3 +135,26 @@ void ferrofs_file_accessed(struct file *file)
 {
 	file_accessed(file);
 }
+
+#include <linux/sched/mm.h>
+
+void ferrofs_init_journal_mutex(struct mutex *m);
+unsigned int ferrofs_nofs_save(void);
+void ferrofs_nofs_restore(unsigned int flags);
+
+/* Its own call site: the journal mutex gets its own lockdep class. */
+void ferrofs_init_journal_mutex(struct mutex *m)
+{
+	mutex_init(m);
+}
+
+/* A transaction must not recurse into the filesystem through reclaim. */
+unsigned int ferrofs_nofs_save(void)
+{
+	return memalloc_nofs_save();
+}
+
+void ferrofs_nofs_restore(unsigned int flags)
+{
+	memalloc_nofs_restore(flags);
+}

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Per-mount counters, one value a file under `/sys/fs/ferrofs/<device>/`.
+//! Per-mount counters, one value a file under `/sys/fs/ferrofs/<device>/`,
+//! and the test-only persistence trace: `trace` (read) and `trace_mark`
+//! (write a number to put a marker in the trace); see `trace.rs`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::error::{code::*, Result};
 use kernel::types::Opaque;
+
+use super::trace::Trace;
 
 /// Each counter has a sysfs file of the same name.
 #[derive(Clone, Copy)]
@@ -19,9 +23,13 @@ pub(crate) enum Counter {
     LinesFlushed,
     RevalidateDrops,
     EntriesRemoved,
+    /// Trace mode: lines fsync left unflushed or unfenced (must stay 0).
+    PersistViolations,
 }
-const NCOUNTERS: usize = 9;
-const NAMES: [&core::ffi::CStr; NCOUNTERS + 1] = [
+const NCOUNTERS: usize = 10;
+/// Counters, then `flush_insn`, then `trace_mark`.
+const NATTRS: usize = NCOUNTERS + 2;
+const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"faults",
     c"write_faults",
     c"pfn_mkwrite",
@@ -31,7 +39,9 @@ const NAMES: [&core::ffi::CStr; NCOUNTERS + 1] = [
     c"lines_flushed",
     c"revalidate_drops",
     c"entries_removed",
+    c"persist_violations",
     c"flush_insn",
+    c"trace_mark",
 ];
 
 /// The kobject and the counters it shows; freed by the kobject's release.
@@ -40,6 +50,9 @@ struct StatsObj {
     kobj: Opaque<bindings::kobject>,
     counters: [AtomicU64; NCOUNTERS],
     insn: &'static str,
+    /// The mount's trace, if tracing; valid while the kobject is in sysfs
+    /// (the owner drops `Stats` before the trace).
+    trace: core::sync::atomic::AtomicPtr<Trace>,
 }
 
 /// Owner handle: dropping it removes the sysfs directory.
@@ -56,11 +69,15 @@ struct SyncCell<T>(T);
 // SAFETY: the tables below are written once at module init and then read-only.
 unsafe impl<T> Sync for SyncCell<T> {}
 
-static mut ATTRS: [bindings::kobj_attribute; NCOUNTERS + 1] =
+static mut ATTRS: [bindings::kobj_attribute; NATTRS] =
     // SAFETY: an all-zero kobj_attribute is valid (null name, no callbacks); filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-static mut ATTR_PTRS: [*mut bindings::attribute; NCOUNTERS + 2] =
-    [core::ptr::null_mut(); NCOUNTERS + 2];
+static mut ATTR_PTRS: [*mut bindings::attribute; NATTRS + 1] =
+    [core::ptr::null_mut(); NATTRS + 1];
+static mut BIN_ATTR: bindings::bin_attribute =
+    // SAFETY: an all-zero bin_attribute is valid; filled in init().
+    unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+static mut BIN_ATTR_PTRS: [*mut bindings::bin_attribute; 2] = [core::ptr::null_mut(); 2];
 static mut GROUP: bindings::attribute_group =
     // SAFETY: an all-zero attribute_group is valid; filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
@@ -98,6 +115,68 @@ unsafe extern "C" fn show(
     }
 }
 
+/// sysfs `store` of `trace_mark`: a decimal number becomes a MARK event.
+///
+/// # Safety
+/// Called by sysfs for our ktype: `kobj` is the first field of a live
+/// [`StatsObj`]; `buf` holds `count` bytes.
+unsafe extern "C" fn store_mark(
+    kobj: *mut bindings::kobject,
+    _attr: *mut bindings::kobj_attribute,
+    buf: *const kernel::ffi::c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: the caller's promise: a live StatsObj, `count` readable bytes.
+    let (obj, bytes) = unsafe {
+        (
+            &*(kobj as *const StatsObj),
+            core::slice::from_raw_parts(buf as *const u8, count),
+        )
+    };
+    let t = obj.trace.load(Ordering::Acquire);
+    if t.is_null() {
+        return -(bindings::ENODEV as isize);
+    }
+    let text = core::str::from_utf8(bytes).unwrap_or("").trim();
+    let Ok(v) = text.parse::<u64>() else {
+        return -(bindings::EINVAL as isize);
+    };
+    // SAFETY: the trace outlives the sysfs files (StatsObj::trace).
+    unsafe { (*t).mark(v) };
+    count as isize
+}
+
+/// sysfs binary `read` of `trace`.
+///
+/// # Safety
+/// Called by sysfs for our ktype: `kobj` is the first field of a live
+/// [`StatsObj`]; `buf` has room for `count` bytes.
+unsafe extern "C" fn read_trace(
+    _file: *mut bindings::file,
+    kobj: *mut bindings::kobject,
+    _attr: *mut bindings::bin_attribute,
+    buf: *mut kernel::ffi::c_char,
+    pos: bindings::loff_t,
+    count: usize,
+) -> isize {
+    // SAFETY: the caller's promise: a live StatsObj, `count` writable bytes.
+    let (obj, out) = unsafe {
+        (
+            &*(kobj as *const StatsObj),
+            core::slice::from_raw_parts_mut(buf as *mut u8, count),
+        )
+    };
+    let t = obj.trace.load(Ordering::Acquire);
+    if t.is_null() {
+        return -(bindings::ENODEV as isize);
+    }
+    if pos < 0 {
+        return -(bindings::EINVAL as isize);
+    }
+    // SAFETY: the trace outlives the sysfs files (StatsObj::trace).
+    unsafe { (*t).read(pos as usize, out) as isize }
+}
+
 /// Formats into a sysfs page buffer (PAGE_SIZE bytes).
 struct Writer {
     buf: *mut u8,
@@ -127,13 +206,22 @@ unsafe extern "C" fn release(kobj: *mut bindings::kobject) {
 pub(crate) fn init() -> Result {
     // SAFETY: module init runs once, before any mount can use these tables.
     unsafe {
-        for i in 0..=NCOUNTERS {
+        for i in 0..NATTRS {
             ATTRS[i].attr.name = NAMES[i].as_ptr() as *const kernel::ffi::c_char;
             ATTRS[i].attr.mode = 0o444;
             ATTRS[i].show = Some(show);
             ATTR_PTRS[i] = core::ptr::addr_of_mut!(ATTRS[i].attr);
         }
+        ATTRS[NATTRS - 1].attr.mode = 0o200;
+        ATTRS[NATTRS - 1].show = None;
+        ATTRS[NATTRS - 1].store = Some(store_mark);
+        BIN_ATTR.attr.name = c"trace".as_ptr() as *const kernel::ffi::c_char;
+        BIN_ATTR.attr.mode = 0o400;
+        BIN_ATTR.read = Some(read_trace);
+        BIN_ATTR_PTRS[0] = core::ptr::addr_of_mut!(BIN_ATTR);
         GROUP.attrs = core::ptr::addr_of_mut!(ATTR_PTRS) as *mut *mut bindings::attribute;
+        GROUP.bin_attrs =
+            core::ptr::addr_of_mut!(BIN_ATTR_PTRS) as *mut *mut bindings::bin_attribute;
         GROUPS[0] = core::ptr::addr_of!(GROUP);
         KTYPE.release = Some(release);
         KTYPE.sysfs_ops = core::ptr::addr_of!(bindings::kobj_sysfs_ops);
@@ -201,6 +289,17 @@ impl Stats {
 
     pub(crate) fn inc(&self, c: Counter) {
         self.add(c, 1)
+    }
+
+    /// Expose `t` through `trace` and `trace_mark`. The caller keeps `t`
+    /// alive and in place until this `Stats` is dropped.
+    pub(crate) fn set_trace(&self, t: &Trace) {
+        // SAFETY: `obj` stays allocated while this handle holds its reference.
+        unsafe {
+            (*self.obj)
+                .trace
+                .store(t as *const Trace as *mut Trace, Ordering::Release)
+        };
     }
 }
 

@@ -921,10 +921,12 @@ unsafe extern "C" fn show_options(
     0
 }
 
-unsafe extern "C" fn sync_fs(_sb: *mut bindings::super_block, _wait: c_int) -> c_int {
+unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, _wait: c_int) -> c_int {
+    // SAFETY: a mounted ferrofs superblock; s_fs_info is set until kill_sb.
+    let fs = unsafe { &*((*sb).s_fs_info as *const FsInfo) };
     // Data was written back by writepages, metadata flushed as it was
     // written; order it all.
-    super::pmem::fence();
+    fs.pmem.fence();
     0
 }
 
@@ -1115,7 +1117,7 @@ unsafe extern "C" fn write_iter(
     match crate::file::write(i, &mut k, &mut it) {
         Ok(n) => {
             if n > 0 && k.is_sync() {
-                super::pmem::fence();
+                i.fs().pmem.fence();
             }
             n as isize
         }

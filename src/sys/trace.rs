@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The persistence trace: a test-only record of every store, cache-line
+//! write-back and fence the module issues to pmem, for the crash-state
+//! checker (`tools/crashcheck`). Enabled per mount with `-o trace=MiB`; off,
+//! it costs one branch per primitive.
+//!
+//! The trace is read from `/sys/fs/ferrofs/<dev>/trace` (format in
+//! `tools/crashcheck`): a 32-byte header, then packed events. The workload
+//! writes markers to `/sys/fs/ferrofs/<dev>/trace_mark`.
+//!
+//! The same hooks keep, per cache line of the device, whether the module
+//! stored to it and has not yet written it back ("unflushed") or wrote it
+//! back and has not yet fenced ("unfenced"). fsync asks [`Trace::unclean`]
+//! about every line it was responsible for: the assertion that nothing it
+//! acknowledged is still only in the CPU cache.
+
+use core::pin::Pin;
+use kernel::alloc::{KBox, VVec};
+use kernel::error::{code::*, Result};
+use kernel::init::InPlaceInit;
+use kernel::new_spinlock;
+use kernel::prelude::*;
+use kernel::sync::SpinLock;
+
+const STORE: u8 = 1;
+const ZERO: u8 = 2;
+const NTSTORE: u8 = 3;
+const FLUSH: u8 = 4;
+const FENCE: u8 = 5;
+const MARK: u8 = 6;
+pub(crate) const HEADER_SIZE: usize = 32;
+const MAGIC: &[u8; 8] = b"FERROTRC";
+const LINE_SHIFT: u32 = 6;
+/// Lines written back since the last fence that are remembered one by one;
+/// past that, a fence clears the whole map.
+const UNFENCED_LIST: usize = 1 << 16;
+
+struct Buf {
+    ev: VVec<u8>,
+    len: usize,
+    overflow: bool,
+    /// One bit per cache line of the device.
+    unflushed: VVec<u64>,
+    unfenced: VVec<u64>,
+    list: VVec<u32>,
+    list_len: usize,
+    list_overflow: bool,
+}
+
+pub(crate) struct Trace {
+    buf: Pin<KBox<SpinLock<Buf>>>,
+    lines: u64,
+}
+
+fn bit(map: &[u64], line: u64) -> bool {
+    map.get((line / 64) as usize)
+        .is_some_and(|w| w & (1 << (line % 64)) != 0)
+}
+fn set_bit(map: &mut [u64], line: u64, on: bool) {
+    if let Some(w) = map.get_mut((line / 64) as usize) {
+        if on {
+            *w |= 1 << (line % 64);
+        } else {
+            *w &= !(1 << (line % 64));
+        }
+    }
+}
+
+impl Buf {
+    fn put(&mut self, parts: &[&[u8]]) {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if self.overflow || self.len + n > self.ev.len() {
+            self.overflow = true;
+            return;
+        }
+        for p in parts {
+            self.ev.as_mut_slice()[self.len..self.len + p.len()].copy_from_slice(p);
+            self.len += p.len();
+        }
+    }
+
+    fn lines(off: u64, n: usize) -> core::ops::Range<u64> {
+        if n == 0 {
+            return 0..0;
+        }
+        (off >> LINE_SHIFT)..((off + n as u64 - 1) >> LINE_SHIFT) + 1
+    }
+
+    fn stored(&mut self, off: u64, n: usize) {
+        for l in Self::lines(off, n) {
+            set_bit(self.unflushed.as_mut_slice(), l, true);
+        }
+    }
+
+    /// Written back (clwb of a stored line, or a non-temporal store): only a
+    /// fence is missing.
+    fn written_back(&mut self, off: u64, n: usize, nt: bool) {
+        for l in Self::lines(off, n) {
+            if !nt && !bit(self.unflushed.as_slice(), l) {
+                continue;
+            }
+            set_bit(self.unflushed.as_mut_slice(), l, false);
+            if !bit(self.unfenced.as_slice(), l) {
+                set_bit(self.unfenced.as_mut_slice(), l, true);
+                if self.list_len < self.list.len() {
+                    self.list.as_mut_slice()[self.list_len] = l as u32;
+                    self.list_len += 1;
+                } else {
+                    self.list_overflow = true;
+                }
+            }
+        }
+    }
+
+    fn fenced(&mut self) {
+        if self.list_overflow {
+            self.unfenced.as_mut_slice().fill(0);
+        } else {
+            for i in 0..self.list_len {
+                let l = self.list.as_slice()[i] as u64;
+                set_bit(self.unfenced.as_mut_slice(), l, false);
+            }
+        }
+        self.list_len = 0;
+        self.list_overflow = false;
+    }
+}
+
+impl Trace {
+    /// A trace of up to `mib` MiB of events for a device of `dev_bytes`.
+    pub(crate) fn new(mib: usize, dev_bytes: u64) -> Result<Trace> {
+        let lines = dev_bytes >> LINE_SHIFT;
+        let words = lines.div_ceil(64) as usize;
+        let buf = Buf {
+            ev: VVec::from_elem(0u8, mib << 20, GFP_KERNEL)?,
+            len: 0,
+            overflow: false,
+            unflushed: VVec::from_elem(0u64, words, GFP_KERNEL)?,
+            unfenced: VVec::from_elem(0u64, words, GFP_KERNEL)?,
+            list: VVec::from_elem(0u32, UNFENCED_LIST, GFP_KERNEL)?,
+            list_len: 0,
+            list_overflow: false,
+        };
+        let buf = KBox::pin_init(new_spinlock!(buf, "ferrofs_trace"), GFP_KERNEL)?;
+        Ok(Trace { buf, lines })
+    }
+
+    /// Cached stores of `data` at `off`.
+    pub(crate) fn store(&self, off: u64, data: &[u8]) {
+        let mut b = self.buf.lock();
+        b.put(&[&[STORE], &off.to_le_bytes(), &(data.len() as u32).to_le_bytes(), data]);
+        b.stored(off, data.len());
+    }
+
+    pub(crate) fn zero(&self, off: u64, n: usize) {
+        let mut b = self.buf.lock();
+        b.put(&[&[ZERO], &off.to_le_bytes(), &(n as u32).to_le_bytes()]);
+        b.stored(off, n);
+    }
+
+    /// Non-temporal stores: durable at the next fence.
+    pub(crate) fn ntstore(&self, off: u64, data: &[u8]) {
+        let mut b = self.buf.lock();
+        b.put(&[&[NTSTORE], &off.to_le_bytes(), &(data.len() as u32).to_le_bytes(), data]);
+        b.written_back(off, data.len(), true);
+    }
+
+    pub(crate) fn flush(&self, off: u64, n: usize) {
+        let mut b = self.buf.lock();
+        b.put(&[&[FLUSH], &off.to_le_bytes(), &(n as u32).to_le_bytes()]);
+        b.written_back(off, n, false);
+    }
+
+    pub(crate) fn fence(&self) {
+        let mut b = self.buf.lock();
+        b.put(&[&[FENCE]]);
+        b.fenced();
+    }
+
+    pub(crate) fn mark(&self, v: u64) {
+        self.buf.lock().put(&[&[MARK], &v.to_le_bytes()]);
+    }
+
+    /// Treat `off..off+n` as stored to by the module: the lines an fsync
+    /// found dirty in the XArray (user stores are not traced).
+    pub(crate) fn note_dirty(&self, off: u64, n: usize) {
+        self.buf.lock().stored(off, n);
+    }
+
+    /// Lines of `off..off+n` not yet written back and fenced.
+    pub(crate) fn unclean(&self, off: u64, n: usize) -> u64 {
+        let b = self.buf.lock();
+        Buf::lines(off, n)
+            .filter(|&l| l < self.lines)
+            .filter(|&l| bit(b.unflushed.as_slice(), l) || bit(b.unfenced.as_slice(), l))
+            .count() as u64
+    }
+
+    /// Copy trace bytes from `pos` (header included) into `out`.
+    pub(crate) fn read(&self, pos: usize, out: &mut [u8]) -> usize {
+        let b = self.buf.lock();
+        let mut h = [0u8; HEADER_SIZE];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        h[12..16].copy_from_slice(&(b.overflow as u32).to_le_bytes());
+        h[16..24].copy_from_slice(&(b.len as u64).to_le_bytes());
+        let total = HEADER_SIZE + b.len;
+        let mut n = 0;
+        let mut p = pos;
+        while n < out.len() && p < total {
+            let (src, at) = if p < HEADER_SIZE {
+                (&h[..], p)
+            } else {
+                (&b.ev.as_slice()[..b.len], p - HEADER_SIZE)
+            };
+            let k = core::cmp::min(out.len() - n, src.len() - at);
+            out[n..n + k].copy_from_slice(&src[at..at + k]);
+            n += k;
+            p += k;
+        }
+        n
+    }
+}
+
+/// Parse the `trace=MiB` mount option value.
+pub(crate) fn parse_mib(v: &[u8]) -> Result<usize> {
+    let s = core::str::from_utf8(v).map_err(|_| EINVAL)?;
+    let n: usize = s.parse().map_err(|_| EINVAL)?;
+    if n == 0 || n > 1024 {
+        return Err(EINVAL);
+    }
+    Ok(n)
+}
