@@ -13,8 +13,10 @@ TRACE=/sys/fs/ferrofs/pmem1
 SEED=${FERRO_PERSIST_SEED:-20261125}
 OPS=${FERRO_PERSIST_OPS:-300}
 mkdir -p $PM
+unmount() { if mountpoint -q $PM; then umount $PM; fi; }
 
 trace_option_is_checked() {
+  unmount
   "$MKFS" -q -f $DEV2
   for bad in trace=0 trace=abc trace=2000 trace=; do
     expect_fail mount -t ferrofs -o dax,$bad $DEV2 $PM > /dev/null
@@ -25,6 +27,7 @@ trace_option_is_checked() {
   umount $PM
 }
 workload_under_trace() {
+  unmount
   rm -rf $P && mkdir -p $P
   truncate -s 16M /tmp/pre.img
   "$MKFS" -q -f /tmp/pre.img
@@ -43,6 +46,7 @@ workload_under_trace() {
 fsync_leaves_no_line_unflushed() {
   # The flush assertion with mmap stores (which the trace cannot see: the
   # lines the XArray said were dirty) and write(2).
+  unmount
   "$MKFS" -q -f $DEV2
   mount -t ferrofs -o dax,trace=64 $DEV2 $PM
   "$FT" mmap-fill $PM/m 11 300000 --sync=msync
@@ -55,3 +59,4 @@ fsync_leaves_no_line_unflushed() {
 t trace_option_is_checked trace_option_is_checked
 t workload_under_trace workload_under_trace
 t fsync_leaves_no_line_unflushed fsync_leaves_no_line_unflushed
+unmount
