@@ -152,7 +152,10 @@ impl<'a> Tx<'a> {
         }
         let size = format::record_size(n);
         if size > self.room() {
-            pr_err!("journal: transaction too large ({} records)\n", self.records);
+            pr_err!(
+                "journal: transaction too large ({} records)\n",
+                self.records
+            );
             return Err(ENOSPC);
         }
         let seq = self.st.seq_done + 1;

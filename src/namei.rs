@@ -88,7 +88,15 @@ pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> 
 
 pub(crate) fn mkdir(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
     let ni = with_new(dir.fs(), |tx, slot| {
-        let ni = new_object(tx, idmap, dir, dentry, mode | format::S_IFDIR, Kind::Dir, slot)?;
+        let ni = new_object(
+            tx,
+            idmap,
+            dir,
+            dentry,
+            mode | format::S_IFDIR,
+            Kind::Dir,
+            slot,
+        )?;
         ni.get().set_nlink(2);
         inode::write_inode_tx(tx, ni.get())?;
         dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_DIR)?;
@@ -105,7 +113,15 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
     }
     let fs = dir.fs();
     let ni = with_new(fs, |tx, slot| {
-        let ni = new_object(tx, idmap, dir, dentry, format::S_IFLNK | 0o777, Kind::Symlink, slot)?;
+        let ni = new_object(
+            tx,
+            idmap,
+            dir,
+            dentry,
+            format::S_IFLNK | 0o777,
+            Kind::Symlink,
+            slot,
+        )?;
         let i = ni.get();
         let (b, _) = inode::get_or_alloc_tx(tx, i, 0)?;
         let off = FsInfo::block_off(b);
@@ -130,7 +146,13 @@ pub(crate) fn link(old: &Dentry, dir: &Inode, new: &Dentry) -> Result {
     i.inc_nlink();
     i.touch_ctime();
     inode::write_inode_tx(&mut tx, i)?;
-    if let Err(e) = dir::add(&mut tx, dir, new.name(), i.ino(), format::dt_from_mode(i.mode())) {
+    if let Err(e) = dir::add(
+        &mut tx,
+        dir,
+        new.name(),
+        i.ino(),
+        format::dt_from_mode(i.mode()),
+    ) {
         i.drop_nlink();
         let _ = inode::write_inode_tx(&mut tx, i);
         return Err(e);

@@ -187,7 +187,11 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     };
     if let Some(mib) = trace_mib {
         pmem.set_trace(crate::sys::trace::Trace::new(mib, pmem.len())?);
-        pr_info!("{:?}: tracing pmem stores, flushes and fences ({} MiB)\n", dev, mib);
+        pr_info!(
+            "{:?}: tracing pmem stores, flushes and fences ({} MiB)\n",
+            dev,
+            mib
+        );
     }
     // Roll back an interrupted transaction before anything reads metadata.
     let journal = Journal::recover(&pmem, &geo)?;

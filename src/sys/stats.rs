@@ -72,8 +72,7 @@ unsafe impl<T> Sync for SyncCell<T> {}
 static mut ATTRS: [bindings::kobj_attribute; NATTRS] =
     // SAFETY: an all-zero kobj_attribute is valid (null name, no callbacks); filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-static mut ATTR_PTRS: [*mut bindings::attribute; NATTRS + 1] =
-    [core::ptr::null_mut(); NATTRS + 1];
+static mut ATTR_PTRS: [*mut bindings::attribute; NATTRS + 1] = [core::ptr::null_mut(); NATTRS + 1];
 static mut BIN_ATTR: bindings::bin_attribute =
     // SAFETY: an all-zero bin_attribute is valid; filled in init().
     unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
@@ -130,7 +129,7 @@ unsafe extern "C" fn store_mark(
     let (obj, bytes) = unsafe {
         (
             &*(kobj as *const StatsObj),
-            core::slice::from_raw_parts(buf as *const u8, count),
+            core::slice::from_raw_parts(buf, count),
         )
     };
     let t = obj.trace.load(Ordering::Acquire);
@@ -163,7 +162,7 @@ unsafe extern "C" fn read_trace(
     let (obj, out) = unsafe {
         (
             &*(kobj as *const StatsObj),
-            core::slice::from_raw_parts_mut(buf as *mut u8, count),
+            core::slice::from_raw_parts_mut(buf, count),
         )
     };
     let t = obj.trace.load(Ordering::Acquire);

@@ -148,7 +148,12 @@ impl Trace {
     /// Cached stores of `data` at `off`.
     pub(crate) fn store(&self, off: u64, data: &[u8]) {
         let mut b = self.buf.lock();
-        b.put(&[&[STORE], &off.to_le_bytes(), &(data.len() as u32).to_le_bytes(), data]);
+        b.put(&[
+            &[STORE],
+            &off.to_le_bytes(),
+            &(data.len() as u32).to_le_bytes(),
+            data,
+        ]);
         b.stored(off, data.len());
     }
 
@@ -161,7 +166,12 @@ impl Trace {
     /// Non-temporal stores: durable at the next fence.
     pub(crate) fn ntstore(&self, off: u64, data: &[u8]) {
         let mut b = self.buf.lock();
-        b.put(&[&[NTSTORE], &off.to_le_bytes(), &(data.len() as u32).to_le_bytes(), data]);
+        b.put(&[
+            &[NTSTORE],
+            &off.to_le_bytes(),
+            &(data.len() as u32).to_le_bytes(),
+            data,
+        ]);
         b.written_back(off, data.len(), true);
     }
 
