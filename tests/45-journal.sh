@@ -70,9 +70,28 @@ an_orphan_is_freed_at_mount() {
   mount -t ferrofs -o dax $DEV $MNT
 }
 
+freeing_a_large_file_takes_bounded_transactions() {
+  fresh_mount
+  local free0; free0=$(stat -f -c %f $MNT)
+  fallocate -l 64M $MNT/big
+  umount $MNT
+  local s0; s0=$($J $DEV seq)
+  mount -t ferrofs -o dax $DEV $MNT
+  rm $MNT/big
+  assert_eq "$free0" "$(stat -f -c %f $MNT)" "free blocks after deleting 64 MiB"
+  umount $MNT
+  local s1; s1=$($J $DEV seq)
+  # 16384 data blocks at 64 bytes of records each do not fit in the 256 KiB
+  # journal: the eviction must have split the work.
+  [ $((s1 - s0)) -ge 5 ] || fail "seq_done went from $s0 to $s1 only"
+  echo "$((s1 - s0)) transactions"
+  "$BIN/fsck-ferrofs" -n $DEV || fail "fsck: exit $?"
+}
+
 t mount_rolls_back_an_unfinished_unlink mount_rolls_back_an_unfinished_unlink
 t every_operation_commits_one_transaction every_operation_commits_one_transaction
 t a_damaged_journal_fails_the_mount_cleanly a_damaged_journal_fails_the_mount_cleanly
 t an_orphan_is_freed_at_mount an_orphan_is_freed_at_mount
+t freeing_a_large_file_takes_bounded_transactions freeing_a_large_file_takes_bounded_transactions
 mountpoint -q $MNT && umount $MNT
 true
