@@ -43,7 +43,9 @@ fn records_of_the_next_transaction_are_pending_in_order() {
     let s = JournalState::parse(&r, &g).expect("parses");
     assert!(!s.fresh);
     assert_eq!((s.seq_done, s.pending, s.end), (41, 2, p));
-    let recs: Vec<_> = Records::new(&r, 41, &g).map(|x| x.expect("valid")).collect();
+    let recs: Vec<_> = Records::new(&r, 41, &g)
+        .map(|x| x.expect("valid"))
+        .collect();
     assert_eq!(recs[0].target, meta(&g, 0));
     assert_eq!(recs[1].data, &[2; 13]);
 }
@@ -86,12 +88,20 @@ fn stale_records_after_the_new_ones_are_ignored() {
 #[test]
 fn a_valid_record_outside_the_metadata_is_damage() {
     let g = geo();
-    for target in [0, BLOCK_SIZE as u64, g.blocks_count * BLOCK_SIZE as u64 - 4, u64::MAX - 2] {
+    for target in [
+        0,
+        BLOCK_SIZE as u64,
+        g.blocks_count * BLOCK_SIZE as u64 - 4,
+        u64::MAX - 2,
+    ] {
         let mut r = region();
         header(&mut r, 0);
         put(&mut r, JOURNAL_RECORDS_OFF, 1, target, &[1; 8]);
         let e = JournalState::parse(&r, &g).expect_err("target out of range must fail");
-        assert!(matches!(e, FormatError::BadJournal(_)), "target {target}: {e:?}");
+        assert!(
+            matches!(e, FormatError::BadJournal(_)),
+            "target {target}: {e:?}"
+        );
     }
 }
 
@@ -101,10 +111,16 @@ fn bad_magic_or_garbage_header_is_damage() {
     let mut r = region();
     header(&mut r, 3);
     r[0] ^= 1;
-    assert!(matches!(JournalState::parse(&r, &g), Err(FormatError::BadJournal(_))));
+    assert!(matches!(
+        JournalState::parse(&r, &g),
+        Err(FormatError::BadJournal(_))
+    ));
     let mut r = region();
     r[30] = 1;
-    assert!(matches!(JournalState::parse(&r, &g), Err(FormatError::BadJournal(_))));
+    assert!(matches!(
+        JournalState::parse(&r, &g),
+        Err(FormatError::BadJournal(_))
+    ));
 }
 
 #[test]

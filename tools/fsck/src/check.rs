@@ -6,14 +6,19 @@
 //! bitmap bits cleared last, so that a crash in between only leaks space.
 //!
 //! Passes:
-//! 1. the journal region must be all zero (no journal format yet);
+//! 1. the journal: a damaged header or a record pointing outside the
+//!    metadata is an error; an unfinished transaction is not (a crash leaves
+//!    one, and mount rolls it back): with `-y` fsck rolls it back first,
+//!    with `-n` it checks the image as rolled back (reads see the records);
 //! 2. every used inode: checksum and `validate`, its block map (pointers in
 //!    the data area, blocks claimed once, mapped blocks within the size),
 //!    `blocks`, directory size, symlink target;
 //! 3. blocks claimed more than once: name every owner;
 //! 4. the tree from the root: entries, file types, names per directory,
 //!    directories' `parent`;
-//! 5. link counts, and used inodes not reachable from the root (orphans);
+//! 5. link counts, and used inodes not reachable from the root (orphans; one
+//!    with link count 0 was unlinked while open, and mount frees it: not an
+//!    error);
 //! 6. the bitmap against the blocks found.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -22,9 +27,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
-    dt_from_mode, Dirent, FormatError, Geometry, Inode, Pod, Superblock, BLOCK_SIZE,
-    DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, NDIRECT, PTRS_PER_BLOCK,
-    ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
+    DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_SEQ_DONE_OFF, NDIRECT,
+    PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use ferrofs_image::{blocks_in, inode_location, Bitmap, Image};
 
@@ -60,6 +65,8 @@ pub enum Fix {
         block: u32,
         slot: usize,
     },
+    /// Zero the journal region: an empty journal, as mkfs leaves it.
+    ResetJournal,
 }
 
 /// A problem found: one line of report, naming the inode or block first.
@@ -203,14 +210,35 @@ impl std::fmt::Display for Loc {
     }
 }
 
-fn read_blocks(file: &File, start: u64, count: u64) -> Result<Vec<u8>, Fatal> {
-    Image::new(file).read_blocks(start, count).map_err(|e| {
-        Fatal(if count == 1 {
-            format!("cannot read block {start}: {e}")
-        } else {
-            format!("cannot read blocks {start}-{}: {e}", start + count - 1)
-        })
-    })
+/// The device as the checks read it: the file, seen through the rollback of
+/// an unfinished journal transaction when fsck may not write (`-n`).
+struct Dev<'f> {
+    file: &'f File,
+    /// (device offset, bytes), applied in this order over what is read.
+    undo: Vec<(u64, Vec<u8>)>,
+}
+
+fn read_blocks(dev: &Dev, start: u64, count: u64) -> Result<Vec<u8>, Fatal> {
+    let mut buf = Image::new(dev.file)
+        .read_blocks(start, count)
+        .map_err(|e| {
+            Fatal(if count == 1 {
+                format!("cannot read block {start}: {e}")
+            } else {
+                format!("cannot read blocks {start}-{}: {e}", start + count - 1)
+            })
+        })?;
+    let lo = start * BS;
+    let hi = lo + buf.len() as u64;
+    for (target, data) in &dev.undo {
+        let (t0, t1) = (*target, target + data.len() as u64);
+        let (a, b) = (t0.max(lo), t1.min(hi));
+        if a < b {
+            buf[(a - lo) as usize..(b - lo) as usize]
+                .copy_from_slice(&data[(a - t0) as usize..(b - t0) as usize]);
+        }
+    }
+    Ok(buf)
 }
 
 /// Visits every non-zero pointer of `d`'s block map: `f(kind, block, where,
@@ -218,13 +246,13 @@ fn read_blocks(file: &File, start: u64, count: u64) -> Result<Vec<u8>, Fatal> {
 /// not followed, and neither is an indirect block met a second time in the
 /// same map (so a damaged map that loops cannot make the walk explode).
 fn walk(
-    file: &File,
+    dev: &Dev,
     geo: &Geometry,
     d: &Inode,
     f: &mut dyn FnMut(Kind, u32, Loc, bool),
 ) -> Result<(), Fatal> {
     let mut w = Walk {
-        file,
+        dev,
         geo,
         f,
         visited: HashSet::new(),
@@ -249,7 +277,7 @@ fn walk(
 }
 
 struct Walk<'a> {
-    file: &'a File,
+    dev: &'a Dev<'a>,
     geo: &'a Geometry,
     f: &'a mut dyn FnMut(Kind, u32, Loc, bool),
     visited: HashSet<u32>,
@@ -268,7 +296,7 @@ impl Walk<'_> {
         if !ok || !self.visited.insert(block) {
             return Ok(());
         }
-        let buf = read_blocks(self.file, block as u64, 1)?;
+        let buf = read_blocks(self.dev, block as u64, 1)?;
         let span = (PTRS_PER_BLOCK as u64).pow(level - 1);
         for index in 0..PTRS_PER_BLOCK {
             let p = u32::from_le_bytes(buf[index * 4..index * 4 + 4].try_into().unwrap());
@@ -309,6 +337,7 @@ impl Info {
 
 struct Checker<'f> {
     file: &'f File,
+    dev: Dev<'f>,
     geo: Geometry,
     verbose: bool,
     bitmap: Bitmap,
@@ -368,11 +397,16 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
             geo.data_start
         );
     }
-    let bitmap = img
-        .bitmap(&geo)
-        .map_err(|e| Fatal(format!("cannot read the bitmap: {e}")))?;
+    let mut problems = Vec::new();
+    let dev = journal(file, &geo, repair, &mut problems)?;
+    let bitmap = Bitmap::from_bytes(read_blocks(
+        &dev,
+        geo.bitmap_start,
+        geo.bitmap_blocks as u64,
+    )?);
     let mut c = Checker {
         file,
+        dev,
         geo,
         verbose,
         bitmap,
@@ -383,9 +417,8 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
         dir_maps: HashMap::new(),
         reached: BitSet::new(geo.inodes_count as u64 + 1),
         tree_incomplete: false,
-        problems: Vec::new(),
+        problems,
     };
-    c.pass_journal()?;
     c.pass_inodes()?;
     c.pass_shared()?;
     let tree = c.pass_tree()?;
@@ -419,26 +452,8 @@ impl Checker<'_> {
 
     fn read_inode(&self, ino: u32) -> Result<Inode, Fatal> {
         let (block, off) = inode_location(&self.geo, ino).expect("inode number in range");
-        let b = read_blocks(self.file, block, 1)?;
+        let b = read_blocks(&self.dev, block, 1)?;
         Ok(Inode::from_bytes(&b[off..]).expect("slot within the block"))
-    }
-
-    fn pass_journal(&mut self) -> Result<(), Fatal> {
-        self.phase("checking the journal region");
-        let g = self.geo;
-        let j = read_blocks(self.file, g.journal_start, g.journal_blocks as u64)?;
-        if let Some(pos) = j.iter().position(|&b| b != 0) {
-            let block = g.journal_start + pos as u64 / BS;
-            self.report(
-                format!(
-                    "block {block}: journal not empty (the journal is {}; \
-                     this fsck does not replay journals)",
-                    blocks_subject(g.journal_start, g.journal_start + g.journal_blocks as u64)
-                ),
-                vec![],
-            );
-        }
-        Ok(())
     }
 
     fn pass_inodes(&mut self) -> Result<(), Fatal> {
@@ -448,7 +463,7 @@ impl Checker<'_> {
         let mut done = 0u64;
         while done < g.itable_blocks as u64 {
             let n = CHUNK.min(g.itable_blocks as u64 - done);
-            let buf = read_blocks(self.file, g.itable_start + done, n)?;
+            let buf = read_blocks(&self.dev, g.itable_start + done, n)?;
             for (i, slot) in buf.chunks_exact(INODE_SIZE).enumerate() {
                 let ino = (done * INODES_PER_BLOCK as u64 + i as u64 + 1) as u32;
                 let d = Inode::from_bytes(slot).expect("a whole slot");
@@ -492,7 +507,7 @@ impl Checker<'_> {
             &mut self.marked_free,
             &self.bitmap,
         );
-        walk(self.file, &self.geo, d, &mut |kind, p, loc, ok| {
+        walk(&self.dev, &self.geo, d, &mut |kind, p, loc, ok| {
             if !ok {
                 bad.push((p, loc));
                 return;
@@ -608,7 +623,7 @@ impl Checker<'_> {
             }
             return Ok(());
         }
-        let buf = read_blocks(self.file, b, 1)?;
+        let buf = read_blocks(&self.dev, b, 1)?;
         if buf[size as usize] != 0 {
             self.report(
                 format!(
@@ -632,7 +647,7 @@ impl Checker<'_> {
         for ino in inos {
             let d = self.read_inode(ino)?;
             let dups = &self.dups;
-            walk(self.file, &self.geo, &d, &mut |_, p, _, ok| {
+            walk(&self.dev, &self.geo, &d, &mut |_, p, _, ok| {
                 if ok && dups.contains(&p) {
                     owners.entry(p).or_default().push(ino);
                 }
@@ -721,7 +736,7 @@ impl Checker<'_> {
             .collect();
         let mut names: HashSet<Vec<u8>> = HashSet::new();
         for (_, block) in map {
-            let buf = read_blocks(self.file, block as u64, 1)?;
+            let buf = read_blocks(&self.dev, block as u64, 1)?;
             for slot in 0..DIRENTS_PER_BLOCK {
                 let e = Dirent::from_bytes(&buf[slot * DIRENT_SIZE..]).expect("a whole slot");
                 let ino = e.ino.get();
@@ -850,11 +865,21 @@ impl Checker<'_> {
         }
         self.problems.extend(wrong);
         for ino in orphans {
+            let info = &self.inodes[&ino];
+            if info.nlink == 0 && !info.damaged {
+                // Unlinked while open when the system went down.
+                println!(
+                    "fsck-ferrofs: inode {ino}: orphan {} with link count 0 (unlinked while open): \
+                     mount frees it",
+                    type_name(info.mode)
+                );
+                continue;
+            }
             let d = self.read_inode(ino)?;
             let mut blocks = Vec::new();
             let mut shared = false;
             let dups = &self.dups;
-            walk(self.file, &self.geo, &d, &mut |_, p, _, ok| {
+            walk(&self.dev, &self.geo, &d, &mut |_, p, _, ok| {
                 if ok {
                     shared |= dups.contains(&p);
                     blocks.push(p as u64);
@@ -969,6 +994,13 @@ impl Checker<'_> {
             .flat_map(|p| p.fixes.iter().copied())
             .collect();
         let sync = |f: &File| f.sync_all().map_err(|e| Fatal(format!("cannot sync: {e}")));
+        // 0. A damaged journal: emptied.
+        if fixes.contains(&Fix::ResetJournal) {
+            let g = self.geo;
+            let zeros = vec![0u8; g.journal_blocks as usize * BLOCK_SIZE];
+            self.write_at(&zeros, g.journal_start * BS, "the journal")?;
+            sync(self.file)?;
+        }
         // 1. Bits set: at worst a block leaks.
         let old = self.bitmap.clone();
         for f in &fixes {
@@ -1032,6 +1064,69 @@ impl Checker<'_> {
         sync(self.file)?;
         Ok(freed)
     }
+}
+
+/// Pass 1: the journal. Returns the view of the device the other passes
+/// read: rolled back on the device with `repair`, else through an overlay.
+fn journal<'f>(
+    file: &'f File,
+    geo: &Geometry,
+    repair: bool,
+    problems: &mut Vec<Problem>,
+) -> Result<Dev<'f>, Fatal> {
+    let mut dev = Dev {
+        file,
+        undo: Vec::new(),
+    };
+    let region = read_blocks(&dev, geo.journal_start, geo.journal_blocks as u64)?;
+    let where_ = blocks_subject(
+        geo.journal_start,
+        geo.journal_start + geo.journal_blocks as u64,
+    );
+    let (state, undo) = match ferrofs_image::pending_undo(&region, geo) {
+        Ok(x) => x,
+        Err(e) => {
+            problems.push(Problem {
+                text: format!(
+                    "{where_}: journal damaged ({}); -y empties it (an unfinished \
+                     transaction, if any, is then kept)",
+                    e.reason()
+                ),
+                fixes: vec![Fix::ResetJournal],
+            });
+            return Ok(dev);
+        }
+    };
+    if state.pending == 0 {
+        return Ok(dev);
+    }
+    let seq = state.seq_done + 1;
+    if repair {
+        for (target, data) in &undo {
+            file.write_all_at(data, *target)
+                .map_err(|e| Fatal(format!("cannot roll back the journal: {e}")))?;
+        }
+        file.sync_all()
+            .map_err(|e| Fatal(format!("cannot sync: {e}")))?;
+        let head = JournalHeader::new(seq);
+        let at = geo.journal_start * BS;
+        file.write_all_at(&head.magic, at)
+            .and_then(|()| file.write_all_at(&seq.to_le_bytes(), at + JOURNAL_SEQ_DONE_OFF as u64))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Fatal(format!("cannot finish the journal rollback: {e}")))?;
+        println!(
+            "fsck-ferrofs: journal: transaction {seq} was unfinished ({} records): rolled back",
+            state.pending
+        );
+    } else {
+        println!(
+            "fsck-ferrofs: journal: transaction {seq} is unfinished ({} records): checked as rolled \
+             back, as mount (or fsck -y) will do",
+            state.pending
+        );
+        dev.undo = undo;
+    }
+    Ok(dev)
 }
 
 /// What the tree walk learnt.

@@ -756,17 +756,125 @@ fn bit_flip_inside_an_inode_fails_its_checksum() {
     );
 }
 
+fn journal_region(fs: &Fs) -> std::ops::Range<usize> {
+    let start = fs.geo.journal_start as usize * BS;
+    start..start + fs.geo.journal_blocks as usize * BS
+}
+
+/// The journal as the module leaves it: the header says `seq_done`.
+fn put_journal_header(fs: &mut Fs, seq_done: u64) {
+    let r = journal_region(fs);
+    fs.img[r.start..r.start + JOURNAL_RECORDS_OFF]
+        .copy_from_slice(JournalHeader::new(seq_done).as_bytes());
+}
+
+/// Append an undo record at byte `pos` of the journal; returns the next.
+fn put_record(fs: &mut Fs, pos: usize, seq: u64, target: u64, old: &[u8]) -> usize {
+    let at = journal_region(fs).start + pos;
+    let h = RecordHeader::new(seq, target, old);
+    fs.img[at..at + RECORD_HEADER_SIZE].copy_from_slice(h.as_bytes());
+    fs.img[at + RECORD_HEADER_SIZE..at + RECORD_HEADER_SIZE + old.len()].copy_from_slice(old);
+    pos + record_size(old.len())
+}
+
 #[test]
-fn nonzero_journal_is_reported_not_empty() {
+fn journal_damaged_header_is_found_and_emptied() {
     let mut s = sample();
-    let b = s.fs.geo.journal_start + 3;
-    s.fs.img[b as usize * BS + 100] = 0x5a;
-    assert_found_not_fixed(
+    put_journal_header(&mut s.fs, 9);
+    let j = s.fs.geo.journal_start;
+    s.fs.img[j as usize * BS] ^= 0x5a;
+    let fixed = assert_found_and_fixed(
         "journal",
         &s.fs,
-        &format!("block {b}"),
-        &["journal not empty"],
+        &format!("blocks {j}-{}", j + s.fs.geo.journal_blocks as u64 - 1),
+        &["journal damaged", "bad journal magic"],
     );
+    assert!(
+        fixed.img[journal_region(&fixed)].iter().all(|&b| b == 0),
+        "journal not emptied"
+    );
+}
+
+#[test]
+fn journal_with_only_finished_transactions_is_clean() {
+    let mut s = sample();
+    put_journal_header(&mut s.fs, 6);
+    let target = s.fs.geo.bitmap_start * BS as u64;
+    let p = put_record(&mut s.fs, JOURNAL_RECORDS_OFF, 6, target, &[0xff; 8]);
+    put_record(&mut s.fs, p, 5, target + 8, &[0xee; 8]);
+    let img = TempImage::new("journal-stale", &s.fs.img);
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(!r.stdout.contains("unfinished"), "{}", r.stdout);
+}
+
+#[test]
+fn unfinished_transaction_is_checked_rolled_back_and_y_applies_it() {
+    let mut s = sample();
+    put_journal_header(&mut s.fs, 41);
+    // A crash inside `unlink small`'s transaction: the slot was cleared in
+    // place after its undo record was made durable.
+    let (b, slot) = s.fs.find_entry(ROOT_INO, b"small");
+    let off = b as u64 * BS as u64 + (slot * DIRENT_SIZE) as u64;
+    let old = s.fs.img[off as usize..off as usize + 4].to_vec();
+    put_record(&mut s.fs, JOURNAL_RECORDS_OFF, 42, off, &old);
+    s.fs.img[off as usize..off as usize + 4].fill(0);
+    let img = TempImage::new("journal-pending", &s.fs.img);
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("transaction 42 is unfinished (1 records)"),
+        "{}",
+        r.stdout
+    );
+    assert!(img.bytes() == s.fs.img, "-n wrote to the image");
+    let r = img.fsck(&["-y"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("was unfinished"), "{}", r.stdout);
+    let after = img.bytes();
+    assert_eq!(
+        &after[off as usize..off as usize + 4],
+        &old[..],
+        "slot not restored"
+    );
+    let j = journal_region(&s.fs).start;
+    let seq = u64::from_le_bytes(after[j + 8..j + 16].try_into().unwrap());
+    assert_eq!(seq, 42, "seq_done after the rollback");
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(!r.stdout.contains("unfinished"), "{}", r.stdout);
+}
+
+#[test]
+fn journal_record_outside_the_metadata_is_damage() {
+    let mut s = sample();
+    put_journal_header(&mut s.fs, 0);
+    put_record(&mut s.fs, JOURNAL_RECORDS_OFF, 1, 0, &[0; 8]);
+    let img = TempImage::new("journal-target", &s.fs.img);
+    let r = img.fsck(&["-n"]);
+    r.expect_code(4);
+    assert!(
+        r.stdout.contains("outside the metadata area"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn orphan_with_link_count_0_is_left_for_mount() {
+    let mut s = sample();
+    // Unlinked while open, then a crash: no name, link count 0.
+    s.fs.clear_entry(ROOT_INO, b"big");
+    let mut d = s.fs.inode(s.big);
+    d.nlink.set(0);
+    s.fs.put_inode(s.big, d);
+    let img = TempImage::new("orphan-0", &s.fs.img);
+    let r = img.fsck(&["-y"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("mount frees it"), "{}", r.stdout);
+    assert!(img.bytes() == s.fs.img, "fsck changed a consistent image");
 }
 
 #[test]
@@ -915,8 +1023,9 @@ fn mixed_repairable_and_unrepairable_damage_exits_5_then_4() {
     let mut s = sample();
     let b = s.fs.unused_block();
     s.fs.set_bit(b, true);
-    let j = s.fs.geo.journal_start;
-    s.fs.img[j as usize * BS] = 1;
+    let mut d = s.fs.inode(s.small);
+    d.checksum.set(d.checksum.get() ^ 0x10);
+    s.fs.put_raw_inode(s.small, d);
     let img = TempImage::new("mixed", &s.fs.img);
     let r = img.fsck(&["-y"]);
     r.expect_code(5);
@@ -927,7 +1036,7 @@ fn mixed_repairable_and_unrepairable_damage_exits_5_then_4() {
     );
     img.fsck(&["-y"])
         .expect_code(4)
-        .expect_one(&format!("block {j}"), &["journal not empty"]);
+        .expect_one(&format!("inode {}", s.small), &["bad checksum"]);
 }
 
 // ---- operational and usage errors -------------------------------------------

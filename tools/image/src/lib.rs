@@ -8,7 +8,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use ferrofs_format::{
-    FormatError, Geometry, Inode, Pod, Superblock, BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE,
+    FormatError, Geometry, Inode, JournalState, Pod, Records, Superblock, BLOCK_SIZE,
+    INODES_PER_BLOCK, INODE_SIZE, JOURNAL_MAGIC, JOURNAL_SEQ_DONE_OFF,
 };
 
 /// Whole blocks in a device or image of `bytes` bytes.
@@ -180,6 +181,56 @@ impl<D: Read + Seek> Image<D> {
     }
 }
 
+/// Undo records as (device byte offset, bytes to put back).
+pub type Undo = Vec<(u64, Vec<u8>)>;
+
+/// The unfinished journal transaction in `region` (the whole journal region
+/// of a filesystem of geometry `geo`): its state and the undo records in the
+/// order to apply them (newest first, so a range logged twice ends with its
+/// oldest bytes). An error is a damaged journal.
+pub fn pending_undo(
+    region: &[u8],
+    geo: &Geometry,
+) -> Result<(JournalState, Undo), FormatError> {
+    let state = JournalState::parse(region, geo)?;
+    let mut undo = Vec::with_capacity(state.pending);
+    for r in Records::new(region, state.seq_done, geo) {
+        let r = r?;
+        undo.push((r.target, r.data.to_vec()));
+    }
+    undo.reverse();
+    Ok((state, undo))
+}
+
+/// Roll back the unfinished transaction of a whole image held in memory, as
+/// mount does. Returns the number of records applied.
+pub fn rollback_in_memory(image: &mut [u8], geo: &Geometry) -> Result<usize, FormatError> {
+    let bs = BLOCK_SIZE as u64;
+    let start = (geo.journal_start * bs) as usize;
+    let end = start + geo.journal_blocks as usize * BLOCK_SIZE;
+    let region = image.get(start..end).ok_or(FormatError::BadJournal(
+        "journal region past the end of the image",
+    ))?;
+    let (state, undo) = pending_undo(region, geo)?;
+    if state.pending == 0 {
+        return Ok(0);
+    }
+    for (target, data) in &undo {
+        let t = *target as usize;
+        image
+            .get_mut(t..t + data.len())
+            .ok_or(FormatError::BadJournal(
+                "journal record past the end of the image",
+            ))?
+            .copy_from_slice(data);
+    }
+    let seq = state.seq_done + 1;
+    image[start..start + 8].copy_from_slice(&JOURNAL_MAGIC);
+    image[start + JOURNAL_SEQ_DONE_OFF..start + JOURNAL_SEQ_DONE_OFF + 8]
+        .copy_from_slice(&seq.to_le_bytes());
+    Ok(undo.len())
+}
+
 /// Open a ferrofs device or image file, refusing anything else. With
 /// `write`, a block device is opened O_EXCL, which fails with EBUSY while it
 /// is mounted or otherwise claimed (as mkfs.ext4 and e2fsck do).
@@ -282,5 +333,31 @@ mod tests {
         assert!(img.read_block(1).is_ok());
         let e = img.read_block(2).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn rollback_in_memory_restores_newest_record_last_undone_first() {
+        use ferrofs_format::{record_size, JournalHeader, RecordHeader, JOURNAL_RECORDS_OFF};
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        let mut img = vec![0u8; 1024 * BLOCK_SIZE];
+        let j = geo.journal_start as usize * BLOCK_SIZE;
+        img[j..j + JOURNAL_RECORDS_OFF].copy_from_slice(JournalHeader::new(3).as_bytes());
+        let t = geo.bitmap_start * BLOCK_SIZE as u64;
+        // The same range logged twice: first with its original bytes.
+        let mut pos = j + JOURNAL_RECORDS_OFF;
+        for old in [[1u8; 8], [2u8; 8]] {
+            let h = RecordHeader::new(4, t, &old);
+            img[pos..pos + 24].copy_from_slice(h.as_bytes());
+            img[pos + 24..pos + 32].copy_from_slice(&old);
+            pos += record_size(8);
+        }
+        img[t as usize..t as usize + 8].fill(9);
+        assert_eq!(rollback_in_memory(&mut img, &geo), Ok(2));
+        assert_eq!(&img[t as usize..t as usize + 8], &[1u8; 8]);
+        assert_eq!(
+            rollback_in_memory(&mut img, &geo),
+            Ok(0),
+            "rolled back twice"
+        );
     }
 }
