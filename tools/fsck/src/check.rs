@@ -80,6 +80,9 @@ pub struct Problem {
 /// The result of a check.
 pub struct Outcome {
     pub problems: Vec<Problem>,
+    /// What was found that is not a problem (an unfinished journal
+    /// transaction, orphans that mount frees).
+    pub notes: Vec<String>,
     /// Whether the repairs were applied (`-y` and something to repair).
     pub repaired: bool,
     pub used_inodes: u64,
@@ -356,6 +359,7 @@ struct Checker<'f> {
     /// repairs, since a name may live where we could not look.
     tree_incomplete: bool,
     problems: Vec<Problem>,
+    notes: Vec<String>,
 }
 
 /// Checks the filesystem in `file` (opened for writing if `repair`) and, with
@@ -398,7 +402,8 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
         );
     }
     let mut problems = Vec::new();
-    let dev = journal(file, &geo, repair, &mut problems)?;
+    let mut notes = Vec::new();
+    let dev = journal(file, &geo, repair, &mut problems, &mut notes)?;
     let bitmap = Bitmap::from_bytes(read_blocks(
         &dev,
         geo.bitmap_start,
@@ -418,6 +423,7 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
         reached: BitSet::new(geo.inodes_count as u64 + 1),
         tree_incomplete: false,
         problems,
+        notes,
     };
     c.pass_inodes()?;
     c.pass_shared()?;
@@ -435,6 +441,7 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
         used_inodes: c.inodes.len() as u64 - freed_inodes,
         used_blocks: c.bitmap.count_set(0, c.geo.blocks_count),
         problems: c.problems,
+        notes: c.notes,
         repaired,
     })
 }
@@ -868,11 +875,12 @@ impl Checker<'_> {
             let info = &self.inodes[&ino];
             if info.nlink == 0 && !info.damaged {
                 // Unlinked while open when the system went down.
-                println!(
-                    "fsck-ferrofs: inode {ino}: orphan {} with link count 0 (unlinked while open): \
+                let note = format!(
+                    "inode {ino}: orphan {} with link count 0 (unlinked while open): \
                      mount frees it",
                     type_name(info.mode)
                 );
+                self.notes.push(note);
                 continue;
             }
             let d = self.read_inode(ino)?;
@@ -1073,6 +1081,7 @@ fn journal<'f>(
     geo: &Geometry,
     repair: bool,
     problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
 ) -> Result<Dev<'f>, Fatal> {
     let mut dev = Dev {
         file,
@@ -1114,16 +1123,16 @@ fn journal<'f>(
             .and_then(|()| file.write_all_at(&seq.to_le_bytes(), at + JOURNAL_SEQ_DONE_OFF as u64))
             .and_then(|()| file.sync_all())
             .map_err(|e| Fatal(format!("cannot finish the journal rollback: {e}")))?;
-        println!(
-            "fsck-ferrofs: journal: transaction {seq} was unfinished ({} records): rolled back",
+        notes.push(format!(
+            "journal: transaction {seq} was unfinished ({} records): rolled back",
             state.pending
-        );
+        ));
     } else {
-        println!(
-            "fsck-ferrofs: journal: transaction {seq} is unfinished ({} records): checked as rolled \
+        notes.push(format!(
+            "journal: transaction {seq} is unfinished ({} records): checked as rolled \
              back, as mount (or fsck -y) will do",
             state.pending
-        );
+        ));
         dev.undo = undo;
     }
     Ok(dev)

@@ -8,7 +8,8 @@
 //! 16 for a usage error.
 
 mod args;
-mod check;
+
+use ferrofs_fsck::check;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_OPERATIONAL);
         }
     };
+    for n in &out.notes {
+        println!("fsck-ferrofs: {n}");
+    }
     let mut fixed = 0;
     let mut fixable = 0;
     for p in &out.problems {
