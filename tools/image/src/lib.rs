@@ -188,10 +188,7 @@ pub type Undo = Vec<(u64, Vec<u8>)>;
 /// of a filesystem of geometry `geo`): its state and the undo records in the
 /// order to apply them (newest first, so a range logged twice ends with its
 /// oldest bytes). An error is a damaged journal.
-pub fn pending_undo(
-    region: &[u8],
-    geo: &Geometry,
-) -> Result<(JournalState, Undo), FormatError> {
+pub fn pending_undo(region: &[u8], geo: &Geometry) -> Result<(JournalState, Undo), FormatError> {
     let state = JournalState::parse(region, geo)?;
     let mut undo = Vec::with_capacity(state.pending);
     for r in Records::new(region, state.seq_done, geo) {
