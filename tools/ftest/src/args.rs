@@ -11,6 +11,7 @@ usage: ferrotest list
        ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
+       ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE]
 
 run: runs the named cases (all if none) in DIR (default: the current
   directory, which should be on a mounted ferrofs), each in its own process,
@@ -24,6 +25,9 @@ fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
 sbpatch: set FIELD (magic, version, blocks_count, block_size) of the ferrofs
   superblock at offset 0 of DEV; the checksum is left stale unless --fix-csum.
 flipbyte: invert every bit of the byte at OFFSET of DEV.
+crash-workload: run the N operations of the persistence checker's workload
+  for seed S (ferrofs-crashwl) under DIR, each data change followed by
+  fsync; with --mark, write 2k to FILE before operation k and 2k+1 after it.
 Numbers are decimal or 0x hex; LEN and OFFSET take K, M, G suffixes.";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +94,12 @@ pub enum Command {
     FlipByte {
         dev: PathBuf,
         offset: u64,
+    },
+    CrashWorkload {
+        seed: u64,
+        ops: usize,
+        dir: PathBuf,
+        mark: Option<PathBuf>,
     },
 }
 
@@ -280,6 +290,29 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 dev: PathBuf::from(&pos[0]),
                 offset: parse_size(utf8(&pos[1])?)?,
             })
+        }
+        "crash-workload" => {
+            let (opts, pos) = split(rest, &["--seed", "--ops", "--dir", "--mark"])?;
+            want_positionals(cmd, &pos, 0)?;
+            let (mut seed, mut ops, mut dir, mut mark) = (None, None, None, None);
+            for (k, v) in opts {
+                match (k.as_str(), v) {
+                    ("--seed", Some(v)) => seed = Some(parse_num(utf8(&v)?)?),
+                    ("--ops", Some(v)) => ops = Some(parse_num(utf8(&v)?)? as usize),
+                    ("--dir", Some(v)) => dir = Some(PathBuf::from(v)),
+                    ("--mark", Some(v)) => mark = Some(PathBuf::from(v)),
+                    (k, _) => return Err(format!("{cmd}: unknown option {k}")),
+                }
+            }
+            match (seed, ops, dir) {
+                (Some(seed), Some(ops), Some(dir)) => Ok(Command::CrashWorkload {
+                    seed,
+                    ops,
+                    dir,
+                    mark,
+                }),
+                _ => Err(format!("{cmd}: --seed, --ops and --dir are required")),
+            }
         }
         _ => Err(format!("unknown command {cmd:?}")),
     }

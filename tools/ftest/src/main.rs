@@ -6,6 +6,7 @@
 mod args;
 mod cases;
 mod counters;
+mod crashrun;
 mod pattern;
 mod runner;
 mod stress;
@@ -69,6 +70,12 @@ fn main() -> ExitCode {
             fix_csum,
         } => said(tools::sbpatch(&dev, field, &value, fix_csum)),
         Command::FlipByte { dev, offset } => said(tools::flipbyte(&dev, offset)),
+        Command::CrashWorkload {
+            seed,
+            ops,
+            dir,
+            mark,
+        } => said(crashrun::run(seed, ops, &dir, mark.as_deref())),
     }
 }
 

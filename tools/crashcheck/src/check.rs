@@ -1,0 +1,267 @@
+//! Walk a trace, build crash states, check each one.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use ferrofs_crashwl::{Model, Node, Op};
+
+use crate::replay::Machine;
+use crate::trace::Event;
+use crate::tree::{self, Kind, Tree};
+
+pub struct Opts {
+    /// Random states per crash point, besides "nothing pending persisted"
+    /// and "everything pending persisted".
+    pub states_per_point: usize,
+    pub rng_seed: u64,
+    /// Check at most this many crash points (a random subset, in order).
+    pub max_points: usize,
+    pub save_dir: Option<PathBuf>,
+    /// Where each state is written for fsck.
+    pub scratch: PathBuf,
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub candidate_points: usize,
+    pub points: usize,
+    pub states: usize,
+    pub inconsistent: usize,
+    pub details: Vec<String>,
+    pub outside: u64,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Check every crash state of `events` replayed on `pre`, against the model
+/// of `ops`.
+pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Report, String> {
+    let geo = tree::geometry(&pre)?;
+    let states = ferrofs_crashwl::states(ops);
+    let mut rng = Rng(o.rng_seed);
+    let candidates: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Fence | Event::Mark(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut chosen = vec![candidates.len() <= o.max_points; events.len()];
+    if candidates.len() > o.max_points {
+        let mut c = candidates.clone();
+        for i in 0..o.max_points {
+            let j = i + (rng.next() % (c.len() - i) as u64) as usize;
+            c.swap(i, j);
+            chosen[c[i]] = true;
+        }
+    }
+    let mut r = Report {
+        candidate_points: candidates.len(),
+        ..Report::default()
+    };
+    let mut m = Machine::new(pre);
+    let mut last_mark = None;
+    for (i, e) in events.iter().enumerate() {
+        let check_here = chosen[i] && matches!(e, Event::Fence | Event::Mark(_));
+        if let Event::Mark(v) = e {
+            m.step(e);
+            last_mark = Some(*v);
+        }
+        if check_here {
+            r.points += 1;
+            let counts = m.pending_counts();
+            let mut prefixes = vec![vec![0; counts.len()]];
+            if !counts.is_empty() {
+                prefixes.push(counts.clone());
+                for _ in 0..o.states_per_point {
+                    prefixes.push(
+                        counts
+                            .iter()
+                            .map(|&n| (rng.next() % (n as u64 + 1)) as usize)
+                            .collect(),
+                    );
+                }
+                prefixes.sort();
+                prefixes.dedup();
+            }
+            for p in prefixes {
+                r.states += 1;
+                let mut img = m.crash_image(&p);
+                if let Err(why) = check_state(&mut img, &geo, last_mark, ops, &states, o) {
+                    r.inconsistent += 1;
+                    if r.details.len() < 10 {
+                        let mark = last_mark.map_or("none".to_string(), |v| {
+                            format!(
+                                "{v} (op {} {})",
+                                v / 2,
+                                if v % 2 == 0 { "running" } else { "returned" }
+                            )
+                        });
+                        let mut d = format!("event {i}, last mark {mark}: {why}");
+                        if let Some(dir) = &o.save_dir {
+                            let f = dir.join(format!("crash-{i}-{}.img", r.inconsistent));
+                            if std::fs::create_dir_all(dir).is_ok()
+                                && std::fs::write(&f, &img).is_ok()
+                            {
+                                d.push_str(&format!(" (saved {})", f.display()));
+                            }
+                        }
+                        r.details.push(d);
+                    }
+                }
+            }
+        }
+        if !matches!(e, Event::Mark(_)) {
+            m.step(e);
+        }
+    }
+    r.outside = m.outside;
+    Ok(r)
+}
+
+fn check_state(
+    img: &mut [u8],
+    geo: &ferrofs_format::Geometry,
+    last_mark: Option<u64>,
+    ops: &[Op],
+    states: &[Model],
+    o: &Opts,
+) -> Result<(), String> {
+    ferrofs_image::rollback_in_memory(img, geo)
+        .map_err(|e| format!("journal recovery failed: {}", e.reason()))?;
+    fsck(img, &o.scratch)?;
+    let t = tree::read(img).map_err(|e| format!("reading the tree: {e}"))?;
+    let Some(v) = last_mark else {
+        return compare(&t, &states[0], None);
+    };
+    let k = (v / 2) as usize;
+    if k >= ops.len() {
+        return Err(format!("mark {v} past the {} operations", ops.len()));
+    }
+    if v % 2 == 1 {
+        return compare(&t, &states[k + 1], None);
+    }
+    let target = ops[k].data_target();
+    let before = compare(&t, &states[k], target.map(|p| (p, &states[k + 1])));
+    let after = compare(&t, &states[k + 1], target.map(|p| (p, &states[k])));
+    match (before, after) {
+        (Ok(()), _) | (_, Ok(())) => Ok(()),
+        (Err(b), Err(a)) => Err(format!(
+            "inside {:?}: neither before ({b}) nor after ({a})",
+            ops[k]
+        )),
+    }
+}
+
+fn fsck(img: &[u8], scratch: &Path) -> Result<(), String> {
+    let mut f = File::create(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    f.write_all(img)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    drop(f);
+    let f = File::open(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let out = ferrofs_fsck::check::check(&f, false, false)
+        .map_err(|e| format!("fsck: operational error: {}", e.0))?;
+    match out.problems.first() {
+        None => Ok(()),
+        Some(p) => Err(format!(
+            "fsck: {} problem(s), first: {}",
+            out.problems.len(),
+            p.text
+        )),
+    }
+}
+
+/// The tree equals the model; with `loose = (path, other)`, the file at
+/// `path` (and its hard links) may hold any per-byte mix of its bytes in
+/// the model and in `other`, with either size.
+fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), String> {
+    let tp: Vec<&String> = t.keys().collect();
+    let mp: Vec<&String> = m.nodes.keys().collect();
+    if tp != mp {
+        let extra: Vec<_> = tp
+            .iter()
+            .filter(|p| !m.nodes.contains_key(**p))
+            .take(3)
+            .collect();
+        let missing: Vec<_> = mp.iter().filter(|p| !t.contains_key(**p)).take(3).collect();
+        return Err(format!(
+            "names differ: extra {extra:?}, missing {missing:?}"
+        ));
+    }
+    let loose_id = loose.and_then(|(p, _)| match m.nodes.get(p) {
+        Some(Node::File(id)) => Some(*id),
+        _ => None,
+    });
+    let mut ino_of = std::collections::BTreeMap::new();
+    let mut id_of = std::collections::BTreeMap::new();
+    for (path, node) in &m.nodes {
+        let Some((ino, kind)) = t.get(path) else {
+            return Err(format!("{path} missing"));
+        };
+        match (node, kind) {
+            (Node::Dir, Kind::Dir) => {}
+            (Node::Symlink(a), Kind::Symlink(b)) if a == b => {}
+            (Node::File(id), Kind::File(bytes)) => {
+                if *ino_of.entry(*id).or_insert(*ino) != *ino
+                    || *id_of.entry(*ino).or_insert(*id) != *id
+                {
+                    return Err(format!("{path}: hard links do not match"));
+                }
+                let want = m.files.get(id).ok_or("model without contents")?;
+                if Some(*id) == loose_id {
+                    let other = loose
+                        .and_then(|(p, o)| o.file(p))
+                        .cloned()
+                        .unwrap_or_default();
+                    mixed(path, bytes, want, &other)?;
+                } else if bytes != want {
+                    let at = bytes.iter().zip(want.iter()).position(|(a, b)| a != b);
+                    return Err(format!(
+                        "{path}: {} bytes, expected {}; first difference at {at:?}",
+                        bytes.len(),
+                        want.len()
+                    ));
+                }
+            }
+            (n, k) => {
+                let k = match k {
+                    Kind::Dir => "a directory".to_string(),
+                    Kind::File(b) => format!("a file of {} bytes", b.len()),
+                    Kind::Symlink(s) => format!("a symlink to {s:?}"),
+                };
+                return Err(format!("{path}: expected {n:?}, found {k}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mixed(path: &str, got: &[u8], a: &[u8], b: &[u8]) -> Result<(), String> {
+    if got.len() != a.len() && got.len() != b.len() {
+        return Err(format!(
+            "{path}: size {} is neither {} nor {}",
+            got.len(),
+            a.len(),
+            b.len()
+        ));
+    }
+    for (i, &g) in got.iter().enumerate() {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        if g != x && g != y {
+            return Err(format!(
+                "{path}: byte {i} is {g}, neither old {x} nor new {y}"
+            ));
+        }
+    }
+    Ok(())
+}

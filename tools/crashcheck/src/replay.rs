@@ -1,0 +1,184 @@
+//! The x86 persistency model over a trace.
+//!
+//! Per 64-byte cache line, the stores not yet known durable, in order. A
+//! write-back (FLUSH) marks the line's current stores flushed; a
+//! non-temporal store is flushed at once; a FENCE makes every flushed store
+//! durable. At a crash, each line independently may have persisted any
+//! prefix of its not-yet-durable stores (stores to one line persist in
+//! order), on top of the durable image.
+
+use std::collections::BTreeMap;
+
+use crate::trace::Event;
+
+const LINE: u64 = 64;
+
+#[derive(Debug, Clone)]
+struct Piece {
+    off: u64,
+    data: Vec<u8>,
+    flushed: bool,
+}
+
+/// The durable image and what may or may not have reached it.
+pub struct Machine {
+    pub durable: Vec<u8>,
+    pending: BTreeMap<u64, Vec<Piece>>,
+    /// Bytes of stores past the end of the image (ignored).
+    pub outside: u64,
+}
+
+impl Machine {
+    pub fn new(image: Vec<u8>) -> Machine {
+        Machine {
+            durable: image,
+            pending: BTreeMap::new(),
+            outside: 0,
+        }
+    }
+
+    /// Apply one event.
+    pub fn step(&mut self, e: &Event) {
+        match e {
+            Event::Store { off, data } => self.store(*off, data, false),
+            Event::NtStore { off, data } => self.store(*off, data, true),
+            Event::Flush { off, len } => {
+                if *len == 0 {
+                    return;
+                }
+                let (first, last) = (off / LINE, (off + len - 1) / LINE);
+                for (_, pieces) in self.pending.range_mut(first..=last) {
+                    for p in pieces.iter_mut() {
+                        p.flushed = true;
+                    }
+                }
+            }
+            Event::Fence => {
+                let lines: Vec<u64> = self.pending.keys().copied().collect();
+                for l in lines {
+                    let Some(pieces) = self.pending.remove(&l) else {
+                        continue;
+                    };
+                    let mut keep = Vec::new();
+                    for p in pieces {
+                        if p.flushed && keep.is_empty() {
+                            put(&mut self.durable, &p);
+                        } else {
+                            keep.push(p);
+                        }
+                    }
+                    if !keep.is_empty() {
+                        self.pending.insert(l, keep);
+                    }
+                }
+            }
+            Event::Mark(_) => {}
+        }
+    }
+
+    fn store(&mut self, off: u64, data: &[u8], flushed: bool) {
+        let end = off + data.len() as u64;
+        if end > self.durable.len() as u64 {
+            self.outside += data.len() as u64;
+            return;
+        }
+        let mut at = off;
+        while at < end {
+            let line_end = ((at / LINE) + 1) * LINE;
+            let to = line_end.min(end);
+            let piece = Piece {
+                off: at,
+                data: data[(at - off) as usize..(to - off) as usize].to_vec(),
+                flushed,
+            };
+            self.pending.entry(at / LINE).or_default().push(piece);
+            at = to;
+        }
+    }
+
+    /// Lines with stores that may or may not have persisted, and how many.
+    pub fn pending_counts(&self) -> Vec<usize> {
+        self.pending.values().map(|v| v.len()).collect()
+    }
+
+    /// A crash image: the durable image plus `prefix[i]` stores of the i-th
+    /// pending line (in line order).
+    pub fn crash_image(&self, prefix: &[usize]) -> Vec<u8> {
+        let mut img = self.durable.clone();
+        for (pieces, &k) in self.pending.values().zip(prefix) {
+            for p in pieces.iter().take(k) {
+                put(&mut img, p);
+            }
+        }
+        img
+    }
+}
+
+fn put(img: &mut [u8], p: &Piece) {
+    let o = p.off as usize;
+    img[o..o + p.data.len()].copy_from_slice(&p.data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(off: u64, v: u8, n: usize) -> Event {
+        Event::Store {
+            off,
+            data: vec![v; n],
+        }
+    }
+
+    #[test]
+    fn a_store_is_durable_only_after_flush_and_fence() {
+        let mut m = Machine::new(vec![0; 256]);
+        m.step(&st(0, 1, 8));
+        m.step(&Event::Fence);
+        assert_eq!(m.durable[0], 0, "fence without flush");
+        m.step(&Event::Flush { off: 0, len: 8 });
+        assert_eq!(m.durable[0], 0, "flush without fence");
+        m.step(&Event::Fence);
+        assert_eq!(m.durable[0], 1);
+        assert!(m.pending_counts().is_empty());
+    }
+
+    #[test]
+    fn stores_to_one_line_persist_in_order_and_lines_independently() {
+        let mut m = Machine::new(vec![0; 256]);
+        m.step(&st(0, 1, 1));
+        m.step(&st(1, 2, 1));
+        m.step(&st(64, 3, 1));
+        assert_eq!(m.pending_counts(), vec![2, 1]);
+        let img = m.crash_image(&[1, 0]);
+        assert_eq!(&img[..2], &[1, 0]);
+        assert_eq!(img[64], 0);
+        let img = m.crash_image(&[2, 1]);
+        assert_eq!((img[0], img[1], img[64]), (1, 2, 3));
+    }
+
+    #[test]
+    fn a_store_across_lines_is_split_and_nt_stores_need_only_a_fence() {
+        let mut m = Machine::new(vec![0; 256]);
+        m.step(&Event::NtStore {
+            off: 60,
+            data: vec![7; 8],
+        });
+        assert_eq!(m.pending_counts(), vec![1, 1]);
+        m.step(&Event::Fence);
+        assert_eq!(&m.durable[60..68], &[7; 8]);
+    }
+
+    #[test]
+    fn a_flushed_store_behind_an_unflushed_one_waits_for_it() {
+        let mut m = Machine::new(vec![0; 128]);
+        m.step(&st(0, 1, 1));
+        m.step(&Event::NtStore {
+            off: 1,
+            data: vec![2],
+        });
+        m.step(&Event::Fence);
+        assert_eq!(m.durable[1], 0);
+        assert_eq!(m.pending_counts(), vec![2]);
+    }
+}

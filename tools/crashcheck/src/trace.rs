@@ -1,0 +1,131 @@
+//! The trace the module records with `-o trace=MiB` (src/sys/trace.rs).
+//!
+//! A 32-byte header (`FERROTRC`, version 1, flags: bit 0 = events were
+//! dropped, length of the events), then packed events: a kind byte and
+//! 1 STORE off u64 len u32 data, 2 ZERO off len, 3 NTSTORE off len data,
+//! 4 FLUSH off len, 5 FENCE, 6 MARK value u64. Little-endian.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Cached stores (`data`), or cached stores of zeros (`ZERO`).
+    Store {
+        off: u64,
+        data: Vec<u8>,
+    },
+    /// Non-temporal stores: durable at the next fence.
+    NtStore {
+        off: u64,
+        data: Vec<u8>,
+    },
+    Flush {
+        off: u64,
+        len: u64,
+    },
+    Fence,
+    Mark(u64),
+}
+
+fn take<const N: usize>(b: &[u8], at: &mut usize) -> Result<[u8; N], String> {
+    let s = b
+        .get(*at..*at + N)
+        .ok_or_else(|| format!("trace cut short at byte {at}"))?;
+    *at += N;
+    let mut a = [0u8; N];
+    a.copy_from_slice(s);
+    Ok(a)
+}
+
+/// Parse a whole trace file.
+pub fn parse(b: &[u8]) -> Result<Vec<Event>, String> {
+    if b.len() < 32 || &b[..8] != b"FERROTRC" {
+        return Err("not a ferrofs trace (bad magic)".into());
+    }
+    let mut at = 8;
+    let version = u32::from_le_bytes(take(b, &mut at)?);
+    let flags = u32::from_le_bytes(take(b, &mut at)?);
+    let len = u64::from_le_bytes(take(b, &mut at)?) as usize;
+    if version != 1 {
+        return Err(format!("trace version {version}, expected 1"));
+    }
+    if flags & 1 != 0 {
+        return Err(
+            "the trace buffer overflowed: events were dropped (mount with a larger trace=)".into(),
+        );
+    }
+    let end = 32usize
+        .checked_add(len)
+        .filter(|&e| e <= b.len())
+        .ok_or("trace shorter than its header says")?;
+    let b = &b[..end];
+    at = 32;
+    let mut ev = Vec::new();
+    while at < end {
+        let kind = take::<1>(b, &mut at)?[0];
+        let e = match kind {
+            1..=4 => {
+                let off = u64::from_le_bytes(take(b, &mut at)?);
+                let n = u32::from_le_bytes(take(b, &mut at)?) as usize;
+                match kind {
+                    1 | 3 => {
+                        let data = b
+                            .get(at..at + n)
+                            .ok_or("trace cut short in a store")?
+                            .to_vec();
+                        at += n;
+                        if kind == 1 {
+                            Event::Store { off, data }
+                        } else {
+                            Event::NtStore { off, data }
+                        }
+                    }
+                    2 => Event::Store {
+                        off,
+                        data: vec![0; n],
+                    },
+                    _ => Event::Flush { off, len: n as u64 },
+                }
+            }
+            5 => Event::Fence,
+            6 => Event::Mark(u64::from_le_bytes(take(b, &mut at)?)),
+            k => return Err(format!("unknown event kind {k} at byte {}", at - 1)),
+        };
+        ev.push(e);
+    }
+    Ok(ev)
+}
+
+/// Serialise events (for tests and synthetic traces).
+pub fn write(events: &[Event]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in events {
+        match e {
+            Event::Store { off, data } | Event::NtStore { off, data } => {
+                body.push(if matches!(e, Event::Store { .. }) {
+                    1
+                } else {
+                    3
+                });
+                body.extend_from_slice(&off.to_le_bytes());
+                body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                body.extend_from_slice(data);
+            }
+            Event::Flush { off, len } => {
+                body.push(4);
+                body.extend_from_slice(&off.to_le_bytes());
+                body.extend_from_slice(&(*len as u32).to_le_bytes());
+            }
+            Event::Fence => body.push(5),
+            Event::Mark(v) => {
+                body.push(6);
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    let mut out = b"FERROTRC".to_vec();
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}

@@ -1,0 +1,426 @@
+//! The workload of the persistence-order checker and its model.
+//!
+//! [`ops`] turns a seed into a sequence of file-system operations, each valid
+//! in the state the previous ones leave: create, mkdir, write, truncate,
+//! rename (also over an existing file and across directories), unlink, hard
+//! link, symlink, rmdir, fallocate and hole punch, all under `w/`. `ferrotest
+//! crash-workload` runs them on ferrofs; `ferrocrash` replays the module's
+//! trace and compares every crash state with [`Model`], the tree expected
+//! before and after each operation.
+
+use std::collections::BTreeMap;
+
+/// Keeps the live data well inside a 16 MiB filesystem.
+const MAX_DATA: u64 = 4 << 20;
+const MAX_FILE: u64 = 300_000;
+
+/// One operation; paths are relative to the workload's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Mkdir(String),
+    Create(String),
+    /// pwrite of `len` bytes of [`pattern`]`(seed, i)` at `off`, then fsync.
+    Write {
+        path: String,
+        off: u64,
+        len: u64,
+        seed: u64,
+    },
+    /// ftruncate to `size`, then fsync.
+    Truncate {
+        path: String,
+        size: u64,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Unlink(String),
+    Link {
+        from: String,
+        to: String,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Rmdir(String),
+    /// fallocate(mode 0, 0, len), then fsync: extends to `len` if shorter.
+    Fallocate {
+        path: String,
+        len: u64,
+    },
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE, off, len), then fsync.
+    Punch {
+        path: String,
+        off: u64,
+        len: u64,
+    },
+}
+
+impl Op {
+    /// The file whose bytes the operation changes (data is not journaled:
+    /// a crash inside it may leave any mix of old and new bytes).
+    pub fn data_target(&self) -> Option<&str> {
+        match self {
+            Op::Write { path, .. }
+            | Op::Truncate { path, .. }
+            | Op::Fallocate { path, .. }
+            | Op::Punch { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Byte `i` of the data written by a `Write` with `seed`.
+pub fn pattern(seed: u64, i: u64) -> u8 {
+    let x = splitmix(seed ^ (i / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (x >> ((i % 8) * 8)) as u8
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(1);
+        splitmix(self.0)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            v.get(self.below(v.len() as u64) as usize)
+        }
+    }
+}
+
+/// A node of the expected tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    /// A regular file: its identity (shared by hard links).
+    File(u32),
+    Symlink(String),
+}
+
+/// The expected tree: paths under the workload directory, and file contents
+/// by identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    pub nodes: BTreeMap<String, Node>,
+    pub files: BTreeMap<u32, Vec<u8>>,
+    next_id: u32,
+}
+
+impl Model {
+    pub fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Mkdir(p) => {
+                self.nodes.insert(p.clone(), Node::Dir);
+            }
+            Op::Create(p) => {
+                self.next_id += 1;
+                self.files.insert(self.next_id, Vec::new());
+                self.nodes.insert(p.clone(), Node::File(self.next_id));
+            }
+            Op::Write {
+                path,
+                off,
+                len,
+                seed,
+            } => {
+                if let Some(f) = self.file_mut(path) {
+                    let end = (off + len) as usize;
+                    if f.len() < end {
+                        f.resize(end, 0);
+                    }
+                    for i in 0..*len {
+                        f[(off + i) as usize] = pattern(*seed, i);
+                    }
+                }
+            }
+            Op::Truncate { path, size } => {
+                if let Some(f) = self.file_mut(path) {
+                    f.resize(*size as usize, 0);
+                }
+            }
+            Op::Fallocate { path, len } => {
+                if let Some(f) = self.file_mut(path) {
+                    if (f.len() as u64) < *len {
+                        f.resize(*len as usize, 0);
+                    }
+                }
+            }
+            Op::Punch { path, off, len } => {
+                if let Some(f) = self.file_mut(path) {
+                    let end = ((off + len) as usize).min(f.len());
+                    for b in f.iter_mut().take(end).skip(*off as usize) {
+                        *b = 0;
+                    }
+                }
+            }
+            Op::Rename { from, to } => {
+                if let Some(n) = self.nodes.remove(from) {
+                    self.drop_path(to);
+                    self.nodes.insert(to.clone(), n);
+                }
+            }
+            Op::Unlink(p) => self.drop_path(p),
+            Op::Link { from, to } => {
+                if let Some(n) = self.nodes.get(from).cloned() {
+                    self.nodes.insert(to.clone(), n);
+                }
+            }
+            Op::Symlink { path, target } => {
+                self.nodes
+                    .insert(path.clone(), Node::Symlink(target.clone()));
+            }
+            Op::Rmdir(p) => {
+                self.nodes.remove(p);
+            }
+        }
+    }
+
+    fn file_mut(&mut self, path: &str) -> Option<&mut Vec<u8>> {
+        match self.nodes.get(path) {
+            Some(Node::File(id)) => self.files.get_mut(id),
+            _ => None,
+        }
+    }
+
+    /// The contents of the file at `path`, if it is one.
+    pub fn file(&self, path: &str) -> Option<&Vec<u8>> {
+        match self.nodes.get(path) {
+            Some(Node::File(id)) => self.files.get(id),
+            _ => None,
+        }
+    }
+
+    fn drop_path(&mut self, p: &str) {
+        if let Some(Node::File(id)) = self.nodes.remove(p) {
+            if !self.nodes.values().any(|n| *n == Node::File(id)) {
+                self.files.remove(&id);
+            }
+        }
+    }
+
+    fn paths(&self, want: impl Fn(&Node) -> bool) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| want(n))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn data(&self) -> u64 {
+        self.files.values().map(|f| f.len() as u64).sum()
+    }
+
+    fn is_empty_dir(&self, d: &str) -> bool {
+        let prefix = format!("{d}/");
+        !self.nodes.keys().any(|p| p.starts_with(&prefix))
+    }
+}
+
+/// `count` operations from `seed`. The first two make `w` and `w/many` (the
+/// directory that grows past one block of 16 entries).
+pub fn ops(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Rng(seed);
+    let mut m = Model::default();
+    let mut out = Vec::with_capacity(count);
+    let mut name = 0u32;
+    let push = |op: Op, m: &mut Model, out: &mut Vec<Op>| {
+        m.apply(&op);
+        out.push(op);
+    };
+    for p in ["w", "w/many"] {
+        if out.len() < count {
+            push(Op::Mkdir(p.into()), &mut m, &mut out);
+        }
+    }
+    while out.len() < count {
+        name += 1;
+        let dirs = m.paths(|n| *n == Node::Dir);
+        let files = m.paths(|n| matches!(n, Node::File(_)));
+        let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| "w".into());
+        let fresh = format!("{dir}/n{name}");
+        let file = rng.pick(&files).cloned();
+        let size = file
+            .as_deref()
+            .and_then(|f| m.file(f))
+            .map_or(0, |f| f.len() as u64);
+        let full = m.data() > MAX_DATA;
+        let op = match rng.below(100) {
+            0..=14 => Some(Op::Create(fresh)),
+            15..=19 if dirs.len() < 8 => Some(Op::Mkdir(fresh)),
+            20..=39 if !full => file.map(|path| {
+                let off = rng.below((size + 8192).min(MAX_FILE));
+                let len = 1 + rng.below(20_000).min(MAX_FILE - off);
+                Op::Write {
+                    path,
+                    off,
+                    len,
+                    seed: seed ^ ((out.len() as u64) << 20),
+                }
+            }),
+            40..=46 => file.map(|path| Op::Truncate {
+                size: rng.below(if full {
+                    size + 1
+                } else {
+                    (2 * size + 4096).min(MAX_FILE)
+                }),
+                path,
+            }),
+            47..=56 => file.map(|from| {
+                // A third of renames replace another file.
+                let other = files
+                    .iter()
+                    .filter(|f| **f != from && m.nodes.get(*f) != m.nodes.get(&from))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                let to = match rng.below(3) {
+                    0 => rng.pick(&other).cloned().unwrap_or(fresh),
+                    _ => fresh,
+                };
+                Op::Rename { from, to }
+            }),
+            57..=63 => file.map(Op::Unlink),
+            64..=67 => file.map(|from| Op::Link { from, to: fresh }),
+            68..=71 => Some(Op::Symlink {
+                path: fresh,
+                target: format!("target-{}", rng.below(1 << 20)),
+            }),
+            72..=75 => {
+                let empty: Vec<String> = dirs
+                    .iter()
+                    .filter(|d| d.as_str() != "w" && d.as_str() != "w/many" && m.is_empty_dir(d))
+                    .cloned()
+                    .collect();
+                rng.pick(&empty).cloned().map(Op::Rmdir)
+            }
+            76..=80 if !full => file.map(|path| Op::Fallocate {
+                len: (size + 1 + rng.below(40_000)).min(MAX_FILE),
+                path,
+            }),
+            81..=85 => file.filter(|_| size > 0).map(|path| {
+                let off = rng.below(size);
+                Op::Punch {
+                    len: 1 + rng.below(size - off + 4096),
+                    off,
+                    path,
+                }
+            }),
+            _ => Some(Op::Create(format!("w/many/n{name}"))),
+        };
+        if let Some(op) = op {
+            push(op, &mut m, &mut out);
+        }
+    }
+    out
+}
+
+/// The model before any operation (index 0) and after each (index k + 1).
+pub fn states(ops: &[Op]) -> Vec<Model> {
+    let mut m = Model::default();
+    let mut v = vec![m.clone()];
+    for op in ops {
+        m.apply(op);
+        v.push(m.clone());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_operations() {
+        assert_eq!(ops(7, 300), ops(7, 300));
+        assert_ne!(ops(7, 300), ops(8, 300));
+    }
+
+    #[test]
+    fn every_kind_of_operation_appears_in_300() {
+        let v = ops(20261125, 300);
+        let kinds: std::collections::HashSet<_> =
+            v.iter().map(|o| std::mem::discriminant(o)).collect();
+        assert_eq!(kinds.len(), 11, "{v:?}");
+        let m = states(&v).pop().unwrap_or_default();
+        assert!(
+            m.data() <= MAX_DATA + MAX_FILE + 20_000,
+            "{} bytes",
+            m.data()
+        );
+    }
+
+    #[test]
+    fn one_directory_grows_past_one_block() {
+        let v = ops(1, 300);
+        let m = states(&v).pop().unwrap_or_default();
+        let n = m.nodes.keys().filter(|p| p.starts_with("w/many/")).count();
+        assert!(n > 16, "only {n} entries in w/many");
+    }
+
+    #[test]
+    fn operations_are_valid_in_the_state_they_run_in() {
+        let v = ops(99, 500);
+        let mut m = Model::default();
+        for op in &v {
+            match op {
+                Op::Write { path, .. }
+                | Op::Truncate { path, .. }
+                | Op::Fallocate { path, .. }
+                | Op::Punch { path, .. }
+                | Op::Unlink(path) => assert!(m.file(path).is_some(), "{op:?}"),
+                Op::Create(p) | Op::Mkdir(p) | Op::Symlink { path: p, .. } => {
+                    assert!(!m.nodes.contains_key(p), "{op:?}")
+                }
+                Op::Link { from, to } => {
+                    assert!(
+                        m.file(from).is_some() && !m.nodes.contains_key(to),
+                        "{op:?}"
+                    )
+                }
+                Op::Rename { from, .. } => assert!(m.file(from).is_some(), "{op:?}"),
+                Op::Rmdir(p) => assert!(m.is_empty_dir(p), "{op:?}"),
+            }
+            m.apply(op);
+        }
+    }
+
+    #[test]
+    fn rename_over_a_file_drops_its_contents_unless_linked() {
+        let mut m = Model::default();
+        for op in [
+            Op::Mkdir("w".into()),
+            Op::Create("w/a".into()),
+            Op::Create("w/b".into()),
+            Op::Link {
+                from: "w/b".into(),
+                to: "w/c".into(),
+            },
+            Op::Rename {
+                from: "w/a".into(),
+                to: "w/b".into(),
+            },
+        ] {
+            m.apply(&op);
+        }
+        assert_eq!(m.files.len(), 2);
+        assert_ne!(m.nodes.get("w/b"), m.nodes.get("w/c"));
+    }
+}
