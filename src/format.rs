@@ -679,7 +679,7 @@ pub struct RecordHeader {
     /// Device byte offset of the bytes the data restores.
     pub target: Le64,
     pub len: Le32,
-    /// CRC-32C of `seq`, `target`, `len` and the data.
+    /// [`record_check`] of `seq`, `target`, `len` and the data.
     pub crc: Le32,
 }
 pub const RECORD_HEADER_SIZE: usize = 24;
@@ -702,9 +702,30 @@ impl RecordHeader {
     }
 
     pub fn compute_crc(&self, data: &[u8]) -> u32 {
-        let c = crc32c_update(!0, &self.as_bytes()[..RECORD_HEADER_SIZE - 4]);
-        crc32c_update(c, data) ^ !0
+        let h = fnv1a64_update(FNV1A64_INIT, &self.as_bytes()[..RECORD_HEADER_SIZE - 4]);
+        record_check(fnv1a64_update(h, data))
     }
+}
+
+/// The record check is FNV-1a (64-bit, folded to 32), not CRC-32C: a CRC
+/// cannot tell two versions of an inode apart, because an inode ends with
+/// its own CRC-32C, and a CRC over a message followed by its CRC is the
+/// same whatever the message (CRCs are linear). A record torn between two
+/// versions of one inode would then pass. FNV-1a's multiplications mod 2^64
+/// are not linear over GF(2).
+pub const FNV1A64_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+pub fn fnv1a64_update(mut h: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The 32-bit record check of a finished FNV-1a state.
+pub fn record_check(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
 }
 
 /// Bytes a record with `len` bytes of data takes in the region.

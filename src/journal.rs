@@ -28,7 +28,7 @@
 //! metadata operation, or one bounded slice of a large truncate.
 
 use crate::format::{
-    self, crc32c_update, Geometry, JournalHeader, JournalState, Pod, RecordHeader, Records,
+    self, fnv1a64_update, record_check, Geometry, JournalHeader, JournalState, Pod, RecordHeader, Records,
     BLOCK_SHIFT, BLOCK_SIZE, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF, RECORD_HEADER_SIZE,
     RECORD_MAX_DATA,
 };
@@ -163,17 +163,17 @@ impl<'a> Tx<'a> {
         let data_at = rec + RECORD_HEADER_SIZE as u64;
         let mut h = RecordHeader::new(seq, target, &[]);
         h.len.set(n as u32);
-        let mut crc = crc32c_update(!0, &h.as_bytes()[..RECORD_HEADER_SIZE - 4]);
+        let mut check = fnv1a64_update(format::FNV1A64_INIT, &h.as_bytes()[..RECORD_HEADER_SIZE - 4]);
         let mut buf = [0u8; 128];
         let mut done = 0;
         while done < n {
             let k = core::cmp::min(buf.len(), n - done);
             self.pmem.read(target + done as u64, &mut buf[..k])?;
-            crc = crc32c_update(crc, &buf[..k]);
+            check = fnv1a64_update(check, &buf[..k]);
             self.pmem.write(data_at + done as u64, &buf[..k])?;
             done += k;
         }
-        h.crc.set(crc ^ !0);
+        h.crc.set(record_check(check));
         self.pmem.write(rec, h.as_bytes())?;
         self.pmem.flush(rec, RECORD_HEADER_SIZE + n)?;
         self.pos += size;

@@ -16,12 +16,11 @@ import sys
 BS = 4096
 
 
-def crc32c(data, crc=0xFFFFFFFF):
+def record_check(data):
+    h = 0xCBF29CE484222325
     for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return (h ^ (h >> 32)) & 0xFFFFFFFF
 
 
 def main():
@@ -55,7 +54,7 @@ def main():
             old = struct.pack("<I", ino)
             seq = seq_done + 1
             hdr = struct.pack("<QQI", seq, target, len(old))
-            crc = crc32c(old, crc32c(hdr)) ^ 0xFFFFFFFF
+            crc = record_check(hdr + old)
             if magic != b"FERROJNL":
                 f.seek(journal_start)
                 f.write(b"FERROJNL" + struct.pack("<Q", seq_done))

@@ -146,3 +146,27 @@ fn record_sizes_are_8_byte_multiples() {
     assert_eq!(record_size(256), RECORD_HEADER_SIZE + 256);
     assert_eq!(RECORD_HEADER_SIZE % 8, 0);
 }
+
+#[test]
+fn a_record_torn_between_two_versions_of_an_inode_is_not_valid() {
+    // Found by ferrocrash: with a CRC-32C record check, the header of a new
+    // record over the old record's data (same slot, older inode) passed.
+    let g = geo();
+    let mut old = Inode::zeroed();
+    old.mode.set(S_IFREG | 0o644);
+    old.direct[0].set(149);
+    old.blocks.set(1);
+    old.update_checksum(40);
+    let mut new = old;
+    new.direct[1].set(150);
+    new.blocks.set(2);
+    new.update_checksum(40);
+    let target = g.itable_start * BLOCK_SIZE as u64;
+    let mut r = region();
+    header(&mut r, 7);
+    put(&mut r, JOURNAL_RECORDS_OFF, 8, target, new.as_bytes());
+    // The data lines did not persist: the previous record's bytes remain.
+    let at = JOURNAL_RECORDS_OFF + RECORD_HEADER_SIZE;
+    r[at..at + INODE_SIZE].copy_from_slice(old.as_bytes());
+    assert_eq!(JournalState::parse(&r, &g).expect("parses").pending, 0);
+}
