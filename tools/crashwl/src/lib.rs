@@ -356,8 +356,7 @@ mod tests {
     #[test]
     fn every_kind_of_operation_appears_in_300() {
         let v = ops(20261125, 300);
-        let kinds: std::collections::HashSet<_> =
-            v.iter().map(|o| std::mem::discriminant(o)).collect();
+        let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
         assert_eq!(kinds.len(), 11, "{v:?}");
         let m = states(&v).pop().unwrap_or_default();
         assert!(
