@@ -28,9 +28,9 @@
 //! metadata operation, or one bounded slice of a large truncate.
 
 use crate::format::{
-    self, fnv1a64_update, record_check, Geometry, JournalHeader, JournalState, Pod, RecordHeader, Records,
-    BLOCK_SHIFT, BLOCK_SIZE, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF, RECORD_HEADER_SIZE,
-    RECORD_MAX_DATA,
+    self, fnv1a64_update, record_check, Geometry, JournalHeader, JournalState, Pod, RecordHeader,
+    Records, BLOCK_SHIFT, BLOCK_SIZE, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF,
+    RECORD_HEADER_SIZE, RECORD_MAX_DATA,
 };
 use crate::sys::locks::{Guard, Mutex};
 use crate::sys::pmem::Pmem;
@@ -163,7 +163,10 @@ impl<'a> Tx<'a> {
         let data_at = rec + RECORD_HEADER_SIZE as u64;
         let mut h = RecordHeader::new(seq, target, &[]);
         h.len.set(n as u32);
-        let mut check = fnv1a64_update(format::FNV1A64_INIT, &h.as_bytes()[..RECORD_HEADER_SIZE - 4]);
+        let mut check = fnv1a64_update(
+            format::FNV1A64_INIT,
+            &h.as_bytes()[..RECORD_HEADER_SIZE - 4],
+        );
         let mut buf = [0u8; 128];
         let mut done = 0;
         while done < n {
