@@ -460,4 +460,68 @@ mod tests {
         assert_eq!(p(&["--help"]), Ok(Command::Help));
         assert_eq!(p(&["list"]), Ok(Command::List));
     }
+
+    #[test]
+    fn crash_workload_needs_seed_ops_and_dir_and_takes_an_optional_mark() {
+        assert_eq!(
+            p(&[
+                "crash-workload",
+                "--seed",
+                "7",
+                "--ops=300",
+                "--dir",
+                "/mnt"
+            ]),
+            Ok(Command::CrashWorkload {
+                seed: 7,
+                ops: 300,
+                dir: "/mnt".into(),
+                mark: None
+            })
+        );
+        assert_eq!(
+            p(&[
+                "crash-workload",
+                "--mark",
+                "/sys/fs/ferrofs/pmem0/trace_mark",
+                "--dir=/mnt/w0",
+                "--seed=0x10",
+                "--ops",
+                "5"
+            ]),
+            Ok(Command::CrashWorkload {
+                seed: 16,
+                ops: 5,
+                dir: "/mnt/w0".into(),
+                mark: Some("/sys/fs/ferrofs/pmem0/trace_mark".into())
+            })
+        );
+        assert!(p(&["crash-workload", "--seed", "1", "--ops", "2"]).is_err());
+        assert!(p(&["crash-workload", "--seed", "1", "--dir", "/d"]).is_err());
+        assert!(p(&["crash-workload", "--ops", "1", "--dir", "/d"]).is_err());
+        assert!(p(&["crash-workload", "--seed", "x", "--ops", "1", "--dir", "/d"]).is_err());
+        assert!(p(&[
+            "crash-workload",
+            "--seed",
+            "1",
+            "--ops",
+            "1",
+            "--dir",
+            "/d",
+            "extra"
+        ])
+        .is_err());
+        assert!(p(&[
+            "crash-workload",
+            "--seed",
+            "1",
+            "--ops",
+            "1",
+            "--dir",
+            "/d",
+            "--bogus"
+        ])
+        .is_err());
+        assert!(p(&["crash-workload", "--seed"]).is_err());
+    }
 }
