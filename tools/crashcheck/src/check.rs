@@ -1,7 +1,7 @@
 //! Walk a trace, build crash states, check each one.
 
-use std::fs::File;
-use std::io::Write as _;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use ferrofs_crashwl::{Model, Node, Op};
@@ -69,6 +69,8 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
         ..Report::default()
     };
     let mut m = Machine::new(pre);
+    let mut img = Vec::new();
+    let mut scratch = Scratch::open(&o.scratch)?;
     let mut last_mark = None;
     for (i, e) in events.iter().enumerate() {
         let check_here = chosen[i] && matches!(e, Event::Fence | Event::Mark(_));
@@ -95,8 +97,9 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
             }
             for p in prefixes {
                 r.states += 1;
-                let mut img = m.crash_image(&p);
-                if let Err(why) = check_state(&mut img, &geo, last_mark, ops, &states, o) {
+                m.crash_image_into(&p, &mut img);
+                if let Err(why) = check_state(&mut img, &geo, last_mark, ops, &states, &mut scratch)
+                {
                     r.inconsistent += 1;
                     if r.details.len() < 10 {
                         let mark = last_mark.map_or("none".to_string(), |v| {
@@ -134,11 +137,11 @@ fn check_state(
     last_mark: Option<u64>,
     ops: &[Op],
     states: &[Model],
-    o: &Opts,
+    scratch: &mut Scratch,
 ) -> Result<(), String> {
     ferrofs_image::rollback_in_memory(img, geo)
         .map_err(|e| format!("journal recovery failed: {}", e.reason()))?;
-    fsck(img, &o.scratch)?;
+    scratch.fsck(img)?;
     let t = tree::read(img).map_err(|e| format!("reading the tree: {e}"))?;
     let Some(v) = last_mark else {
         return compare(&t, &states[0], None);
@@ -162,21 +165,44 @@ fn check_state(
     }
 }
 
-fn fsck(img: &[u8], scratch: &Path) -> Result<(), String> {
-    let mut f = File::create(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    f.write_all(img)
-        .map_err(|e| format!("{}: {e}", scratch.display()))?;
-    drop(f);
-    let f = File::open(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let out = ferrofs_fsck::check::check(&f, false, false)
-        .map_err(|e| format!("fsck: operational error: {}", e.0))?;
-    match out.problems.first() {
-        None => Ok(()),
-        Some(p) => Err(format!(
-            "fsck: {} problem(s), first: {}",
-            out.problems.len(),
-            p.text
-        )),
+/// The file each state is written to for fsck, which reads a `File`. It is
+/// overwritten in place: truncating and refilling it would free and fault in
+/// 16 MiB of page cache per state.
+struct Scratch {
+    file: File,
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn open(path: &Path) -> Result<Scratch, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Scratch {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn fsck(&mut self, img: &[u8]) -> Result<(), String> {
+        self.file
+            .write_all_at(img, 0)
+            .and_then(|()| self.file.set_len(img.len() as u64))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let out = ferrofs_fsck::check::check(&self.file, false, false)
+            .map_err(|e| format!("fsck: operational error: {}", e.0))?;
+        match out.problems.first() {
+            None => Ok(()),
+            Some(p) => Err(format!(
+                "fsck: {} problem(s), first: {}",
+                out.problems.len(),
+                p.text
+            )),
+        }
     }
 }
 

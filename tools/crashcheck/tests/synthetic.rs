@@ -190,7 +190,12 @@ fn check(bug: Bug) -> (usize, usize) {
     let ops = ferrofs_crashwl::ops(5, 2);
     assert_eq!(ops[0], ferrofs_crashwl::Op::Mkdir("w".into()));
     assert_eq!(ops[1], ferrofs_crashwl::Op::Mkdir("w/many".into()));
-    let dir = std::env::temp_dir();
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let o = Opts {
         states_per_point: 20,
         rng_seed: 3,
@@ -202,8 +207,17 @@ fn check(bug: Bug) -> (usize, usize) {
             bug as u8
         )),
     };
+    let t0 = std::time::Instant::now();
     let r = run(pre, &events, &ops, &o).unwrap();
     let _ = std::fs::remove_file(&o.scratch);
+    eprintln!(
+        "{} events, {} points, {} states, {} inconsistent in {:.2} s",
+        events.len(),
+        r.points,
+        r.states,
+        r.inconsistent,
+        t0.elapsed().as_secs_f64()
+    );
     for d in &r.details {
         eprintln!("{d}");
     }
