@@ -16,7 +16,7 @@ usage: ferrocrash --image PRE.img --trace TRACE.bin --seed S --ops N
 PRE.img is the filesystem image from before the workload, TRACE.bin what
 /sys/fs/ferrofs/<dev>/trace held after `ferrotest crash-workload --seed S
 --ops N --mark .../trace_mark` ran on it. Checks, at M crash points at most
-(default 1500; fences and markers, a random subset if there are more), the
+(default 3000; fences and markers, a random subset if there are more), the
 state with nothing pending persisted, with everything, and K random ones
 (default 3). Exit 0 if every state is consistent, 1 if one is not, 2 if the
 trace or the arguments cannot be used.";
@@ -40,7 +40,7 @@ fn real_main() -> Result<bool, String> {
     let mut o = Opts {
         states_per_point: 3,
         rng_seed: 1,
-        max_points: 1500,
+        max_points: 3000,
         save_dir: None,
         scratch: std::env::temp_dir().join(format!("ferrocrash-{}.img", std::process::id())),
     };
@@ -105,7 +105,7 @@ fn real_main() -> Result<bool, String> {
     );
     if r.outside > 0 {
         println!(
-            "ferrocrash: {} bytes of stores past the image were ignored",
+            "ferrocrash: {} stores past the end of the image were ignored",
             r.outside
         );
     }

@@ -24,7 +24,7 @@ struct Piece {
 pub struct Machine {
     pub durable: Vec<u8>,
     pending: BTreeMap<u64, Vec<Piece>>,
-    /// Bytes of stores past the end of the image (ignored).
+    /// Stores reaching past the end of the image (ignored).
     pub outside: u64,
 }
 
@@ -46,7 +46,7 @@ impl Machine {
                 if *len == 0 {
                     return;
                 }
-                let (first, last) = (off / LINE, (off + len - 1) / LINE);
+                let (first, last) = (off / LINE, off.saturating_add(len - 1) / LINE);
                 for (_, pieces) in self.pending.range_mut(first..=last) {
                     for p in pieces.iter_mut() {
                         p.flushed = true;
@@ -77,11 +77,13 @@ impl Machine {
     }
 
     fn store(&mut self, off: u64, data: &[u8], flushed: bool) {
-        let end = off + data.len() as u64;
-        if end > self.durable.len() as u64 {
-            self.outside += data.len() as u64;
-            return;
-        }
+        let end = match off.checked_add(data.len() as u64) {
+            Some(end) if end <= self.durable.len() as u64 => end,
+            _ => {
+                self.outside += 1;
+                return;
+            }
+        };
         let mut at = off;
         while at < end {
             let line_end = ((at / LINE) + 1) * LINE;
@@ -175,6 +177,21 @@ mod tests {
         assert_eq!(m.pending_counts(), vec![1, 1]);
         m.step(&Event::Fence);
         assert_eq!(&m.durable[60..68], &[7; 8]);
+    }
+
+    #[test]
+    fn stores_past_the_image_are_counted_and_ignored() {
+        let mut m = Machine::new(vec![0; 128]);
+        m.step(&st(120, 1, 16));
+        m.step(&st(u64::MAX - 3, 1, 8));
+        m.step(&Event::Flush {
+            off: u64::MAX - 3,
+            len: 8,
+        });
+        m.step(&Event::Fence);
+        assert_eq!(m.outside, 2);
+        assert!(m.pending_counts().is_empty());
+        assert_eq!(m.durable, vec![0; 128]);
     }
 
     #[test]

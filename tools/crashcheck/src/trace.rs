@@ -129,3 +129,66 @@ pub fn write(events: &[Event]) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Event> {
+        vec![
+            Event::Mark(0),
+            Event::Store {
+                off: 4096,
+                data: vec![1, 2, 3],
+            },
+            Event::NtStore {
+                off: 70,
+                data: vec![9; 100],
+            },
+            Event::Flush { off: 4096, len: 3 },
+            Event::Fence,
+            Event::Mark(1),
+        ]
+    }
+
+    #[test]
+    fn written_events_parse_back_unchanged() {
+        assert_eq!(parse(&write(&sample())), Ok(sample()));
+    }
+
+    #[test]
+    fn a_zero_event_is_a_store_of_zeros() {
+        let mut raw = write(&[]);
+        raw.push(2);
+        raw.extend_from_slice(&8u64.to_le_bytes());
+        raw.extend_from_slice(&5u32.to_le_bytes());
+        raw[16..24].copy_from_slice(&13u64.to_le_bytes());
+        assert_eq!(
+            parse(&raw),
+            Ok(vec![Event::Store {
+                off: 8,
+                data: vec![0; 5]
+            }])
+        );
+    }
+
+    #[test]
+    fn overflowed_bad_magic_and_cut_short_traces_are_refused() {
+        let good = write(&sample());
+        let mut over = good.clone();
+        over[12] |= 1;
+        assert!(parse(&over).unwrap_err().contains("overflowed"));
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        assert!(parse(&magic).is_err());
+        assert!(parse(&good[..good.len() - 1]).is_err());
+        let mut cut = good.clone();
+        let body = (good.len() - 32 - 2) as u64;
+        cut[16..24].copy_from_slice(&body.to_le_bytes());
+        assert!(parse(&cut).is_err(), "header length inside the last event");
+        let mut kind = write(&[]);
+        kind.push(7);
+        kind[16..24].copy_from_slice(&1u64.to_le_bytes());
+        assert!(parse(&kind).is_err());
+    }
+}

@@ -248,3 +248,54 @@ fn commit_before_the_in_place_stores_are_written_back_is_caught() {
         "the checker missed a commit that can overtake its stores"
     );
 }
+
+/// Runs the `ferrocrash` binary on a scenario written to files.
+fn cli(bug: Bug, overflowed: bool) -> (Option<i32>, String) {
+    let (pre, mut raw) = scenario(bug);
+    if overflowed {
+        raw[12] |= 1;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "ferrocrash-cli-{}-{}-{}",
+        std::process::id(),
+        bug as u8,
+        overflowed
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pre.img"), &pre).unwrap();
+    std::fs::write(dir.join("trace.bin"), &raw).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocrash"))
+        .arg("--image")
+        .arg(dir.join("pre.img"))
+        .arg("--trace")
+        .arg(dir.join("trace.bin"))
+        .args(["--seed", "5", "--ops", "2", "--states-per-point", "4"])
+        .arg("--save-dir")
+        .arg(dir.join("bad"))
+        .output()
+        .unwrap();
+    let saved = std::fs::read_dir(dir.join("bad")).map_or(0, |d| d.count());
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}saved {saved}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    (out.status.code(), text)
+}
+
+#[test]
+fn ferrocrash_exits_0_for_a_correct_trace_1_with_saved_states_for_a_wrong_one_2_for_an_overflowed_one(
+) {
+    let (code, text) = cli(Bug::None, false);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(" 0 inconsistent"), "{text}");
+    let (code, text) = cli(Bug::NoFlushBeforeCommit, false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("inconsistent: event "), "{text}");
+    assert!(!text.contains("saved 0"), "no image saved: {text}");
+    let (code, text) = cli(Bug::None, true);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("overflowed"), "{text}");
+}
