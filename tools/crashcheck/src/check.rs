@@ -47,7 +47,7 @@ impl Rng {
 /// of `ops`.
 pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Report, String> {
     let geo = tree::geometry(&pre)?;
-    let states = ferrofs_crashwl::states(ops);
+    let mut states = Models::new(ops);
     let mut rng = Rng(o.rng_seed);
     let candidates: Vec<usize> = events
         .iter()
@@ -98,7 +98,8 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
             for p in prefixes {
                 r.states += 1;
                 m.crash_image_into(&p, &mut img);
-                if let Err(why) = check_state(&mut img, &geo, last_mark, ops, &states, &mut scratch)
+                if let Err(why) =
+                    check_state(&mut img, &geo, last_mark, ops, &mut states, &mut scratch)
                 {
                     r.inconsistent += 1;
                     if r.details.len() < 10 {
@@ -131,12 +132,52 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
     Ok(r)
 }
 
+/// The models before and after operation k, for the k of the last marker.
+/// Markers only grow, so they are built by applying one operation at a time
+/// instead of holding every state (each holds all file contents).
+struct Models<'a> {
+    ops: &'a [Op],
+    k: usize,
+    before: Model,
+    after: Model,
+}
+
+impl<'a> Models<'a> {
+    fn new(ops: &'a [Op]) -> Models<'a> {
+        let mut after = Model::default();
+        if let Some(op) = ops.first() {
+            after.apply(op);
+        }
+        Models {
+            ops,
+            k: 0,
+            before: Model::default(),
+            after,
+        }
+    }
+
+    /// (model before op k, model after op k); `k < ops.len()`.
+    fn around(&mut self, k: usize) -> (&Model, &Model) {
+        if k < self.k {
+            *self = Models::new(self.ops);
+        }
+        while self.k < k {
+            self.k += 1;
+            self.before.clone_from(&self.after);
+            if let Some(op) = self.ops.get(self.k) {
+                self.after.apply(op);
+            }
+        }
+        (&self.before, &self.after)
+    }
+}
+
 fn check_state(
     img: &mut [u8],
     geo: &ferrofs_format::Geometry,
     last_mark: Option<u64>,
     ops: &[Op],
-    states: &[Model],
+    states: &mut Models,
     scratch: &mut Scratch,
 ) -> Result<(), String> {
     ferrofs_image::rollback_in_memory(img, geo)
@@ -144,18 +185,19 @@ fn check_state(
     scratch.fsck(img)?;
     let t = tree::read(img).map_err(|e| format!("reading the tree: {e}"))?;
     let Some(v) = last_mark else {
-        return compare(&t, &states[0], None);
+        return compare(&t, &Model::default(), None);
     };
     let k = (v / 2) as usize;
     if k >= ops.len() {
         return Err(format!("mark {v} past the {} operations", ops.len()));
     }
+    let (pre, post) = states.around(k);
     if v % 2 == 1 {
-        return compare(&t, &states[k + 1], None);
+        return compare(&t, post, None);
     }
     let target = ops[k].data_target();
-    let before = compare(&t, &states[k], target.map(|p| (p, &states[k + 1])));
-    let after = compare(&t, &states[k + 1], target.map(|p| (p, &states[k])));
+    let before = compare(&t, pre, target.map(|p| (p, post)));
+    let after = compare(&t, post, target.map(|p| (p, pre)));
     match (before, after) {
         (Ok(()), _) | (_, Ok(())) => Ok(()),
         (Err(b), Err(a)) => Err(format!(
@@ -290,4 +332,20 @@ fn mixed(path: &str, got: &[u8], a: &[u8], b: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_around_each_operation_match_the_workload_states() {
+        let ops = ferrofs_crashwl::ops(11, 40);
+        let all = ferrofs_crashwl::states_of(&ops);
+        let mut m = Models::new(&ops);
+        for k in [0, 1, 2, 2, 7, 39, 3, 0, 20] {
+            let (a, b) = m.around(k);
+            assert_eq!((a, b), (&all[k], &all[k + 1]), "around op {k}");
+        }
+    }
 }

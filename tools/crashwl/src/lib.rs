@@ -332,8 +332,14 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
     out
 }
 
-/// The model before any operation (index 0) and after each (index k + 1).
-pub fn states(ops: &[Op]) -> Vec<Model> {
+/// The model before any operation of [`ops`]`(seed, count)` (index 0) and
+/// after each (index k + 1).
+pub fn states(seed: u64, count: usize) -> Vec<Model> {
+    states_of(&ops(seed, count))
+}
+
+/// The model before any of `ops` (index 0) and after each (index k + 1).
+pub fn states_of(ops: &[Op]) -> Vec<Model> {
     let mut m = Model::default();
     let mut v = vec![m.clone()];
     for op in ops {
@@ -354,22 +360,41 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_of_operation_appears_in_300() {
+    fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
         assert_eq!(kinds.len(), 11, "{v:?}");
-        let m = states(&v).pop().unwrap_or_default();
-        assert!(
-            m.data() <= MAX_DATA + MAX_FILE + 20_000,
-            "{} bytes",
-            m.data()
-        );
+    }
+
+    #[test]
+    fn live_data_stays_under_6_mib_at_every_step() {
+        for seed in [1, 2, 20261125] {
+            let mut m = Model::default();
+            for (k, op) in ops(seed, 2000).iter().enumerate() {
+                m.apply(op);
+                assert!(m.data() < 6 << 20, "seed {seed} op {k}: {} bytes", m.data());
+            }
+        }
+    }
+
+    #[test]
+    fn states_start_empty_and_follow_each_operation() {
+        let v = ops(3, 50);
+        let st = states(3, 50);
+        assert_eq!(st.len(), 51);
+        assert_eq!(st[0], Model::default());
+        let mut m = Model::default();
+        for (k, op) in v.iter().enumerate() {
+            m.apply(op);
+            assert_eq!(st[k + 1], m, "after op {k} {op:?}");
+        }
+        assert_eq!(st[1].nodes.get("w"), Some(&Node::Dir));
     }
 
     #[test]
     fn one_directory_grows_past_one_block() {
         let v = ops(1, 300);
-        let m = states(&v).pop().unwrap_or_default();
+        let m = states_of(&v).pop().unwrap_or_default();
         let n = m.nodes.keys().filter(|p| p.starts_with("w/many/")).count();
         assert!(n > 16, "only {n} entries in w/many");
     }
