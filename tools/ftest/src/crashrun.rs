@@ -92,3 +92,70 @@ pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<
         dir.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrofs_crashwl::{states, Model, Node};
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+
+    /// path -> (inode, what the model calls it, file bytes).
+    fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, Node, Vec<u8>)>) {
+        let p = root.join(rel);
+        let md = fs::symlink_metadata(&p).unwrap();
+        let entry = if md.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                walk(root, &format!("{rel}/{name}"), out);
+            }
+            (md.ino(), Node::Dir, vec![])
+        } else if md.file_type().is_symlink() {
+            let t = fs::read_link(&p).unwrap().into_os_string();
+            (md.ino(), Node::Symlink(t.into_string().unwrap()), vec![])
+        } else {
+            (md.ino(), Node::File(0), fs::read(&p).unwrap())
+        };
+        out.insert(rel.to_string(), entry);
+    }
+
+    fn same(m: &Model, dir: &Path) {
+        let mut got = BTreeMap::new();
+        walk(dir, "w", &mut got);
+        let want: Vec<_> = m.nodes.keys().collect();
+        assert_eq!(got.keys().collect::<Vec<_>>(), want);
+        let mut ino_of = BTreeMap::new();
+        for (path, node) in &m.nodes {
+            let (ino, kind, bytes) = &got[path];
+            match node {
+                Node::File(id) => {
+                    assert!(matches!(kind, Node::File(_)), "{path}: {kind:?}");
+                    assert_eq!(*ino_of.entry(*id).or_insert(*ino), *ino, "{path} links");
+                    assert!(Some(bytes) == m.file(path), "{path}: contents differ");
+                }
+                n => assert_eq!(kind, n, "{path}"),
+            }
+        }
+        let inos: std::collections::BTreeSet<_> = ino_of.values().collect();
+        assert_eq!(inos.len(), ino_of.len(), "distinct files share an inode");
+    }
+
+    #[test]
+    fn the_workload_on_a_host_filesystem_leaves_the_models_tree() {
+        for (seed, n) in [(20261125, 300), (1, 57), (2, 140), (3, 400)] {
+            let dir = std::env::temp_dir().join(format!("crashrun-{}-{seed}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            let mark = dir.join("mark");
+            File::create(&mark).unwrap();
+            let run_dir = dir.join("fs");
+            fs::create_dir_all(&run_dir).unwrap();
+            let r = run(seed, n, &run_dir, Some(&mark));
+            let last_mark = fs::read_to_string(&mark).unwrap();
+            let st = states(seed, n);
+            same(&st[n], &run_dir);
+            let _ = fs::remove_dir_all(&dir);
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!(last_mark, (2 * n - 1).to_string());
+        }
+    }
+}
