@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use ferrofs_format::{
@@ -199,32 +199,71 @@ pub fn pending_undo(region: &[u8], geo: &Geometry) -> Result<(JournalState, Undo
     Ok((state, undo))
 }
 
-/// Roll back the unfinished transaction of a whole image held in memory, as
-/// mount does. Returns the number of records applied.
-pub fn rollback_in_memory(image: &mut [u8], geo: &Geometry) -> Result<usize, FormatError> {
+/// Byte range of the journal region of `geo` on the device.
+fn journal_bytes(geo: &Geometry) -> (u64, u64) {
     let bs = BLOCK_SIZE as u64;
-    let start = (geo.journal_start * bs) as usize;
-    let end = start + geo.journal_blocks as usize * BLOCK_SIZE;
-    let region = image.get(start..end).ok_or(FormatError::BadJournal(
-        "journal region past the end of the image",
-    ))?;
+    let start = geo.journal_start.saturating_mul(bs);
+    (start, start.saturating_add(geo.journal_blocks as u64 * bs))
+}
+
+/// Roll back the unfinished transaction of a whole image held in memory, as
+/// mount does: the records' bytes put back newest first, then `seq_done`
+/// advanced (a fresh all-zero header gets the magic too). Returns the number
+/// of records applied; 0 and nothing written if the journal is clean.
+pub fn rollback_in_memory(image: &mut [u8], geo: &Geometry) -> Result<usize, FormatError> {
+    let past_end = FormatError::BadJournal("journal region past the end of the image");
+    let (start, end) = journal_bytes(geo);
+    let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
+        (Ok(s), Ok(e)) => (s, e),
+        _ => return Err(past_end),
+    };
+    let region = image.get(start..end).ok_or(past_end)?;
     let (state, undo) = pending_undo(region, geo)?;
     if state.pending == 0 {
         return Ok(0);
     }
     for (target, data) in &undo {
-        let t = *target as usize;
+        let t = usize::try_from(*target).unwrap_or(usize::MAX);
         image
-            .get_mut(t..t + data.len())
+            .get_mut(t..t.saturating_add(data.len()))
             .ok_or(FormatError::BadJournal(
                 "journal record past the end of the image",
             ))?
             .copy_from_slice(data);
     }
-    let seq = state.seq_done + 1;
+    let seq = state.seq_done.wrapping_add(1);
     image[start..start + 8].copy_from_slice(&JOURNAL_MAGIC);
     image[start + JOURNAL_SEQ_DONE_OFF..start + JOURNAL_SEQ_DONE_OFF + 8]
         .copy_from_slice(&seq.to_le_bytes());
+    Ok(undo.len())
+}
+
+/// Roll back the unfinished transaction of the journal on a device or image
+/// file (opened for writing), as mount does: the records' bytes written back
+/// newest first and synced, then `seq_done` advanced and synced, so that a
+/// crash in between leaves the same transaction to roll back again. Returns
+/// the number of records applied; 0 and nothing written if the journal is
+/// clean. A damaged journal is an `InvalidData` error.
+pub fn recover_journal(file: &File, geo: &Geometry) -> io::Result<usize> {
+    let (start, end) = journal_bytes(geo);
+    let len = usize::try_from(end - start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "journal region too large"))?;
+    let mut region = vec![0u8; len];
+    file.read_exact_at(&mut region, start)?;
+    let (state, undo) = pending_undo(&region, geo).map_err(format_error)?;
+    if state.pending == 0 {
+        return Ok(0);
+    }
+    for (target, data) in &undo {
+        file.write_all_at(data, *target)?;
+    }
+    file.sync_all()?;
+    if state.fresh {
+        file.write_all_at(&JOURNAL_MAGIC, start)?;
+    }
+    let seq = state.seq_done.wrapping_add(1);
+    file.write_all_at(&seq.to_le_bytes(), start + JOURNAL_SEQ_DONE_OFF as u64)?;
+    file.sync_all()?;
     Ok(undo.len())
 }
 
@@ -332,22 +371,92 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
-    #[test]
-    fn rollback_in_memory_restores_newest_record_last_undone_first() {
-        use ferrofs_format::{record_size, JournalHeader, RecordHeader, JOURNAL_RECORDS_OFF};
+    use ferrofs_format::{record_size, JournalHeader, RecordHeader, JOURNAL_RECORDS_OFF};
+
+    /// A 1024-block image whose journal (header `seq_done`, unless None: an
+    /// all-zero header) holds one record per entry of `records`, each
+    /// `(target, old bytes)` of transaction `seq_done + 1`.
+    fn image_with_journal(seq_done: Option<u64>, records: &[(u64, &[u8])]) -> (Geometry, Vec<u8>) {
         let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
         let mut img = vec![0u8; 1024 * BLOCK_SIZE];
         let j = geo.journal_start as usize * BLOCK_SIZE;
-        img[j..j + JOURNAL_RECORDS_OFF].copy_from_slice(JournalHeader::new(3).as_bytes());
+        if let Some(done) = seq_done {
+            img[j..j + JOURNAL_RECORDS_OFF].copy_from_slice(JournalHeader::new(done).as_bytes());
+        }
+        let seq = seq_done.unwrap_or(0) + 1;
+        let mut pos = j + JOURNAL_RECORDS_OFF;
+        for (target, old) in records {
+            let h = RecordHeader::new(seq, *target, old);
+            img[pos..pos + 24].copy_from_slice(h.as_bytes());
+            img[pos + 24..pos + 24 + old.len()].copy_from_slice(old);
+            pos += record_size(old.len());
+        }
+        (geo, img)
+    }
+
+    fn seq_done_of(img: &[u8], geo: &Geometry) -> u64 {
+        let at = geo.journal_start as usize * BLOCK_SIZE + JOURNAL_SEQ_DONE_OFF;
+        u64::from_le_bytes(img[at..at + 8].try_into().unwrap())
+    }
+
+    /// A scratch file holding `bytes`, removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, bytes: &[u8]) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("ferrofs-image-{name}-{}.img", std::process::id()));
+            std::fs::write(&path, bytes).unwrap();
+            TempFile(path)
+        }
+        fn open(&self) -> File {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.0)
+                .unwrap()
+        }
+        fn bytes(&self) -> Vec<u8> {
+            std::fs::read(&self.0).unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn pending_undo_lists_records_newest_first() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        let t = geo.bitmap_start * BLOCK_SIZE as u64;
+        let (geo, img) = image_with_journal(Some(7), &[(t, &[1; 8]), (t + 100, &[2; 3])]);
+        let j = geo.journal_start as usize * BLOCK_SIZE;
+        let region = &img[j..j + geo.journal_blocks as usize * BLOCK_SIZE];
+        let (state, undo) = pending_undo(region, &geo).unwrap();
+        assert_eq!((state.seq_done, state.pending), (7, 2));
+        assert_eq!(undo, vec![(t + 100, vec![2; 3]), (t, vec![1; 8])]);
+    }
+
+    #[test]
+    fn pending_undo_of_a_bad_magic_is_bad_journal() {
+        let (geo, mut img) = image_with_journal(Some(7), &[]);
+        let j = geo.journal_start as usize * BLOCK_SIZE;
+        img[j] ^= 1;
+        let region = &img[j..j + geo.journal_blocks as usize * BLOCK_SIZE];
+        assert!(matches!(
+            pending_undo(region, &geo),
+            Err(FormatError::BadJournal(_))
+        ));
+    }
+
+    #[test]
+    fn rollback_in_memory_restores_newest_record_last_undone_first() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
         let t = geo.bitmap_start * BLOCK_SIZE as u64;
         // The same range logged twice: first with its original bytes.
-        let mut pos = j + JOURNAL_RECORDS_OFF;
-        for old in [[1u8; 8], [2u8; 8]] {
-            let h = RecordHeader::new(4, t, &old);
-            img[pos..pos + 24].copy_from_slice(h.as_bytes());
-            img[pos + 24..pos + 32].copy_from_slice(&old);
-            pos += record_size(8);
-        }
+        let (geo, mut img) = image_with_journal(Some(3), &[(t, &[1; 8]), (t, &[2; 8])]);
         img[t as usize..t as usize + 8].fill(9);
         assert_eq!(rollback_in_memory(&mut img, &geo), Ok(2));
         assert_eq!(&img[t as usize..t as usize + 8], &[1u8; 8]);
@@ -356,5 +465,63 @@ mod tests {
             Ok(0),
             "rolled back twice"
         );
+    }
+
+    #[test]
+    fn rollback_in_memory_of_a_fresh_header_writes_the_magic() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        let t = geo.itable_start * BLOCK_SIZE as u64;
+        let (geo, mut img) = image_with_journal(None, &[(t, &[5; 16])]);
+        assert_eq!(rollback_in_memory(&mut img, &geo), Ok(1));
+        assert_eq!(&img[t as usize..t as usize + 16], &[5; 16]);
+        let j = geo.journal_start as usize * BLOCK_SIZE;
+        assert_eq!(&img[j..j + 8], &JOURNAL_MAGIC);
+        assert_eq!(seq_done_of(&img, &geo), 1);
+    }
+
+    #[test]
+    fn recover_journal_writes_the_old_bytes_back_and_finishes_the_transaction() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        let t = geo.bitmap_start * BLOCK_SIZE as u64;
+        let (geo, mut img) = image_with_journal(Some(41), &[(t, &[1; 8]), (t + 4, &[2; 8])]);
+        img[t as usize..t as usize + 12].fill(9);
+        let f = TempFile::new("recover", &img);
+        assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 2);
+        let after = f.bytes();
+        // Newest first: [2; 8] at t+4, then [1; 8] over t..t+8.
+        assert_eq!(
+            &after[t as usize..t as usize + 12],
+            &[1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+        );
+        assert_eq!(seq_done_of(&after, &geo), 42);
+        let mut want = img.clone();
+        assert_eq!(rollback_in_memory(&mut want, &geo), Ok(2));
+        assert!(after == want, "file and in-memory rollbacks differ");
+        assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 0, "second run");
+        assert!(f.bytes() == after, "a clean journal was rewritten");
+    }
+
+    #[test]
+    fn recover_journal_of_a_clean_journal_writes_nothing() {
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        let t = geo.bitmap_start * BLOCK_SIZE as u64;
+        // Stale records of finished transaction 6 (seq_done 6).
+        let (geo, img) = image_with_journal(Some(5), &[(t, &[1; 8])]);
+        let j = geo.journal_start as usize * BLOCK_SIZE;
+        let mut img = img;
+        img[j..j + JOURNAL_RECORDS_OFF].copy_from_slice(JournalHeader::new(6).as_bytes());
+        let f = TempFile::new("clean", &img);
+        assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 0);
+        assert!(f.bytes() == img, "a clean journal was rewritten");
+    }
+
+    #[test]
+    fn recover_journal_of_a_damaged_journal_is_invalid_data_and_writes_nothing() {
+        let (geo, mut img) = image_with_journal(Some(3), &[]);
+        img[geo.journal_start as usize * BLOCK_SIZE + 3] ^= 0x40;
+        let f = TempFile::new("damaged", &img);
+        let e = recover_journal(&f.open(), &geo).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(f.bytes() == img, "a damaged journal was written");
     }
 }
