@@ -14,6 +14,11 @@ Check a ferrofs filesystem on a block device or an image file.
   -v   verbose: say what is being checked
   -h   print this help
 
+An unfinished journal transaction (left by a crash) is not an error: -y
+rolls it back on the device first, as mount does; -n checks the filesystem
+as rolled back. Files unlinked while open (link count 0, no name) are left
+for mount to free.
+
 Exit status (as fsck(8), summed): 0 clean, 1 errors corrected,
 4 errors left uncorrected, 8 operational error, 16 usage error.";
 

@@ -6,10 +6,13 @@
 //! bitmap bits cleared last, so that a crash in between only leaks space.
 //!
 //! Passes:
-//! 1. the journal: a damaged header or a record pointing outside the
-//!    metadata is an error; an unfinished transaction is not (a crash leaves
-//!    one, and mount rolls it back): with `-y` fsck rolls it back first,
-//!    with `-n` it checks the image as rolled back (reads see the records);
+//! 1. the journal: a clean one (all zero after mkfs, or the magic and stale
+//!    records of finished transactions after any mount) is fine; a damaged
+//!    header or a record pointing outside the metadata is an error (`-y`
+//!    resets the journal to empty); an unfinished transaction is not (a
+//!    crash leaves one, and mount rolls it back): with `-y` fsck rolls it
+//!    back on the device first, with `-n` it checks the image as rolled back
+//!    (reads see the records' bytes);
 //! 2. every used inode: checksum and `validate`, its block map (pointers in
 //!    the data area, blocks claimed once, mapped blocks within the size),
 //!    `blocks`, directory size, symlink target;
@@ -28,7 +31,7 @@ use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
     dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
-    DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_SEQ_DONE_OFF, NDIRECT,
+    DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
     PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use ferrofs_image::{blocks_in, inode_location, Bitmap, Image};
@@ -65,7 +68,8 @@ pub enum Fix {
         block: u32,
         slot: usize,
     },
-    /// Zero the journal region: an empty journal, as mkfs leaves it.
+    /// Zero the journal's records and write a valid header with
+    /// `seq_done` 0: an empty journal.
     ResetJournal,
 }
 
@@ -403,7 +407,7 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
     }
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    let dev = journal(file, &geo, repair, &mut problems, &mut notes)?;
+    let dev = journal(file, &geo, repair, verbose, &mut problems, &mut notes)?;
     let bitmap = Bitmap::from_bytes(read_blocks(
         &dev,
         geo.bitmap_start,
@@ -876,8 +880,8 @@ impl Checker<'_> {
             if info.nlink == 0 && !info.damaged {
                 // Unlinked while open when the system went down.
                 let note = format!(
-                    "inode {ino}: orphan {} with link count 0 (unlinked while open): \
-                     mount frees it",
+                    "inode {ino}: orphan (link count 0); mount frees it ({} unlinked \
+                     while open)",
                     type_name(info.mode)
                 );
                 self.notes.push(note);
@@ -1002,11 +1006,15 @@ impl Checker<'_> {
             .flat_map(|p| p.fixes.iter().copied())
             .collect();
         let sync = |f: &File| f.sync_all().map_err(|e| Fatal(format!("cannot sync: {e}")));
-        // 0. A damaged journal: emptied.
+        // 0. A damaged journal: records zeroed first, then a valid header
+        // (`seq_done` 0), so that no old record can become pending.
         if fixes.contains(&Fix::ResetJournal) {
             let g = self.geo;
-            let zeros = vec![0u8; g.journal_blocks as usize * BLOCK_SIZE];
-            self.write_at(&zeros, g.journal_start * BS, "the journal")?;
+            let at = g.journal_start * BS;
+            let zeros = vec![0u8; g.journal_blocks as usize * BLOCK_SIZE - JOURNAL_RECORDS_OFF];
+            self.write_at(&zeros, at + JOURNAL_RECORDS_OFF as u64, "the journal")?;
+            sync(self.file)?;
+            self.write_at(JournalHeader::new(0).as_bytes(), at, "the journal header")?;
             sync(self.file)?;
         }
         // 1. Bits set: at worst a block leaks.
@@ -1074,12 +1082,17 @@ impl Checker<'_> {
     }
 }
 
-/// Pass 1: the journal. Returns the view of the device the other passes
-/// read: rolled back on the device with `repair`, else through an overlay.
+/// Pass 1: the journal. A clean journal (all zero as mkfs leaves it, or the
+/// magic and stale records of finished transactions as every mount leaves
+/// it) is fine. An unfinished transaction is not a problem either: a crash
+/// leaves one and mount rolls it back; with `repair` fsck rolls it back on
+/// the device first, else the other passes read the device through an
+/// overlay of its records. Returns the view of the device they read.
 fn journal<'f>(
     file: &'f File,
     geo: &Geometry,
     repair: bool,
+    verbose: bool,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<String>,
 ) -> Result<Dev<'f>, Fatal> {
@@ -1097,8 +1110,8 @@ fn journal<'f>(
         Err(e) => {
             problems.push(Problem {
                 text: format!(
-                    "{where_}: journal damaged ({}); -y empties it (an unfinished \
-                     transaction, if any, is then kept)",
+                    "{where_}: journal damaged ({}); -y resets it to an empty journal \
+                     (an unfinished transaction, if any, is then kept)",
                     e.reason()
                 ),
                 fixes: vec![Fix::ResetJournal],
@@ -1106,31 +1119,28 @@ fn journal<'f>(
             return Ok(dev);
         }
     };
+    let seq = state.seq_done.wrapping_add(1);
     if state.pending == 0 {
+        if verbose {
+            let how = if state.fresh { "never used" } else { "clean" };
+            println!(
+                "fsck-ferrofs: journal: {how}, last finished transaction {}",
+                state.seq_done
+            );
+        }
         return Ok(dev);
     }
-    let seq = state.seq_done + 1;
     if repair {
-        for (target, data) in &undo {
-            file.write_all_at(data, *target)
-                .map_err(|e| Fatal(format!("cannot roll back the journal: {e}")))?;
-        }
-        file.sync_all()
-            .map_err(|e| Fatal(format!("cannot sync: {e}")))?;
-        let head = JournalHeader::new(seq);
-        let at = geo.journal_start * BS;
-        file.write_all_at(&head.magic, at)
-            .and_then(|()| file.write_all_at(&seq.to_le_bytes(), at + JOURNAL_SEQ_DONE_OFF as u64))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Fatal(format!("cannot finish the journal rollback: {e}")))?;
+        ferrofs_image::recover_journal(file, geo)
+            .map_err(|e| Fatal(format!("cannot roll back the journal: {e}")))?;
         notes.push(format!(
-            "journal: transaction {seq} was unfinished ({} records): rolled back",
+            "journal: transaction {seq} unfinished ({} records): rolled back",
             state.pending
         ));
     } else {
         notes.push(format!(
-            "journal: transaction {seq} is unfinished ({} records): checked as rolled \
-             back, as mount (or fsck -y) will do",
+            "journal: transaction {seq} unfinished ({} records): rolled back \
+             in this check only (-n); mount or fsck -y rolls it back on the device",
             state.pending
         ));
         dev.undo = undo;

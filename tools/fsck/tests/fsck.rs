@@ -789,9 +789,30 @@ fn journal_damaged_header_is_found_and_emptied() {
         &format!("blocks {j}-{}", j + s.fs.geo.journal_blocks as u64 - 1),
         &["journal damaged", "bad journal magic"],
     );
+    let r = journal_region(&fixed);
+    assert_eq!(
+        &fixed.img[r.start..r.start + JOURNAL_RECORDS_OFF],
+        JournalHeader::new(0).as_bytes(),
+        "journal header after the reset"
+    );
     assert!(
-        fixed.img[journal_region(&fixed)].iter().all(|&b| b == 0),
-        "journal not emptied"
+        fixed.img[r.start + JOURNAL_RECORDS_OFF..r.end]
+            .iter()
+            .all(|&b| b == 0),
+        "journal records not zeroed"
+    );
+}
+
+#[test]
+fn journal_garbage_in_a_zero_magic_header_is_damage_and_reset() {
+    let mut s = sample();
+    let j = s.fs.geo.journal_start;
+    s.fs.img[j as usize * BS + 20] = 7;
+    assert_found_and_fixed(
+        "journal-garbage",
+        &s.fs,
+        &format!("blocks {j}-{}", j + s.fs.geo.journal_blocks as u64 - 1),
+        &["journal damaged", "header is corrupt"],
     );
 }
 
@@ -805,7 +826,18 @@ fn journal_with_only_finished_transactions_is_clean() {
     let img = TempImage::new("journal-stale", &s.fs.img);
     let r = img.fsck(&["-n"]);
     r.expect_code(0);
-    assert!(!r.stdout.contains("unfinished"), "{}", r.stdout);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    assert!(!r.stdout.contains("journal:"), "{}", r.stdout);
+    let r = img.fsck(&["-v"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains("journal: clean, last finished transaction 6"),
+        "{}",
+        r.stdout
+    );
+    img.fsck(&["-y"]).expect_code(0);
+    assert!(img.bytes() == s.fs.img, "-y changed a clean journal");
 }
 
 #[test]
@@ -825,14 +857,20 @@ fn unfinished_transaction_is_checked_rolled_back_and_y_applies_it() {
     assert!(r.problems().is_empty(), "{}", r.stdout);
     assert!(
         r.stdout
-            .contains("transaction 42 is unfinished (1 records)"),
+            .contains("journal: transaction 42 unfinished (1 records): rolled back"),
         "{}",
         r.stdout
     );
     assert!(img.bytes() == s.fs.img, "-n wrote to the image");
     let r = img.fsck(&["-y"]);
     r.expect_code(0);
-    assert!(r.stdout.contains("was unfinished"), "{}", r.stdout);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("journal: transaction 42 unfinished (1 records): rolled back\n"),
+        "{}",
+        r.stdout
+    );
     let after = img.bytes();
     assert_eq!(
         &after[off as usize..off as usize + 4],
@@ -873,8 +911,57 @@ fn orphan_with_link_count_0_is_left_for_mount() {
     let img = TempImage::new("orphan-0", &s.fs.img);
     let r = img.fsck(&["-y"]);
     r.expect_code(0);
-    assert!(r.stdout.contains("mount frees it"), "{}", r.stdout);
+    let note = format!("inode {}: orphan (link count 0); mount frees it", s.big);
+    assert!(r.stdout.contains(&note), "{}", r.stdout);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
     assert!(img.bytes() == s.fs.img, "fsck changed a consistent image");
+}
+
+#[test]
+fn named_inode_with_link_count_0_is_an_error() {
+    let mut s = sample();
+    let mut d = s.fs.inode(s.big);
+    d.nlink.set(0);
+    s.fs.put_inode(s.big, d);
+    assert_found_and_fixed(
+        "named-nlink-0",
+        &s.fs,
+        &format!("inode {}", s.big),
+        &["nlink is 0, should be 1"],
+    );
+}
+
+#[test]
+fn unfinished_transaction_restoring_an_orphans_name_leaves_no_orphan() {
+    let mut s = sample();
+    put_journal_header(&mut s.fs, 3);
+    // A crash inside `unlink big` (open elsewhere): name cleared and link
+    // count 0 in place; the undo records hold the name and the old inode.
+    let (b, slot) = s.fs.find_entry(ROOT_INO, b"big");
+    let dent = b as u64 * BS as u64 + (slot * DIRENT_SIZE) as u64;
+    let old_dent = s.fs.img[dent as usize..dent as usize + 4].to_vec();
+    let (ib, ioff) = (
+        s.fs.geo.itable_start + (s.big as u64 - 1) / INODES_PER_BLOCK as u64,
+        (s.big as usize - 1) % INODES_PER_BLOCK * INODE_SIZE,
+    );
+    let iat = ib * BS as u64 + ioff as u64;
+    let old_inode = s.fs.img[iat as usize..iat as usize + INODE_SIZE].to_vec();
+    let p = put_record(&mut s.fs, JOURNAL_RECORDS_OFF, 4, dent, &old_dent);
+    put_record(&mut s.fs, p, 4, iat, &old_inode);
+    s.fs.clear_entry(ROOT_INO, b"big");
+    let mut d = s.fs.inode(s.big);
+    d.nlink.set(0);
+    s.fs.put_inode(s.big, d);
+    let img = TempImage::new("journal-unlink", &s.fs.img);
+    let r = img.fsck(&["-n"]);
+    r.expect_code(0);
+    assert!(r.problems().is_empty(), "{}", r.stdout);
+    assert!(!r.stdout.contains(": orphan"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("transaction 4 unfinished (2 records)"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
