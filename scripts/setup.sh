@@ -6,7 +6,8 @@ source "$(dirname "$0")/common.sh"
 PKGS=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
       libclang-19-dev clang-19 bc flex bison libelf-dev libssl-dev cpio
       busybox-static qemu-system-x86 qemu-utils xfsprogs e2fsprogs kmod
-      python3 python3-matplotlib make gcc xz-utils dwarves util-linux)
+      python3 python3-matplotlib make gcc xz-utils dwarves util-linux
+      libpmem-dev libpmemobj-dev pmdk-tools fio python3-lmdb liblmdb-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

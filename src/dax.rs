@@ -96,19 +96,33 @@ pub(crate) fn pfn_mkwrite(vmf: &VmFault) -> vm_fault_t {
 }
 
 fn map_readonly(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
-    let fs = inode.fs();
-    let pfn = match inode::get_block(inode, vmf.pgoff()) {
-        Ok(0) => VmFault::zero_pfn(),
-        Ok(b) => match fs.pmem.pfn(FsInfo::block_off(b)) {
-            Ok(p) => p,
-            Err(e) => return to_fault(e),
-        },
-        Err(e) => return to_fault(e),
-    };
-    if vmf.is_cow() {
-        vmf.insert_cow_source(pfn)
-    } else {
-        vmf.insert_ro(pfn)
+    match inode::get_block(inode, vmf.pgoff()) {
+        // A block stays the file's while we hold the invalidate lock shared.
+        Ok(b) if b != 0 => insert_block_ro(vmf, inode, b),
+        Ok(_) => map_hole(vmf, inode),
+        Err(e) => to_fault(e),
+    }
+}
+
+fn insert_block_ro(vmf: &VmFault, inode: &Inode, block: u64) -> vm_fault_t {
+    match inode.fs().pmem.pfn(FsInfo::block_off(block)) {
+        Ok(pfn) if vmf.is_cow() => vmf.insert_cow_source(pfn),
+        Ok(pfn) => vmf.insert_ro(pfn),
+        Err(e) => to_fault(e),
+    }
+}
+
+/// A read fault on a hole maps the zero page. Under `map_lock`, so that it
+/// is ordered with an allocation of the same page: either the allocation
+/// comes first and the lookup below sees its block, or it comes after and
+/// zaps the zero-page PTE installed here (`inode::get_or_alloc_tx`).
+fn map_hole(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
+    let _m = inode.map_lock().lock();
+    match inode::get_block(inode, vmf.pgoff()) {
+        Ok(0) if vmf.is_cow() => vmf.insert_cow_source(VmFault::zero_pfn()),
+        Ok(0) => vmf.insert_ro(VmFault::zero_pfn()),
+        Ok(b) => insert_block_ro(vmf, inode, b),
+        Err(e) => to_fault(e),
     }
 }
 
@@ -119,8 +133,8 @@ fn map_writable(vmf: &VmFault, inode: &Inode, replace: bool) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
     let _d = inode.dirty_lock().read();
-    let block = match inode::get_or_alloc_block(inode, pgoff) {
-        Ok((b, _)) => b,
+    let (block, fresh) = match inode::get_or_alloc_block(inode, pgoff) {
+        Ok(r) => r,
         Err(e) => return to_fault(e),
     };
     let pfn = match fs.pmem.pfn(FsInfo::block_off(block)) {
@@ -131,11 +145,15 @@ fn map_writable(vmf: &VmFault, inode: &Inode, replace: bool) -> vm_fault_t {
         Ok(true) => {
             fs.count(Counter::EntriesMarked);
             inode.mark_pages_dirty();
+            // After the mark: see `sync_all`.
+            fs.sync_list.add(inode);
         }
         Ok(false) => {}
         Err(e) => return to_fault(e),
     }
-    if replace {
+    // A fresh block's allocation already zapped this page's PTEs (the zero
+    // page) in every mapping.
+    if replace && !fresh {
         inode.unmap_range(pgoff << BLOCK_SHIFT, BLOCK_SIZE as u64, false);
     }
     vmf.insert_rw(pfn)
@@ -222,6 +240,29 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
         check_clean(inode, first, last)?;
     }
     Ok(())
+}
+
+/// sync(2) and syncfs(2) (`sync_fs` with wait): write back every inode of
+/// the mount that may hold marks. An inode goes on the mount's list after
+/// each new mark, and this takes it off before its walk, both under the
+/// list's lock: a mark made before the take is seen by the walk, one made
+/// after puts the inode back for the next sync. The flusher's `writepages`
+/// alone cannot promise this: it clears the inode's dirty state after our
+/// walk returns, forgetting pages re-marked during the walk.
+pub(crate) fn sync_all(fs: &FsInfo) -> Result {
+    let mut res = Ok(());
+    fs.sync_list.drain(|inode| {
+        if let Err(e) = writeback(inode, 0, u64::MAX) {
+            kernel::pr_err!("inode {}: writeback at sync failed: {:?}\n", inode.ino(), e);
+            // Its marks are still there: keep it for the next sync.
+            fs.sync_list.add(inode);
+            if res.is_ok() {
+                res = Err(e);
+            }
+        }
+    });
+    fs.pmem.fence();
+    res
 }
 
 /// Trace mode only: the fsync assertion. Every line of the file's blocks in

@@ -148,7 +148,7 @@ pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
         ctx.set_pos(1);
     }
     if ctx.pos() == 1 {
-        let parent = inode::load(dir)?.parent.get();
+        let parent = inode::parent(dir)?;
         if !ctx.emit(b"..", parent, format::DT_DIR) {
             return Ok(());
         }

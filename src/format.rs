@@ -513,6 +513,11 @@ impl Inode {
         if !all {
             return Err(FormatError::BadInode("block pointer past the end"));
         }
+        if self.blocks.get() > blocks_count {
+            return Err(FormatError::BadInode(
+                "block count larger than the filesystem",
+            ));
+        }
         Ok(())
     }
 }

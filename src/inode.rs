@@ -24,16 +24,16 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     let ino = inode.ino();
     if !ino_valid(&fs.geo, ino) {
         pr_err!("inode number {} out of range\n", ino);
-        return Err(EIO);
+        return Err(crate::sys::euclean());
     }
     let d: DiskInode = fs.pmem.read_pod(inode_off(&fs.geo, ino))?;
     if d.is_free() {
         pr_err!("inode {} is referenced but free\n", ino);
-        return Err(EIO);
+        return Err(crate::sys::euclean());
     }
     if let Err(e) = d.validate(ino, fs.geo.blocks_count) {
         pr_err!("inode {} is corrupt: {}\n", ino, e.reason());
-        return Err(EIO);
+        return Err(crate::sys::euclean());
     }
     let kind = match d.mode.get() & format::S_IFMT {
         format::S_IFDIR => Kind::Dir,
@@ -50,30 +50,38 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     };
     if !size_ok {
         pr_err!("inode {} is corrupt: size {} out of range\n", ino, size);
-        return Err(EIO);
+        return Err(crate::sys::euclean());
     }
     inode.init_from_disk(&d, kind);
     if kind == Kind::Symlink {
         let b = d.direct[0].get() as u64;
-        if b < fs.geo.data_start || d.size.get() >= BLOCK_SIZE as u64 {
-            pr_err!("symlink inode {} is corrupt\n", ino);
-            return Err(EIO);
+        if b < fs.geo.data_start || b >= fs.geo.blocks_count {
+            pr_err!("symlink inode {} is corrupt: target block {}\n", ino, b);
+            return Err(crate::sys::euclean());
         }
-        // The target is NUL-terminated in its block (written so by symlink);
-        // make sure of it on a possibly damaged medium before exposing it.
-        let end = FsInfo::block_off(b) + d.size.get();
-        let mut nul = [0u8; 1];
-        fs.pmem.read(end, &mut nul)?;
-        if nul[0] != 0 {
-            pr_err!("symlink inode {} target is not terminated\n", ino);
-            return Err(EIO);
+        // A copy, not a pointer into pmem: the VFS runs strlen over i_link,
+        // and on a damaged image the block may belong to a file too.
+        let n = size as usize;
+        let mut target = KVec::from_elem(0u8, n, GFP_KERNEL)?;
+        fs.pmem.read(FsInfo::block_off(b), &mut target)?;
+        if target.contains(&0) {
+            pr_err!("symlink inode {} is corrupt: NUL in its target\n", ino);
+            return Err(crate::sys::euclean());
         }
-        inode.set_link(
-            fs.pmem
-                .kaddr(FsInfo::block_off(b), d.size.get() as usize + 1)?,
-        );
+        inode.set_link(&target)?;
     }
     Ok(())
+}
+
+/// The parent directory number of directory `inode`: one aligned load, since
+/// rename of a directory rewrites it without the lock readdir holds.
+pub(crate) fn parent(inode: &Inode) -> Result<u32> {
+    let fs = inode.fs();
+    fs.pmem.read_u32(field_off(
+        fs,
+        inode.ino(),
+        core::mem::offset_of!(DiskInode, parent),
+    ))
 }
 
 /// The on-media inode as it is now.
@@ -169,34 +177,48 @@ fn ptr_off(block: u64, idx: usize) -> u64 {
     FsInfo::block_off(block) + (idx * 4) as u64
 }
 
-fn check_ptr(fs: &FsInfo, b: u32) -> Result<u64> {
+fn check_ptr(fs: &FsInfo, ino: u32, b: u32) -> Result<u64> {
     let b = b as u64;
     if b != 0 && (b < fs.geo.data_start || b >= fs.geo.blocks_count) {
-        pr_err!("block pointer {} outside the data area\n", b);
-        return Err(EIO);
+        pr_err!("inode {}: block pointer {} outside the data area\n", ino, b);
+        return Err(crate::sys::euclean());
     }
     Ok(b)
 }
 
+/// Byte offset of a 4-byte field of inode `ino`'s slot.
+fn field_off(fs: &FsInfo, ino: u32, field: usize) -> u64 {
+    inode_off(&fs.geo, ino) + field as u64
+}
+
 /// The block backing logical block `lblk`, or 0 for a hole.
+///
+/// Lockless: faults and read(2) call it while an allocation may be
+/// publishing a pointer on the same path. Every pointer is an aligned 4-byte
+/// word stored whole (`Pmem::write` for the inode, `write_u32_atomic` for
+/// indirect blocks) and read here with one aligned load, so each read sees
+/// the old pointer (0) or the new one. A new pointer is published only after
+/// the block it names is zeroed and flushed, and a published pointer stays
+/// valid until truncate or punch, which hold the invalidate lock exclusive
+/// (faults hold it shared; read(2) holds i_rwsem, which truncate needs).
 pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
     let fs = inode.fs();
-    let d = load(inode)?;
+    let ino = inode.ino();
     let Some(path) = format::map_path(lblk) else {
         return Ok(0);
     };
-    let (root, idx): (u32, &[usize]) = match &path {
-        MapPath::Direct(i) => return check_ptr(fs, d.direct[*i].get()),
-        MapPath::Ind(p) => (d.indirect.get(), &p[..]),
-        MapPath::Dind(p) => (d.dindirect.get(), &p[..]),
-        MapPath::Tind(p) => (d.tindirect.get(), &p[..]),
+    let (root, idx): (usize, &[usize]) = match &path {
+        MapPath::Direct(i) => (core::mem::offset_of!(DiskInode, direct) + 4 * i, &[]),
+        MapPath::Ind(p) => (core::mem::offset_of!(DiskInode, indirect), &p[..]),
+        MapPath::Dind(p) => (core::mem::offset_of!(DiskInode, dindirect), &p[..]),
+        MapPath::Tind(p) => (core::mem::offset_of!(DiskInode, tindirect), &p[..]),
     };
-    let mut b = check_ptr(fs, root)?;
+    let mut b = check_ptr(fs, ino, fs.pmem.read_u32(field_off(fs, ino, root))?)?;
     for &i in idx {
         if b == 0 {
             return Ok(0);
         }
-        b = check_ptr(fs, fs.pmem.read_u32(ptr_off(b, i))?)?;
+        b = check_ptr(fs, ino, fs.pmem.read_u32(ptr_off(b, i))?)?;
     }
     Ok(b)
 }
@@ -230,7 +252,7 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
             MapPath::Tind(p) => (&mut d.tindirect, &p[..]),
         };
         let mut fresh = false;
-        let mut b = check_ptr(fs, slot.get())?;
+        let mut b = check_ptr(fs, inode.ino(), slot.get())?;
         if b == 0 {
             b = alloc_zeroed(tx, fs)?;
             new_blocks += 1;
@@ -239,7 +261,7 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
         }
         for &i in idx {
             let off = ptr_off(b, i);
-            let mut next = check_ptr(fs, fs.pmem.read_u32(off)?)?;
+            let mut next = check_ptr(fs, inode.ino(), fs.pmem.read_u32(off)?)?;
             fresh = false;
             if next == 0 {
                 next = alloc_zeroed(tx, fs)?;
@@ -252,9 +274,27 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
         Ok((b, fresh))
     })();
     if new_blocks > 0 {
-        d.blocks.set(d.blocks.get() + new_blocks);
-        inode.set_blocks(d.blocks.get());
+        let Some(blocks) = d.blocks.get().checked_add(new_blocks) else {
+            pr_err!(
+                "inode {}: block count {} overflows\n",
+                inode.ino(),
+                d.blocks.get()
+            );
+            return Err(crate::sys::euclean());
+        };
+        d.blocks.set(blocks);
+        inode.set_blocks(blocks);
         store(tx, inode, &mut d)?;
+    }
+    if let Ok((_, true)) = result {
+        // A hole became a block. Read faults may have mapped the zero page
+        // for it, in this or any other mapping of the file: zap those PTEs
+        // so that every mapping sees the new bytes (fs/dax.c does the same
+        // when a block replaces a zero-page entry). The pointer is already
+        // published and map_lock is held, which the hole read fault also
+        // takes around its lookup and zero-page insert (`dax::map_hole`),
+        // so no zero-page PTE for this page can be installed after this.
+        inode.unmap_range(lblk << BLOCK_SHIFT, BLOCK_SIZE as u64, false);
     }
     result
 }
@@ -290,7 +330,7 @@ fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<bo
     for i in 0..format::NDIRECT {
         let l = i as u64;
         if l >= first && l <= last {
-            let b = check_ptr(fs, d.direct[i].get())?;
+            let b = check_ptr(fs, inode.ino(), d.direct[i].get())?;
             if b != 0 {
                 d.direct[i].set(0);
                 free_block(tx, fs, b)?;
@@ -308,9 +348,9 @@ fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<bo
             _ => &mut d.tindirect,
         };
         if !full && base <= last && base + span > first {
-            let b = check_ptr(fs, slot.get())?;
+            let b = check_ptr(fs, inode.ino(), slot.get())?;
             if b != 0 {
-                let (n, empty) = free_tree(tx, fs, b, *level, base, first, last, &mut full)?;
+                let (n, empty) = free_tree(tx, inode, b, *level, base, first, last, &mut full)?;
                 freed += n;
                 if empty {
                     slot.set(0);
@@ -339,7 +379,7 @@ fn free_block(tx: &mut Tx<'_>, fs: &FsInfo, b: u64) -> Result {
 #[allow(clippy::too_many_arguments)]
 fn free_tree(
     tx: &mut Tx<'_>,
-    fs: &FsInfo,
+    inode: &Inode,
     b: u64,
     level: u32,
     base: u64,
@@ -347,6 +387,7 @@ fn free_tree(
     last: u64,
     full: &mut bool,
 ) -> Result<(u64, bool)> {
+    let fs = inode.fs();
     let p = PTRS_PER_BLOCK as u64;
     let span = p.pow(level - 1);
     let mut freed = 0;
@@ -357,7 +398,7 @@ fn free_tree(
             return Ok((freed, false));
         }
         let off = ptr_off(b, i);
-        let child = check_ptr(fs, fs.pmem.read_u32(off)?)?;
+        let child = check_ptr(fs, inode.ino(), fs.pmem.read_u32(off)?)?;
         if child == 0 {
             continue;
         }
@@ -370,7 +411,7 @@ fn free_tree(
         let remove = if level == 1 {
             true
         } else {
-            let (n, e) = free_tree(tx, fs, child, level - 1, lo, first, last, full)?;
+            let (n, e) = free_tree(tx, inode, child, level - 1, lo, first, last, full)?;
             freed += n;
             e
         };

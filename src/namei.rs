@@ -129,7 +129,7 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
         tx.write_fresh(off, target)?;
         i.set_size(target.len() as u64);
         inode::write_inode_tx(tx, i)?;
-        i.set_link(fs.pmem.kaddr(off, target.len() + 1)?);
+        i.set_link(target)?;
         dir::add(tx, dir, dentry.name(), i.ino(), format::DT_LNK)
     })?;
     ni.instantiate(dentry);

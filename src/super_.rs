@@ -19,6 +19,8 @@ pub(crate) struct FsInfo {
     pub(crate) geo: Geometry,
     pub(crate) alloc: Mutex<Allocator>,
     pub(crate) journal: Journal,
+    /// Inodes that may hold dirty marks, for sync_fs.
+    pub(crate) sync_list: KBox<vfs::SyncList>,
     uuid: [u8; 16],
     sb: *mut bindings::super_block,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
@@ -205,6 +207,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
             geo,
             alloc: Mutex::new(allocator)?,
             journal,
+            sync_list: vfs::SyncList::new()?,
             uuid: raw.uuid,
             sb: sb.raw(),
             _dax: dax,

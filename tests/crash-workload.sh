@@ -1,9 +1,10 @@
 #!/bin/bash
 # Guest side of the hard-kill test: create, write (write(2) and mmap),
-# fsync, rename, mkdir/rmdir and delete files on pmem1 forever, printing one
+# fsync, syncfs, rename, mkdir/rmdir and delete files on pmem1 forever, printing one
 # line per operation that returned (the host keeps them; QEMU is SIGKILLed
 # at a random moment):
-#   ACK NAME SEED LEN    NAME holds exactly this pattern (its fsync returned)
+#   ACK NAME SEED LEN    NAME holds exactly this pattern (its fsync, msync or
+#                        syncfs returned)
 #   MV NAME NEW          NAME was renamed to NEW (rename(2) returned)
 #   DEL NAME             NAME is gone (unlink(2) returned)
 #   MVSTART/RMSTART ...  printed before the call: the kill may land between
@@ -30,9 +31,10 @@ while :; do
   name=r$round/f$i
   seed=$((round * 100000 + i))
   len=$(( (RANDOM % 64 + 1) * 1500 ))
-  case $((i % 4)) in
+  case $((i % 5)) in
     0) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=msync ;;
     1) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=none ;;
+    2) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=syncfs ;;
     *) "$FT" fill /mnt/scratch/$name $seed $len ;;
   esac && echo "ACK $name $seed $len" && acked+=("$name")
   if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then

@@ -22,6 +22,11 @@ pub(crate) fn enametoolong() -> Error {
 pub(crate) fn enotempty() -> Error {
     Error::from_errno(-(bindings::ENOTEMPTY as i32))
 }
+/// "Structure needs cleaning": what ext4 and xfs return for metadata that
+/// fails a check (EFSCORRUPTED).
+pub(crate) fn euclean() -> Error {
+    Error::from_errno(-(bindings::EUCLEAN as i32))
+}
 pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
@@ -89,6 +94,40 @@ extern "C" {
     pub(crate) fn ferrofs_init_journal_mutex(m: *mut bindings::mutex);
     pub(crate) fn ferrofs_nofs_save() -> kernel::ffi::c_uint;
     pub(crate) fn ferrofs_nofs_restore(flags: kernel::ffi::c_uint);
+    pub(crate) fn ferrofs_sync_list_init(
+        lock: *mut bindings::spinlock_t,
+        head: *mut bindings::list_head,
+    );
+    pub(crate) fn ferrofs_list_init(e: *mut bindings::list_head);
+    pub(crate) fn ferrofs_sync_list_add(
+        lock: *mut bindings::spinlock_t,
+        head: *mut bindings::list_head,
+        e: *mut bindings::list_head,
+    );
+    pub(crate) fn ferrofs_sync_list_del(
+        lock: *mut bindings::spinlock_t,
+        e: *mut bindings::list_head,
+    );
+    pub(crate) fn ferrofs_sync_list_splice(
+        lock: *mut bindings::spinlock_t,
+        head: *mut bindings::list_head,
+        priv_: *mut bindings::list_head,
+    );
+    pub(crate) fn ferrofs_sync_list_pop(
+        lock: *mut bindings::spinlock_t,
+        priv_: *mut bindings::list_head,
+        link_off: usize,
+    ) -> *mut bindings::inode;
+    pub(crate) fn ferrofs_copy_mc(
+        dst: *mut kernel::ffi::c_void,
+        src: *const kernel::ffi::c_void,
+        n: usize,
+    ) -> kernel::ffi::c_ulong;
+    pub(crate) fn ferrofs_copy_mc_to_iter(
+        src: *const kernel::ffi::c_void,
+        n: usize,
+        i: *mut bindings::iov_iter,
+    ) -> usize;
 }
 
 /// Allocations in scope cannot recurse into filesystem reclaim (which could

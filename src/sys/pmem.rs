@@ -52,8 +52,22 @@ pub(crate) struct Pmem {
     trace: Option<Trace>,
 }
 
-// SAFETY: the mapping is plain memory valid for the mount's lifetime; callers
-// serialise conflicting updates with the filesystem's own locks.
+// SAFETY: `Pmem` holds a raw pointer to the device's kernel mapping, valid
+// for the mount's lifetime (the mount holds the dax device), and hands out no
+// references into it except through `unsafe fn slice`, whose callers promise
+// no concurrent writer. Every other access is a raw-pointer copy of its own,
+// so sharing a `Pmem` between threads is sound as long as concurrent accesses
+// to the same bytes are data-race free, which the filesystem ensures this way:
+// - a field that is read without the lock its writers hold (block pointers in
+//   the inode and in indirect blocks, read by faults and read(2)) is an
+//   aligned word, written with one aligned store ([`Pmem::write`] stores
+//   every aligned word of a range whole, `write_u32_atomic`) and read with
+//   one aligned load ([`Pmem::read_u32`]): the kernel's WRITE_ONCE/READ_ONCE;
+// - every other metadata byte is written under the inode's `map_lock` or
+//   the journal and allocator mutexes, and read under them or when no writer
+//   can exist (mount, an inode being loaded under I_NEW);
+// - file data is the user's: concurrent read/write/mmap of the same bytes
+//   races exactly as it does on memory shared with user space.
 unsafe impl Send for Pmem {}
 // SAFETY: as above.
 unsafe impl Sync for Pmem {}
@@ -94,31 +108,54 @@ impl Pmem {
         Ok(unsafe { self.base.add(off as usize) })
     }
 
+    /// Copy `off..off+buf.len()` out with the machine-check-safe copy: a
+    /// poisoned line gives `EIO`, not a machine check in the kernel.
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result {
         let p = self.range(off, buf.len())?;
-        // SAFETY: `p..p+len` is inside the mapping (checked); `buf` is ours.
-        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: `p..p+len` is inside the mapping (checked); `buf` is ours
+        // and cannot overlap the device mapping. copy_mc_to_kernel returns
+        // the number of bytes it could not copy.
+        let left = unsafe {
+            super::ferrofs_copy_mc(buf.as_mut_ptr().cast(), p.cast_const().cast(), buf.len())
+        };
+        if left != 0 {
+            kernel::pr_err!(
+                "media error reading {} bytes at offset {}\n",
+                buf.len(),
+                off
+            );
+            return Err(EIO);
+        }
         Ok(())
     }
 
-    /// Plain stores: not durable until flushed and fenced.
+    /// Plain stores: not durable until flushed and fenced. Every naturally
+    /// aligned 8-, 4- and 2-byte word of the range is written with one
+    /// store of its width, so a lockless reader of an aligned field (a block
+    /// pointer) sees its old or its new value, never a mix.
     #[inline(never)]
     pub(crate) fn write(&self, off: u64, data: &[u8]) -> Result {
         let p = self.range(off, data.len())?;
-        // SAFETY: `p..p+len` is inside the mapping (checked).
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        // SAFETY: `p..p+len` is inside the mapping (checked) and `data`, a
+        // Rust slice, cannot overlap it.
+        unsafe { store_words(p, data.as_ptr(), data.len()) };
         if let Some(t) = &self.trace {
             t.store(off, data);
         }
         Ok(())
     }
 
-    /// A view of `off..off+n` for code that reads a region no one writes
-    /// concurrently (the journal at mount).
-    pub(crate) fn slice(&self, off: u64, n: usize) -> Result<&[u8]> {
+    /// A view of `off..off+n`.
+    ///
+    /// # Safety
+    /// Nothing may write `off..off+n` (through this `Pmem`, a user mapping
+    /// or the device) while the returned slice lives: a Rust reference
+    /// promises unchanging bytes. The journal at mount, before the
+    /// superblock is live, is such a region.
+    pub(crate) unsafe fn slice(&self, off: u64, n: usize) -> Result<&[u8]> {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked), which lives as
-        // long as `self`; the caller guarantees no concurrent writer.
+        // long as `self`; no writer, by the caller's contract.
         Ok(unsafe { core::slice::from_raw_parts(p, n) })
     }
 
@@ -131,7 +168,7 @@ impl Pmem {
             return Err(EINVAL);
         }
         // SAFETY: both ranges are inside the mapping (checked) and disjoint.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
+        unsafe { store_words(dst, src, n) };
         if let Some(t) = &self.trace {
             // SAFETY: `dst..dst+n` is inside the mapping, just written.
             t.store(to, unsafe { core::slice::from_raw_parts(dst, n) });
@@ -150,17 +187,29 @@ impl Pmem {
         Ok(())
     }
 
+    /// A copy of the structure at `off` (machine-check safe, see `read`).
+    /// Its fields are a snapshot only if no one changes them concurrently:
+    /// fields read without the writers' lock must be read with `read_u32`.
     pub(crate) fn read_pod<T: Pod>(&self, off: u64) -> Result<T> {
-        let p = self.range(off, T::SIZE)?;
-        // SAFETY: inside the mapping (checked); every bit pattern is a valid T
-        // (Pod contract) and T has alignment 1.
-        Ok(unsafe { core::ptr::read_unaligned(p.cast::<T>()) })
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: the MaybeUninit is T::SIZE bytes of our own stack.
+        let buf = unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), T::SIZE) };
+        self.read(off, buf)?;
+        // SAFETY: every byte was written by `read`; every bit pattern is a
+        // valid T (Pod contract).
+        Ok(unsafe { v.assume_init() })
     }
 
+    /// One aligned 4-byte load (READ_ONCE): for block pointers and other
+    /// words read without the lock their writers hold. Fails with `EIO` on
+    /// an unaligned offset.
     pub(crate) fn read_u32(&self, off: u64) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.read(off, &mut b)?;
-        Ok(u32::from_le_bytes(b))
+        let p = self.aligned(off, 4)?;
+        // SAFETY: inside the mapping and 4-byte aligned (checked); writers
+        // store such words whole (`write`, `write_u32_atomic`).
+        Ok(u32::from_le(unsafe {
+            core::ptr::read_volatile(p.cast::<u32>())
+        }))
     }
 
     /// `off..off+n` inside the mapping and `n`-aligned: a store of `n <= 8`
@@ -185,10 +234,13 @@ impl Pmem {
         Ok(())
     }
 
+    /// One aligned 8-byte load (bitmap words, the journal's commit word).
     pub(crate) fn read_u64(&self, off: u64) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.read(off, &mut b)?;
-        Ok(u64::from_le_bytes(b))
+        let p = self.aligned(off, 8)?;
+        // SAFETY: inside the mapping and 8-byte aligned (checked).
+        Ok(u64::from_le(unsafe {
+            core::ptr::read_volatile(p.cast::<u64>())
+        }))
     }
 
     /// One atomic 8-byte store: bitmap words.
@@ -245,12 +297,6 @@ impl Pmem {
         Ok(self.pfn0 + (off >> crate::format::BLOCK_SHIFT))
     }
 
-    /// The kernel address of `off..off+n`, for the VFS fields that must point
-    /// at stable memory (a symlink's `i_link`).
-    pub(crate) fn kaddr(&self, off: u64, n: usize) -> Result<*mut u8> {
-        self.range(off, n)
-    }
-
     /// Copy `n` bytes at `off` to a user iterator. Returns bytes copied.
     pub(crate) fn copy_to_iter(
         &self,
@@ -260,8 +306,18 @@ impl Pmem {
     ) -> Result<usize> {
         let p = self.range(off, n)?;
         // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
-        // valid for the duration of the call (IovIter invariant).
-        Ok(unsafe { bindings::_copy_to_iter(p as *const _, n, iter.as_ptr()) })
+        // valid for the duration of the call (IovIter invariant). The copy
+        // is machine-check safe: a poisoned line ends it short.
+        let got = unsafe { super::ferrofs_copy_mc_to_iter(p as *const _, n, iter.as_ptr()) };
+        if got < n {
+            // A fault on the user's buffer or a media error: tell them apart
+            // by reading the line it stopped at into the kernel.
+            let mut line = [0u8; CACHELINE];
+            let at = off + got as u64;
+            let k = core::cmp::min(CACHELINE - (at as usize % CACHELINE), n - got);
+            self.read(at, &mut line[..k])?;
+        }
+        Ok(got)
     }
 
     /// Copy `n` bytes from a user iterator into pmem with non-temporal stores
@@ -282,6 +338,42 @@ impl Pmem {
             t.ntstore(off, unsafe { core::slice::from_raw_parts(p, got) });
         }
         Ok(got)
+    }
+}
+
+/// Copy `n` bytes from `src` to `dst` (not overlapping), each naturally
+/// aligned 8-, 4- or 2-byte word of the destination with one volatile store
+/// of that width (WRITE_ONCE), the source read with unaligned loads.
+///
+/// # Safety
+/// `src..src+n` readable, `dst..dst+n` writable, the two disjoint.
+#[inline(always)]
+unsafe fn store_words(dst: *mut u8, src: *const u8, n: usize) {
+    let mut i = 0;
+    while i < n {
+        let a = dst as usize + i;
+        let left = n - i;
+        // SAFETY (all arms): `i + width <= n`, so both accesses stay inside
+        // the ranges the caller vouches for; the store is aligned to its
+        // width (checked on `a`), the load unaligned.
+        unsafe {
+            if a % 8 == 0 && left >= 8 {
+                let v = core::ptr::read_unaligned(src.add(i).cast::<u64>());
+                core::ptr::write_volatile(dst.add(i).cast::<u64>(), v);
+                i += 8;
+            } else if a % 4 == 0 && left >= 4 {
+                let v = core::ptr::read_unaligned(src.add(i).cast::<u32>());
+                core::ptr::write_volatile(dst.add(i).cast::<u32>(), v);
+                i += 4;
+            } else if a % 2 == 0 && left >= 2 {
+                let v = core::ptr::read_unaligned(src.add(i).cast::<u16>());
+                core::ptr::write_volatile(dst.add(i).cast::<u16>(), v);
+                i += 2;
+            } else {
+                core::ptr::write_volatile(dst.add(i), *src.add(i));
+                i += 1;
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 #include <linux/pfn_t.h>
 #include <linux/mm.h>
 #include <linux/uio.h>
+#include <linux/uaccess.h>
 #include <linux/xarray.h>
 #include <linux/blkdev.h>
 #include <asm/cpufeature.h>
@@ -157,4 +158,85 @@ unsigned int ferrofs_nofs_save(void)
 void ferrofs_nofs_restore(unsigned int flags)
 {
 	memalloc_nofs_restore(flags);
+}
+
+unsigned long ferrofs_copy_mc(void *dst, const void *src, size_t n);
+size_t ferrofs_copy_mc_to_iter(const void *src, size_t n, struct iov_iter *i);
+
+/* Machine-check-safe reads of pmem: a poisoned line ends the copy short. */
+unsigned long ferrofs_copy_mc(void *dst, const void *src, size_t n)
+{
+	return copy_mc_to_kernel(dst, src, n);
+}
+
+size_t ferrofs_copy_mc_to_iter(const void *src, size_t n, struct iov_iter *i)
+{
+	return _copy_mc_to_iter(src, n, i);
+}
+
+/*
+ * The per-mount list of inodes that may hold dirty marks, for sync_fs. An
+ * inode's link is on it (or on a sync_fs's private list) from its first
+ * mark until a sync_fs takes it off to write it back, or it is evicted.
+ * All under the list's spinlock; igrab nests i_lock inside it.
+ */
+void ferrofs_sync_list_init(spinlock_t *lock, struct list_head *head);
+void ferrofs_list_init(struct list_head *e);
+void ferrofs_sync_list_add(spinlock_t *lock, struct list_head *head, struct list_head *e);
+void ferrofs_sync_list_del(spinlock_t *lock, struct list_head *e);
+void ferrofs_sync_list_splice(spinlock_t *lock, struct list_head *head, struct list_head *priv);
+struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, size_t link_off);
+
+void ferrofs_sync_list_init(spinlock_t *lock, struct list_head *head)
+{
+	spin_lock_init(lock);
+	INIT_LIST_HEAD(head);
+}
+
+void ferrofs_list_init(struct list_head *e)
+{
+	INIT_LIST_HEAD(e);
+}
+
+void ferrofs_sync_list_add(spinlock_t *lock, struct list_head *head, struct list_head *e)
+{
+	spin_lock(lock);
+	if (list_empty(e))
+		list_add_tail(e, head);
+	spin_unlock(lock);
+}
+
+void ferrofs_sync_list_del(spinlock_t *lock, struct list_head *e)
+{
+	spin_lock(lock);
+	list_del_init(e);
+	spin_unlock(lock);
+}
+
+void ferrofs_sync_list_splice(spinlock_t *lock, struct list_head *head, struct list_head *priv)
+{
+	spin_lock(lock);
+	list_splice_init(head, priv);
+	spin_unlock(lock);
+}
+
+/*
+ * Take the first inode off @priv with a reference, skipping inodes being
+ * freed (their eviction writes them back). NULL when @priv is empty.
+ */
+struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, size_t link_off)
+{
+	struct inode *inode = NULL;
+
+	spin_lock(lock);
+	while (!list_empty(priv)) {
+		struct list_head *e = priv->next;
+
+		list_del_init(e);
+		inode = igrab((struct inode *)((char *)e - link_off));
+		if (inode)
+			break;
+	}
+	spin_unlock(lock);
+	return inode;
 }

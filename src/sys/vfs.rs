@@ -43,6 +43,8 @@ pub(crate) struct Inode {
     dirty_lock: Opaque<bindings::rw_semaphore>,
     sync_lock: RawMutex,
     map_lock: RawMutex,
+    /// On the mount's [`SyncList`] while it may hold dirty marks.
+    sync_link: Opaque<bindings::list_head>,
 }
 
 // SAFETY: the VFS inode is shared between threads by design; our fields are
@@ -150,21 +152,24 @@ impl Inode {
     }
 
     pub(crate) fn times(&self) -> [Time; 3] {
-        // SAFETY: reading fields of a live inode.
+        let i = self.raw();
+        // SAFETY: plain field reads through the raw pointer of a live inode
+        // (no reference to the whole struct, which other CPUs change); the
+        // VFS updates times without a lock, so a time may be torn between
+        // seconds and nanoseconds, as for every filesystem.
         unsafe {
-            let i = &*self.raw();
             [
                 Time {
-                    sec: i.i_atime_sec,
-                    nsec: i.i_atime_nsec,
+                    sec: (*i).i_atime_sec,
+                    nsec: (*i).i_atime_nsec,
                 },
                 Time {
-                    sec: i.i_mtime_sec,
-                    nsec: i.i_mtime_nsec,
+                    sec: (*i).i_mtime_sec,
+                    nsec: (*i).i_mtime_nsec,
                 },
                 Time {
-                    sec: i.i_ctime_sec,
-                    nsec: i.i_ctime_nsec,
+                    sec: (*i).i_ctime_sec,
+                    nsec: (*i).i_ctime_nsec,
                 },
             ]
         }
@@ -186,9 +191,16 @@ impl Inode {
     }
 
     /// Record the allocated 4 KiB blocks in `i_blocks` (512-byte units).
+    /// `blocks` comes from the medium: saturate rather than overflow.
     pub(crate) fn set_blocks(&self, blocks: u64) {
-        // SAFETY: plain field store on a live inode, under the map lock.
-        unsafe { (*self.raw()).i_blocks = blocks * 8 };
+        // SAFETY: one aligned 8-byte store to a field of a live inode (under
+        // the map lock, or I_NEW); stat reads it without a lock.
+        unsafe {
+            core::ptr::write_volatile(
+                core::ptr::addr_of_mut!((*self.raw()).i_blocks),
+                blocks.saturating_mul(8),
+            )
+        };
     }
 
     pub(crate) fn dirty_lock(&self) -> &RwSem {
@@ -236,53 +248,155 @@ impl Inode {
         unsafe { bindings::__mark_inode_dirty(self.raw(), bindings::I_DIRTY_PAGES as c_int) };
     }
 
-    /// Set the symlink target pointer (into pmem, valid for the mount).
-    pub(crate) fn set_link(&self, target: *mut u8) {
-        // SAFETY: live inode being set up (I_NEW); i_link is read by
-        // simple_get_link only after unlock_new_inode.
-        unsafe { (*self.raw()).__bindgen_anon_4.i_link = target as *mut c_char };
+    /// Give a symlink inode its target: a NUL-terminated kmalloc'd copy,
+    /// freed with the inode (`free_inode`, after RCU: lookups in RCU mode
+    /// read it). Only once, on an inode being set up (I_NEW or NewInode).
+    pub(crate) fn set_link(&self, target: &[u8]) -> Result {
+        let n = target.len().checked_add(1).ok_or(EINVAL)?;
+        // SAFETY: plain allocation.
+        let p =
+            unsafe { bindings::krealloc(core::ptr::null(), n, bindings::GFP_KERNEL) } as *mut u8;
+        if p.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `p` has `n` bytes; the source is a Rust slice, disjoint.
+        // The inode is being set up: simple_get_link reads i_link only after
+        // unlock_new_inode / d_instantiate_new.
+        unsafe {
+            core::ptr::copy_nonoverlapping(target.as_ptr(), p, target.len());
+            *p.add(target.len()) = 0;
+            (*self.raw()).__bindgen_anon_4.i_link = p as *mut c_char;
+        }
+        Ok(())
     }
 
     /// Fill the VFS inode from its on-media copy and choose its operations.
+    /// The caller checked `d` (`inode::read_inode`).
     pub(crate) fn init_from_disk(&self, d: &crate::format::Inode, kind: Kind) {
-        // SAFETY: the inode is new (I_NEW) and not yet visible to others.
+        let i = self.raw();
+        // SAFETY: the inode is I_NEW: iget_locked hashed it, so other CPUs
+        // can find it, but they wait for unlock_new_inode before they use
+        // these fields, and no one else writes them until then. Each is set
+        // through the raw pointer; no reference to the whole inode is made.
         unsafe {
-            let i = &mut *self.raw();
-            i.i_mode = d.mode.get();
-            i.i_uid.val = d.uid.get();
-            i.i_gid.val = d.gid.get();
-            bindings::set_nlink(self.raw(), d.nlink.get());
-            i.i_size = d.size.get() as i64;
-            i.i_blocks = d.blocks.get() * 8;
-            i.i_atime_sec = d.atime_sec.get() as i64;
-            i.i_atime_nsec = d.atime_nsec.get();
-            i.i_mtime_sec = d.mtime_sec.get() as i64;
-            i.i_mtime_nsec = d.mtime_nsec.get();
-            i.i_ctime_sec = d.ctime_sec.get() as i64;
-            i.i_ctime_nsec = d.ctime_nsec.get();
-            i.i_generation = d.generation.get();
+            (*i).i_mode = d.mode.get();
+            (*i).i_uid.val = d.uid.get();
+            (*i).i_gid.val = d.gid.get();
+            bindings::set_nlink(i, d.nlink.get());
+            (*i).i_size = core::cmp::min(d.size.get(), i64::MAX as u64) as i64;
+            (*i).i_atime_sec = clamp_sec(d.atime_sec.get());
+            (*i).i_atime_nsec = d.atime_nsec.get();
+            (*i).i_mtime_sec = clamp_sec(d.mtime_sec.get());
+            (*i).i_mtime_nsec = d.mtime_nsec.get();
+            (*i).i_ctime_sec = clamp_sec(d.ctime_sec.get());
+            (*i).i_ctime_nsec = d.ctime_nsec.get();
+            (*i).i_generation = d.generation.get();
         }
+        self.set_blocks(d.blocks.get());
         self.set_ops(kind);
     }
 
     fn set_ops(&self, kind: Kind) {
-        // SAFETY: the inode is new and not yet visible; the tables are static.
+        let i = self.raw();
+        // SAFETY: the inode is I_NEW (as in init_from_disk) or not yet
+        // hashed (NewInode); the tables are static. Raw field stores only.
         unsafe {
-            let i = &mut *self.raw();
             match kind {
                 Kind::Dir => {
-                    i.i_op = &DIR_IOPS.0;
-                    i.__bindgen_anon_3.i_fop = &DIR_FOPS.0;
+                    (*i).i_op = &DIR_IOPS.0;
+                    (*i).__bindgen_anon_3.i_fop = &DIR_FOPS.0;
                 }
                 Kind::File => {
-                    i.i_op = &FILE_IOPS.0;
-                    i.__bindgen_anon_3.i_fop = &FILE_FOPS.0;
-                    (*i.i_mapping).a_ops = &AOPS.0;
+                    (*i).i_op = &FILE_IOPS.0;
+                    (*i).__bindgen_anon_3.i_fop = &FILE_FOPS.0;
+                    (*(*i).i_mapping).a_ops = &AOPS.0;
                 }
                 Kind::Symlink => {
-                    i.i_op = &SYMLINK_IOPS.0;
+                    (*i).i_op = &SYMLINK_IOPS.0;
                 }
             }
+        }
+    }
+}
+
+/// On-media seconds are unsigned; the VFS keeps `time64_t`.
+fn clamp_sec(s: u64) -> i64 {
+    core::cmp::min(s, i64::MAX as u64) as i64
+}
+
+/// The inodes of a mount that may hold dirty marks: `sync_fs` writes them
+/// back (see `dax::sync_all`). Boxed: the C list head and lock never move.
+pub(crate) struct SyncList {
+    lock: Opaque<bindings::spinlock_t>,
+    head: Opaque<bindings::list_head>,
+}
+
+// SAFETY: the list and its links are only touched under its spinlock (the
+// shims in shim.c take it).
+unsafe impl Sync for SyncList {}
+// SAFETY: as above.
+unsafe impl Send for SyncList {}
+
+impl SyncList {
+    pub(crate) fn new() -> Result<kernel::alloc::KBox<SyncList>> {
+        let b = kernel::alloc::KBox::new(
+            SyncList {
+                lock: Opaque::uninit(),
+                head: Opaque::uninit(),
+            },
+            kernel::alloc::flags::GFP_KERNEL,
+        )?;
+        // SAFETY: a fresh heap allocation that is never moved out of its
+        // box; initialised once, here, before any use.
+        unsafe { super::ferrofs_sync_list_init(b.lock.get(), b.head.get()) };
+        Ok(b)
+    }
+
+    /// `inode` has (or just got) a dirty mark: make sure the next sync_fs
+    /// visits it. Called after the mark is set, so a sync_fs that takes the
+    /// inode off the list (under the same lock) sees the mark in its walk.
+    pub(crate) fn add(&self, inode: &Inode) {
+        // SAFETY: the list is initialised (new); the link is initialised in
+        // alloc_inode and belongs to a live inode of this mount.
+        unsafe {
+            super::ferrofs_sync_list_add(self.lock.get(), self.head.get(), inode.sync_link.get())
+        };
+    }
+
+    /// Eviction: the inode leaves the list before its memory can go.
+    fn del(&self, inode: &Inode) {
+        // SAFETY: as add; list_del_init of a link on no list is a no-op.
+        unsafe { super::ferrofs_sync_list_del(self.lock.get(), inode.sync_link.get()) };
+    }
+
+    /// Take every inode now on the list and run `f` on each, holding a
+    /// reference. Inodes marked again meanwhile go back on the list for the
+    /// next call, so this ends even while stores go on.
+    pub(crate) fn drain(&self, mut f: impl FnMut(&Inode)) {
+        let private = Opaque::<bindings::list_head>::uninit();
+        // SAFETY: `private` is a list head on this stack frame that is not
+        // moved and is empty again (every entry popped or deleted under the
+        // lock) before the frame ends; evict_inode may unlink entries from
+        // it meanwhile, under the same lock.
+        unsafe {
+            super::ferrofs_list_init(private.get());
+            super::ferrofs_sync_list_splice(self.lock.get(), self.head.get(), private.get());
+        }
+        loop {
+            // SAFETY: as above; `sync_link`'s offset locates the inode.
+            let p = unsafe {
+                super::ferrofs_sync_list_pop(
+                    self.lock.get(),
+                    private.get(),
+                    core::mem::offset_of!(Inode, sync_link),
+                )
+            };
+            if p.is_null() {
+                break;
+            }
+            // igrab took the reference InodeRef drops.
+            let r = InodeRef(p);
+            f(r.get());
         }
     }
 }
@@ -365,6 +479,11 @@ impl NewInode {
             (*p).i_generation = bindings::get_random_u32();
             let r = bindings::insert_inode_locked(p);
             if r != 0 {
+                // Not hashed, nothing of ours on the medium to release (the
+                // caller frees the slot in its open transaction): a bad
+                // inode's eviction skips `inode::evict`, which would start
+                // a transaction of its own and wait for the caller's.
+                bindings::make_bad_inode(p);
                 bindings::clear_nlink(p);
                 bindings::iput(p);
                 return Err(Error::from_errno(r));
@@ -642,17 +761,20 @@ impl NewSuper {
     }
     /// Set block size, limits and operations.
     pub(crate) fn setup(&self, max_bytes: u64) -> Result {
-        // SAFETY: the superblock is being set up and not yet visible.
+        // SAFETY: fill_super runs with s_umount held exclusive and before
+        // SB_BORN: the VFS reads none of these fields until we return.
         unsafe {
             if bindings::sb_set_blocksize(self.0, crate::format::BLOCK_SIZE as c_int) == 0 {
                 return Err(EINVAL);
             }
-            let s = &mut *self.0;
-            s.s_magic = FERROFS_MAGIC as c_ulong;
-            s.s_op = &SOPS.0;
-            s.s_maxbytes = core::cmp::min(max_bytes, MAX_LFS_FILESIZE as u64) as i64;
-            s.s_time_gran = 1;
-            s.s_flags |= SB_NOSEC;
+            // Raw field stores: the superblock is already on the type's list
+            // (sget), so no `&mut` to all of it.
+            let s = self.0;
+            (*s).s_magic = FERROFS_MAGIC as c_ulong;
+            (*s).s_op = &SOPS.0;
+            (*s).s_maxbytes = core::cmp::min(max_bytes, MAX_LFS_FILESIZE as u64) as i64;
+            (*s).s_time_gran = 1;
+            (*s).s_flags |= SB_NOSEC;
         }
         Ok(())
     }
@@ -858,14 +980,23 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
             (*p).map_lock.as_ptr(),
             (*p).dirty.as_ptr(),
         );
+        super::ferrofs_list_init((*p).sync_link.get());
         (*p).vfs.get()
     }
 }
 
 unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
     // SAFETY: RCU-delayed free of an inode from alloc_inode (vfs is the first
-    // field, so the pointers coincide).
-    unsafe { bindings::kfree(inode as *const c_void) };
+    // field, so the pointers coincide). A symlink's i_link is its own
+    // allocation (set_link); in other inodes that union member is unused
+    // by ferrofs and NULL. make_bad_inode makes a failed symlink S_IFREG,
+    // but read_inode sets the link only once every check has passed.
+    unsafe {
+        if u32::from((*inode).i_mode) & bindings::S_IFMT == bindings::S_IFLNK {
+            bindings::kfree((*inode).__bindgen_anon_4.i_link as *const c_void);
+        }
+        bindings::kfree(inode as *const c_void)
+    };
 }
 
 unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
@@ -873,6 +1004,7 @@ unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     let i = unsafe { Inode::from_raw(inode) };
     // SAFETY: as above.
     unsafe { bindings::truncate_inode_pages_final(core::ptr::addr_of_mut!((*inode).i_data)) };
+    i.fs().sync_list.del(i);
     // A bad inode (failed to load) has nothing of ours to release.
     // SAFETY: live inode.
     if !unsafe { bindings::is_bad_inode(inode) } {
@@ -921,13 +1053,18 @@ unsafe extern "C" fn show_options(
     0
 }
 
-unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, _wait: c_int) -> c_int {
+unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
     // SAFETY: a mounted ferrofs superblock; s_fs_info is set until kill_sb.
     let fs = unsafe { &*((*sb).s_fs_info as *const FsInfo) };
-    // Data was written back by writepages, metadata flushed as it was
-    // written; order it all.
-    fs.pmem.fence();
-    0
+    // sync(2) and syncfs(2) call us with wait = 0, then 1. Metadata was
+    // flushed as it was written; data needs the writeback walk of every
+    // inode that may hold marks: writepages alone is not enough, since the
+    // flusher forgets an inode re-marked while its writepages ran.
+    if wait == 0 {
+        fs.pmem.fence();
+        return 0;
+    }
+    from_result(|| crate::dax::sync_all(fs).map(|()| 0))
 }
 
 // ---------------------------------------------------------------------------

@@ -356,6 +356,22 @@ fn free_inode_slot_is_not_checked() {
 }
 
 #[test]
+fn inode_with_block_count_larger_than_the_filesystem_is_rejected() {
+    // A count the kernel would multiply (i_blocks = blocks * 8) must be
+    // bounded before use: 2^64-1 with a valid checksum is refused.
+    let mut i = dir_inode(2);
+    i.blocks.set(u64::MAX);
+    i.update_checksum(2);
+    assert_eq!(
+        i.validate(2, 1024),
+        Err(FormatError::BadInode("block count larger than the filesystem"))
+    );
+    i.blocks.set(1024);
+    i.update_checksum(2);
+    assert_eq!(i.validate(2, 1024), Ok(()));
+}
+
+#[test]
 fn inode_with_block_pointer_past_end_is_rejected() {
     let mut i = dir_inode(2);
     i.direct[3].set(1024);

@@ -8,7 +8,7 @@ usage: ferrotest list
        ferrotest run [--dir DIR] [--stats DIR | --no-counters] [NAME...]
        ferrotest fill FILE SEED LEN
        ferrotest verify FILE SEED LEN
-       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none]
+       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|syncfs]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
        ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE]
@@ -21,7 +21,7 @@ run: runs the named cases (all if none) in DIR (default: the current
   Environment: FERROTEST_STRESS_SECS (default 15), FERROTEST_SEED.
 fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
   of SEED. mmap-fill: the same through a MAP_SHARED mapping, then msync
-  (default), fsync, or none (munmap, then fsync).
+  (default), fsync, none (munmap, then fsync) or syncfs (syncfs(2) only).
 sbpatch: set FIELD (magic, version, blocks_count, block_size) of the ferrofs
   superblock at offset 0 of DEV; the checksum is left stale unless --fix-csum.
 flipbyte: invert every bit of the byte at OFFSET of DEV.
@@ -43,6 +43,8 @@ pub enum SyncMode {
     Msync,
     Fsync,
     None,
+    /// syncfs(2) while the mapping is still there; no fsync or msync.
+    Syncfs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,9 +242,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     "msync" => SyncMode::Msync,
                     "fsync" => SyncMode::Fsync,
                     "none" => SyncMode::None,
+                    "syncfs" => SyncMode::Syncfs,
                     _ => {
                         return Err(format!(
-                            "mmap-fill: --sync must be msync, fsync or none, not {v:?}"
+                            "mmap-fill: --sync must be msync, fsync, none or syncfs, not {v:?}"
                         ))
                     }
                 };
@@ -407,6 +410,7 @@ mod tests {
             ("--sync=msync", SyncMode::Msync),
             ("--sync=fsync", SyncMode::Fsync),
             ("--sync=none", SyncMode::None),
+            ("--sync=syncfs", SyncMode::Syncfs),
         ] {
             assert_eq!(
                 p(&["mmap-fill", "/f", "1", "8192", arg]),

@@ -2,6 +2,7 @@
 //! and asserts the outcomes ferrofs promises: which pages get marked dirty,
 //! how many an fsync flushes, what reaches the file, where SIGBUS comes.
 
+use crate::coherence;
 use crate::counters::{valid_flush_insn, Field};
 use crate::pattern;
 use crate::runner::{Case, CaseError, CaseResult, Ctx};
@@ -75,6 +76,41 @@ pub static CASES: &[Case] = &[
         name: "counters_add_up",
         needs_counters: true,
         run: counters_add_up,
+    },
+    Case {
+        name: "hole_mappings_see_pwrite",
+        needs_counters: false,
+        run: coherence::hole_mappings_see_pwrite,
+    },
+    Case {
+        name: "hole_mappings_see_fallocate_then_pwrite",
+        needs_counters: false,
+        run: coherence::hole_mappings_see_fallocate_then_pwrite,
+    },
+    Case {
+        name: "hole_mappings_see_child_store",
+        needs_counters: false,
+        run: coherence::hole_mappings_see_child_store,
+    },
+    Case {
+        name: "hole_mappings_see_own_store",
+        needs_counters: false,
+        run: coherence::hole_mappings_see_own_store,
+    },
+    Case {
+        name: "hole_fill_race_stress",
+        needs_counters: false,
+        run: coherence::hole_fill_race_stress,
+    },
+    Case {
+        name: "block_pointer_race_stress",
+        needs_counters: false,
+        run: coherence::block_pointer_race_stress,
+    },
+    Case {
+        name: "syncfs_flushes_stores_made_during_writeback",
+        needs_counters: true,
+        run: coherence::syncfs_flushes_stores_made_during_writeback,
     },
     Case {
         name: "truncate_race_stress",

@@ -5,6 +5,7 @@
 
 mod args;
 mod cases;
+mod coherence;
 mod counters;
 mod crashrun;
 mod pattern;

@@ -7,7 +7,7 @@ use ferrofs_format::{Pod, Superblock, SUPERBLOCK_SIZE};
 
 use crate::args::{SbField, SyncMode};
 use crate::pattern;
-use crate::sys::{Fd, Map};
+use crate::sys::{self, Fd, Map};
 
 const CHUNK: usize = 1 << 20;
 
@@ -96,6 +96,14 @@ pub fn mmap_fill(file: &Path, seed: u64, len: u64, sync: SyncMode) -> Result<(),
             // The marks must outlive the mapping: fsync after munmap.
             map.unmap()?;
             fd.fsync()
+        }
+        SyncMode::Syncfs => {
+            // sync_fs must find the marks by itself (no fsync, no msync).
+            // SAFETY: plain syscall on our descriptor.
+            if unsafe { libc::syncfs(fd.raw()) } != 0 {
+                return Err(format!("syncfs {}: {}", file.display(), sys::last_err()));
+            }
+            map.unmap()
         }
     }
 }
