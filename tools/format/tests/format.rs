@@ -364,7 +364,9 @@ fn inode_with_block_count_larger_than_the_filesystem_is_rejected() {
     i.update_checksum(2);
     assert_eq!(
         i.validate(2, 1024),
-        Err(FormatError::BadInode("block count larger than the filesystem"))
+        Err(FormatError::BadInode(
+            "block count larger than the filesystem"
+        ))
     );
     i.blocks.set(1024);
     i.update_checksum(2);
