@@ -641,6 +641,9 @@ pub const MAX_FILE_BLOCKS: u64 = NDIRECT as u64
 //
 // An all-zero header (a fresh mkfs) is an empty journal with `seq_done == 0`.
 
+/// The largest `seq_done` a valid journal holds.
+pub const JOURNAL_SEQ_MAX: u64 = 1 << 62;
+
 /// `b"FERROJNL"`.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"FERROJNL";
 /// Byte offset of the first record inside the journal region.
@@ -774,6 +777,13 @@ impl JournalState {
             return Err(FormatError::BadJournal("bad journal magic"));
         }
         let seq_done = h.seq_done.get();
+        // 2^62 transactions is centuries at any rate; a larger number is
+        // damage, and would overflow as transactions count on.
+        if seq_done > JOURNAL_SEQ_MAX {
+            return Err(FormatError::BadJournal(
+                "journal sequence number out of range",
+            ));
+        }
         let mut pending = 0;
         let mut end = JOURNAL_RECORDS_OFF;
         for r in Records::new(region, seq_done, g) {

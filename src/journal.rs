@@ -55,11 +55,10 @@ impl Journal {
     pub(crate) fn recover(pmem: &Pmem, g: &Geometry) -> Result<Journal> {
         let start = g.journal_start << BLOCK_SHIFT;
         let len = g.journal_blocks as usize * BLOCK_SIZE;
-        // SAFETY: at mount, before the superblock is live: no transaction,
-        // fault or user mapping can write the journal while `region` lives
-        // (it is dropped before `recover` returns; the rollback below writes
-        // only the records' targets, which lie outside the journal, as
-        // `Records` checks).
+        // At mount, before the superblock is live, no transaction, fault or
+        // user mapping exists; the rollback below writes only the records'
+        // targets, which `Records` checks lie outside the journal.
+        // SAFETY: so nothing writes the journal while `region` lives.
         let region = unsafe { pmem.slice(start, len)? };
         let st = match JournalState::parse(region, g) {
             Ok(st) => st,
@@ -82,7 +81,8 @@ impl Journal {
                 pmem.flush(target, n)?;
             }
             pmem.fence();
-            seq_done += 1;
+            // parse() bounded seq_done far below u64::MAX.
+            seq_done = seq_done.checked_add(1).ok_or(EINVAL)?;
             pmem.write_u64_atomic(start + JOURNAL_SEQ_DONE_OFF as u64, seq_done)?;
             pmem.flush(start, JOURNAL_RECORDS_OFF)?;
             pmem.fence();
@@ -163,7 +163,8 @@ impl<'a> Tx<'a> {
             );
             return Err(ENOSPC);
         }
-        let seq = self.st.seq_done + 1;
+        // Bounded at mount (JOURNAL_SEQ_MAX); 2^62 more would take centuries.
+        let seq = self.st.seq_done.checked_add(1).ok_or(EIO)?;
         let rec = self.j.start + self.pos as u64;
         let data_at = rec + RECORD_HEADER_SIZE as u64;
         let mut h = RecordHeader::new(seq, target, &[]);
@@ -246,7 +247,7 @@ impl<'a> Tx<'a> {
         }
         // Every in-place store was written back; order them before the commit.
         self.pmem.fence();
-        let seq = self.st.seq_done + 1;
+        let seq = self.st.seq_done.checked_add(1).ok_or(EIO)?;
         let at = self.j.start + JOURNAL_SEQ_DONE_OFF as u64;
         self.pmem.write_u64_atomic(at, seq)?;
         self.pmem.flush(at, 8)?;

@@ -112,9 +112,9 @@ impl Pmem {
     /// poisoned line gives `EIO`, not a machine check in the kernel.
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result {
         let p = self.range(off, buf.len())?;
+        // copy_mc_to_kernel returns the number of bytes it could not copy.
         // SAFETY: `p..p+len` is inside the mapping (checked); `buf` is ours
-        // and cannot overlap the device mapping. copy_mc_to_kernel returns
-        // the number of bytes it could not copy.
+        // and cannot overlap the device mapping.
         let left = unsafe {
             super::ferrofs_copy_mc(buf.as_mut_ptr().cast(), p.cast_const().cast(), buf.len())
         };
@@ -305,9 +305,9 @@ impl Pmem {
         iter: &mut super::vfs::IovIter,
     ) -> Result<usize> {
         let p = self.range(off, n)?;
+        // Machine-check safe: a poisoned line ends the copy short.
         // SAFETY: `p..p+n` is inside the mapping (checked); the iterator is
-        // valid for the duration of the call (IovIter invariant). The copy
-        // is machine-check safe: a poisoned line ends it short.
+        // valid for the duration of the call (IovIter invariant).
         let got = unsafe { super::ferrofs_copy_mc_to_iter(p as *const _, n, iter.as_ptr()) };
         if got < n {
             // A fault on the user's buffer or a media error: tell them apart
@@ -353,9 +353,9 @@ unsafe fn store_words(dst: *mut u8, src: *const u8, n: usize) {
     while i < n {
         let a = dst as usize + i;
         let left = n - i;
-        // SAFETY (all arms): `i + width <= n`, so both accesses stay inside
-        // the ranges the caller vouches for; the store is aligned to its
-        // width (checked on `a`), the load unaligned.
+        // In every arm `i + width <= n`, and the store is aligned to its
+        // width (checked on `a`); the load is unaligned.
+        // SAFETY: so both accesses stay inside the caller's ranges.
         unsafe {
             if a % 8 == 0 && left >= 8 {
                 let v = core::ptr::read_unaligned(src.add(i).cast::<u64>());

@@ -153,10 +153,9 @@ impl Inode {
 
     pub(crate) fn times(&self) -> [Time; 3] {
         let i = self.raw();
-        // SAFETY: plain field reads through the raw pointer of a live inode
-        // (no reference to the whole struct, which other CPUs change); the
-        // VFS updates times without a lock, so a time may be torn between
-        // seconds and nanoseconds, as for every filesystem.
+        // The VFS updates times without a lock, so a time may be torn
+        // between seconds and nanoseconds, as for every filesystem.
+        // SAFETY: field reads through the raw pointer of a live inode.
         unsafe {
             [
                 Time {
@@ -259,9 +258,9 @@ impl Inode {
         if p.is_null() {
             return Err(ENOMEM);
         }
-        // SAFETY: `p` has `n` bytes; the source is a Rust slice, disjoint.
         // The inode is being set up: simple_get_link reads i_link only after
         // unlock_new_inode / d_instantiate_new.
+        // SAFETY: `p` has `n` bytes; the source is a Rust slice, disjoint.
         unsafe {
             core::ptr::copy_nonoverlapping(target.as_ptr(), p, target.len());
             *p.add(target.len()) = 0;
@@ -274,10 +273,9 @@ impl Inode {
     /// The caller checked `d` (`inode::read_inode`).
     pub(crate) fn init_from_disk(&self, d: &crate::format::Inode, kind: Kind) {
         let i = self.raw();
-        // SAFETY: the inode is I_NEW: iget_locked hashed it, so other CPUs
-        // can find it, but they wait for unlock_new_inode before they use
-        // these fields, and no one else writes them until then. Each is set
-        // through the raw pointer; no reference to the whole inode is made.
+        // The inode is I_NEW: iget_locked hashed it, so other CPUs can find
+        // it, but they wait for unlock_new_inode before they use these fields.
+        // SAFETY: no one else writes them until then; raw field stores only.
         unsafe {
             (*i).i_mode = d.mode.get();
             (*i).i_uid.val = d.uid.get();
@@ -374,10 +372,10 @@ impl SyncList {
     /// next call, so this ends even while stores go on.
     pub(crate) fn drain(&self, mut f: impl FnMut(&Inode)) {
         let private = Opaque::<bindings::list_head>::uninit();
-        // SAFETY: `private` is a list head on this stack frame that is not
-        // moved and is empty again (every entry popped or deleted under the
-        // lock) before the frame ends; evict_inode may unlink entries from
-        // it meanwhile, under the same lock.
+        // `private` is a list head on this stack frame, not moved, and empty
+        // again (every entry popped or deleted under the lock) before the
+        // frame ends; evict_inode may unlink entries meanwhile, under it.
+        // SAFETY: both lists are initialised and only touched under the lock.
         unsafe {
             super::ferrofs_list_init(private.get());
             super::ferrofs_sync_list_splice(self.lock.get(), self.head.get(), private.get());
@@ -986,11 +984,11 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
 }
 
 unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
-    // SAFETY: RCU-delayed free of an inode from alloc_inode (vfs is the first
-    // field, so the pointers coincide). A symlink's i_link is its own
-    // allocation (set_link); in other inodes that union member is unused
-    // by ferrofs and NULL. make_bad_inode makes a failed symlink S_IFREG,
-    // but read_inode sets the link only once every check has passed.
+    // A symlink's i_link is its own allocation (set_link); in other inodes
+    // that union member is unused by ferrofs. make_bad_inode makes a failed
+    // symlink S_IFREG, but read_inode sets the link after every check.
+    // SAFETY: RCU-delayed free of an inode from alloc_inode (vfs is the
+    // first field, so the pointers coincide) and of its own link copy.
     unsafe {
         if u32::from((*inode).i_mode) & bindings::S_IFMT == bindings::S_IFLNK {
             bindings::kfree((*inode).__bindgen_anon_4.i_link as *const c_void);

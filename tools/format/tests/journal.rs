@@ -170,3 +170,24 @@ fn a_record_torn_between_two_versions_of_an_inode_is_not_valid() {
     r[at..at + INODE_SIZE].copy_from_slice(old.as_bytes());
     assert_eq!(JournalState::parse(&r, &g).expect("parses").pending, 0);
 }
+
+#[test]
+fn journal_sequence_number_near_the_top_is_refused() {
+    // A checksummed header with seq_done = 2^64-1 once made the module add
+    // with overflow (a kernel panic with overflow checks on).
+    let g = geo();
+    for bad in [u64::MAX, u64::MAX - 1, JOURNAL_SEQ_MAX + 1] {
+        let mut r = region();
+        header(&mut r, bad);
+        assert_eq!(
+            JournalState::parse(&r, &g).map(|s| s.seq_done),
+            Err(FormatError::BadJournal(
+                "journal sequence number out of range"
+            )),
+            "seq_done {bad:#x}"
+        );
+    }
+    let mut r = region();
+    header(&mut r, JOURNAL_SEQ_MAX);
+    assert!(JournalState::parse(&r, &g).is_ok());
+}
