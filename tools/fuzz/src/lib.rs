@@ -8,8 +8,13 @@
 //! ([`exercise`]) and reads the kernel log for warnings, oopses and lockdep
 //! reports.
 
+pub mod base;
+pub mod exercise;
+pub mod kmsg;
 pub mod layout;
 pub mod model;
 pub mod mutate;
 pub mod rng;
+pub mod run;
 pub mod synth;
+pub mod sys;
