@@ -142,7 +142,13 @@ pub fn exercise(mnt: &Path, ev: &mut Events, lim: &Limits) {
         // Follows the link: may leave the mount, only to stat.
         ev.rec("stat", l, fs::metadata(l));
     }
-    let chosen = choose_files(&tree, lim.map_files);
+    // Mapping past the end of a file is a SIGBUS by definition: only files
+    // with bytes are mapped.
+    let mappable = Tree {
+        files: tree.files.iter().filter(|f| f.1 > 0).cloned().collect(),
+        ..Tree::default()
+    };
+    let chosen = choose_files(&mappable, lim.map_files);
     for (f, size) in &chosen {
         ev.phase("mmap", &f.display().to_string());
         map_in_grandchild(f, *size, ev);
@@ -158,7 +164,9 @@ pub fn exercise(mnt: &Path, ev: &mut Events, lim: &Limits) {
             dirs.push(last);
         }
     }
-    for (i, d) in dirs.iter().enumerate() {
+    // The last first: the rmdir of a subdirectory done in an earlier one
+    // would otherwise remove a later one.
+    for (i, d) in dirs.iter().enumerate().rev() {
         ev.phase("names", &d.display().to_string());
         name_ops(mnt, d, i, &tree, ev);
     }

@@ -31,6 +31,8 @@ usage: ferrofuzz COMMAND [OPTIONS]
   exercise --dir DIR [--populate]
       one round's workload on DIR (any filesystem; it changes it), after
       creating the base's tree in it with --populate.
+  show --base IMG
+      the base as the mutator sees it: geometry and every used inode.
   kinds
       list the mutation kinds.
 
@@ -218,6 +220,40 @@ fn real_main() -> Result<ExitCode, String> {
                 Verdict::Problems => ExitCode::from(1),
                 Verdict::Hung => ExitCode::from(3),
             })
+        }
+        "show" => {
+            let mut base = None;
+            while let Some(f) = a.it.next() {
+                match f.as_str() {
+                    "--base" => base = Some(PathBuf::from(a.value(&f)?)),
+                    _ => return Err(format!("unknown option {f:?}")),
+                }
+            }
+            let base = base.ok_or("--base is required")?;
+            let img =
+                std::fs::read(&base).map_err(|e| format!("cannot read {}: {e}", base.display()))?;
+            let m = Model::parse(&img)?;
+            let g = m.geo;
+            println!(
+                "{} blocks, {} inodes; journal {}+{}, bitmap {}+{}, inode table {}+{}, data from {}; journal seq_done {}",
+                g.blocks_count, g.inodes_count, g.journal_start, g.journal_blocks, g.bitmap_start,
+                g.bitmap_blocks, g.itable_start, g.itable_blocks, g.data_start, m.journal.seq_done
+            );
+            for i in &m.inodes {
+                println!(
+                    "inode {:4} {:?} mode {:#o} nlink {} size {} blocks {} ({} data, {} indirect) {}",
+                    i.ino,
+                    i.kind,
+                    i.inode.mode.get(),
+                    i.inode.nlink.get(),
+                    i.inode.size.get(),
+                    i.inode.blocks.get(),
+                    i.data_blocks.len(),
+                    i.ind_blocks.len(),
+                    i.path
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         "exercise" => {
             let mut dir = None;

@@ -828,7 +828,10 @@ impl Gen<'_> {
         if let Some(o) = self.pick_inode(rng, |i| i.ino != owner.ino && !i.ind_blocks.is_empty()) {
             v.push(*rng.pick(&o.ind_blocks) as u64);
         }
-        if let Some(d) = self.pick_inode(rng, |i| i.kind == FileKind::Dir && i.ino != owner.ino) {
+        let dir = |i: &InodeInfo| {
+            i.kind == FileKind::Dir && i.ino != owner.ino && !i.data_blocks.is_empty()
+        };
+        if let Some(d) = self.pick_inode(rng, dir) {
             v.push(*rng.pick(&d.data_blocks) as u64);
         }
         if !owner.data_blocks.is_empty() {

@@ -260,11 +260,11 @@ pub fn run(o: &RunOpts) -> Result<Verdict, String> {
         }
     }
     out.line(&format!(
-        "ferrofuzz: seed {} ({:#x}), rounds {}..{}, base {} ({} blocks, {} inodes used), device {} ({device_blocks} blocks), {} of {} kinds",
+        "ferrofuzz: seed {} ({:#x}), rounds {}-{}, base {} ({} blocks, {} inodes used), device {} ({device_blocks} blocks), {} of {} kinds",
         o.seed,
         o.seed,
         o.first,
-        o.first + o.rounds,
+        (o.first + o.rounds).saturating_sub(1),
         o.base.display(),
         model.image_blocks,
         model.inodes.len(),
@@ -294,13 +294,15 @@ pub fn run(o: &RunOpts) -> Result<Verdict, String> {
         kmsg.mark(&format!("seed {} {line}", o.seed));
         sys::write_device(&o.dev, &img, 0)
             .map_err(|e| format!("round {r}: cannot write {}: {e}", o.dev.display()))?;
+        let t0 = Instant::now();
         let res = round_in_child(Some(&o.dev), &o.mnt, o.timeout);
+        let took = t0.elapsed().as_secs_f64();
         let klines = kmsg.read_new();
         let bad: Vec<&String> = klines
             .iter()
             .filter(|l| !l.starts_with("ferrofuzz:") && is_bad(l))
             .collect();
-        out.line(&format!("round {r}: {}", res.summary()));
+        out.line(&format!("round {r}: {} ({took:.1} s)", res.summary()));
         if o.verbose {
             for l in &res.fail_lines {
                 out.line(&format!("  call {l}"));

@@ -200,7 +200,12 @@ impl Builder {
             .collect();
         for dino in dirs {
             let entries = self.entries.get(&dino).cloned().unwrap_or_default();
-            let nblocks = entries.len().div_ceil(DIRENTS_PER_BLOCK).max(1);
+            // As the module does it: an empty directory has no block (the
+            // root keeps the one mkfs gave it).
+            let mut nblocks = entries.len().div_ceil(DIRENTS_PER_BLOCK);
+            if dino == ROOT_INO {
+                nblocks = nblocks.max(1);
+            }
             for l in 0..nblocks {
                 self.map(dino, l as u64);
             }
