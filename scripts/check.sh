@@ -68,7 +68,12 @@ guest_run() {  # $1: label, rest: command
 }
 # FERRO_TESTS=substring runs only the matching guest test files.
 rm -rf "$FERRO_CACHE/out/persist"
-guest_run suite bash tests/run.sh "${FERRO_TESTS:-}"
+# The knobs of the guest tests, passed through when set.
+guest_env=()
+for v in FERRO_FUZZ_ROUNDS FERRO_FUZZ_SEED FERROTEST_STRESS_SECS FERROTEST_SEED FERROTEST_COHERENCE_SECS; do
+  if [ -n "${!v:-}" ]; then guest_env+=("$v=${!v}"); fi
+done
+guest_run suite env "${guest_env[@]}" bash tests/run.sh "${FERRO_TESTS:-}"
 
 # 2b. Persistence-order checker, host half: crash states from the trace that
 # tests/50-persist.sh recorded (the guest half).

@@ -18,7 +18,8 @@ run: runs the named cases (all if none) in DIR (default: the current
   and prints TAP. Counters are read from --stats DIR (default: the entry of
   /sys/fs/ferrofs for DIR's device); --no-counters skips the counter checks.
   Exit status 0 if no case failed, 1 otherwise.
-  Environment: FERROTEST_STRESS_SECS (default 15), FERROTEST_SEED.
+  Environment: FERROTEST_STRESS_SECS (default 15), FERROTEST_SEED,
+  FERROTEST_COHERENCE_SECS (the coherence stresses, default 6).
 fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
   of SEED. mmap-fill: the same through a MAP_SHARED mapping, then msync
   (default), fsync, none (munmap, then fsync) or syncfs (syncfs(2) only).
