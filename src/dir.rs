@@ -45,24 +45,38 @@ fn for_each(
     Ok(None)
 }
 
-fn check_ino(fs: &FsInfo, d: &Dirent) -> Result<u32> {
+fn check_ino(dir: &Inode, d: &Dirent) -> Result<u32> {
     let ino = d.ino.get();
-    if !crate::alloc::ino_valid(&fs.geo, ino) {
-        kernel::pr_err!("directory entry names inode {} (out of range)\n", ino);
-        return Err(EIO);
+    if !crate::alloc::ino_valid(&dir.fs().geo, ino) {
+        kernel::pr_err!(
+            "directory inode {}: entry names inode {} (out of range)\n",
+            dir.ino(),
+            ino
+        );
+        return Err(crate::sys::euclean());
     }
     Ok(ino)
 }
 
+fn check_name<'d>(dir: &Inode, d: &'d Dirent) -> Result<&'d [u8]> {
+    d.name().map_err(|_| {
+        kernel::pr_err!(
+            "directory inode {}: entry with name length {}\n",
+            dir.ino(),
+            d.name_len
+        );
+        crate::sys::euclean()
+    })
+}
+
 pub(crate) fn find(dir: &Inode, name: &[u8]) -> Result<Option<Slot>> {
-    let fs = dir.fs();
     let mut found = None;
     for_each(dir, |_, off, d| {
-        let n = d.name().map_err(|_| EIO)?;
+        let n = check_name(dir, d)?;
         if n == name {
             found = Some(Slot {
                 off,
-                ino: check_ino(fs, d)?,
+                ino: check_ino(dir, d)?,
             });
             return Ok(true);
         }
@@ -140,7 +154,6 @@ pub(crate) fn retarget(
 
 /// readdir. Positions: 0 ".", 1 "..", 2 + slot index for entries.
 pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
-    let fs = dir.fs();
     if ctx.pos() == 0 {
         if !ctx.emit(b".", dir.ino(), format::DT_DIR) {
             return Ok(());
@@ -160,8 +173,8 @@ pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
             return Ok(false);
         }
         ctx.set_pos(idx as i64 + 2);
-        let name = d.name().map_err(|_| EIO)?;
-        let ino = check_ino(fs, d)?;
+        let name = check_name(dir, d)?;
+        let ino = check_ino(dir, d)?;
         if !ctx.emit(name, ino, d.file_type) {
             return Ok(true);
         }
