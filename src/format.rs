@@ -48,6 +48,9 @@ pub const NAME_MAX: usize = 248;
 pub const NDIRECT: usize = 12;
 pub const PTRS_PER_BLOCK: usize = BLOCK_SIZE / 4;
 pub const JOURNAL_BLOCKS: u32 = 64;
+/// The most links an inode may have. Larger on the medium is damage: the
+/// VFS's link counting (inc_nlink) must never wrap. Also `s_max_links`.
+pub const NLINK_MAX: u32 = 65000;
 /// Smallest device mkfs accepts: room for the metadata and a few data blocks.
 pub const MIN_BLOCKS: u64 = 256;
 /// One inode per this many bytes of device, by default.
@@ -380,6 +383,11 @@ impl Superblock {
         }
         // Regions must follow one another in order, with no overlap. The
         // starts come from the medium: saturate rather than overflow (a panic).
+        // A smaller journal cannot hold one bounded transaction (a large
+        // truncate would make no progress); mkfs always makes this size.
+        if g.journal_blocks < JOURNAL_BLOCKS {
+            return Err(FormatError::BadGeometry("journal too small"));
+        }
         let regions_ok = g.journal_start >= 1
             && g.bitmap_start >= g.journal_start.saturating_add(g.journal_blocks as u64)
             && (g.bitmap_blocks as u64) >= g.blocks_count.div_ceil(bits_per_block)
@@ -512,6 +520,9 @@ impl Inode {
             .all(|p| ptr_ok(p.get()));
         if !all {
             return Err(FormatError::BadInode("block pointer past the end"));
+        }
+        if self.nlink.get() > NLINK_MAX {
+            return Err(FormatError::BadInode("link count out of range"));
         }
         if self.blocks.get() > blocks_count {
             return Err(FormatError::BadInode(

@@ -310,19 +310,26 @@ pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
     let fs = inode.fs();
     loop {
         let mut tx = fs.tx();
-        let done = {
+        let (done, stuck) = {
             let _g = inode.map_lock().lock();
-            free_some(&mut tx, inode, first, last)?
+            let (done, freed) = free_some(&mut tx, inode, first, last)?;
+            // A transaction too small to free anything would loop for ever.
+            (done, !done && freed == 0)
         };
         tx.commit()?;
         if done {
             return Ok(());
         }
+        if stuck {
+            pr_err!("inode {}: truncate makes no progress\n", inode.ino());
+            return Err(EIO);
+        }
     }
 }
 
-/// One transaction's worth of [`free_range`]; true when the range is done.
-fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<bool> {
+/// One transaction's worth of [`free_range`]: whether the range is done,
+/// and how many blocks it freed.
+fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<(bool, u64)> {
     let fs = inode.fs();
     let mut d = load(inode)?;
     let mut freed = 0u64;
@@ -365,7 +372,7 @@ fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<bo
     inode.set_blocks(d.blocks.get());
     fill_attrs(inode, &mut d);
     store(tx, inode, &mut d)?;
-    Ok(!full)
+    Ok((!full, freed))
 }
 
 fn free_block(tx: &mut Tx<'_>, fs: &FsInfo, b: u64) -> Result {

@@ -139,7 +139,7 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
 pub(crate) fn link(old: &Dentry, dir: &Inode, new: &Dentry) -> Result {
     check_name(new.name())?;
     let i = old.inode().ok_or(ENOENT)?;
-    if i.nlink() >= u32::MAX - 1 {
+    if i.nlink() >= format::NLINK_MAX {
         return Err(EMLINK);
     }
     let mut tx = dir.fs().tx();

@@ -772,6 +772,9 @@ impl NewSuper {
             (*s).s_op = &SOPS.0;
             (*s).s_maxbytes = core::cmp::min(max_bytes, MAX_LFS_FILESIZE as u64) as i64;
             (*s).s_time_gran = 1;
+            // The VFS refuses link, mkdir and rename past this (EMLINK), so
+            // a link count checked at iget never wraps.
+            (*s).s_max_links = crate::format::NLINK_MAX;
             (*s).s_flags |= SB_NOSEC;
         }
         Ok(())

@@ -248,16 +248,22 @@ fn journal_fill_leaves_the_asked_tail_and_every_record_pending() {
 }
 
 #[test]
-fn journal_seq_can_wrap_a_pending_transaction_past_u64_max() {
+fn journal_seq_near_u64_max_is_reached_and_refused() {
+    // seq_done = 2^64-1 once overflowed seq_done + 1 in the module; the
+    // format now refuses any seq_done above JOURNAL_SEQ_MAX.
     let (_, model) = base();
     let (js, je) = model.journal_range();
     let found = (0..400).any(|r| {
         let m = round(6, r, &[Kind::JournalSeq]);
         let out = mutated(&m);
-        let st = JournalState::parse(&out[js..je], &model.geo).unwrap();
-        st.seq_done == u64::MAX && st.pending == 3
+        let h = ferrofs_format::JournalHeader::from_bytes(&out[js..je]).unwrap();
+        h.seq_done.get() == u64::MAX
+            && JournalState::parse(&out[js..je], &model.geo)
+                == Err(ferrofs_format::FormatError::BadJournal(
+                    "journal sequence number out of range",
+                ))
     });
-    assert!(found, "seq_done 2^64-1 with records of seq 0");
+    assert!(found, "seq_done 2^64-1 is reached and refused");
 }
 
 /// fsck is the other reader of hostile images: it must report, never panic.
