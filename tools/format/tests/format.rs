@@ -657,3 +657,32 @@ fn geometry_default_inode_count_is_one_per_16_kib_clamped() {
     let g = Geometry::for_blocks(u32::MAX as u64, None).unwrap();
     assert_eq!(g.inodes_count, 1 << 20, "16 TiB");
 }
+
+#[test]
+fn inode_with_link_count_above_nlink_max_is_rejected() {
+    // 2^32-1 links once wrapped to 0 in the VFS's inc_nlink (a WARN at
+    // destroy_inode).
+    let mut i = dir_inode(2);
+    i.nlink.set(u32::MAX);
+    i.update_checksum(2);
+    assert_eq!(
+        i.validate(2, 1024),
+        Err(FormatError::BadInode("link count out of range"))
+    );
+    i.nlink.set(NLINK_MAX);
+    i.update_checksum(2);
+    assert_eq!(i.validate(2, 1024), Ok(()));
+}
+
+#[test]
+fn superblock_with_a_journal_smaller_than_mkfs_makes_is_rejected() {
+    // A 1-block journal cannot hold one bounded truncate transaction: the
+    // module looped for ever freeing nothing.
+    let mut sb = fresh_superblock(1024);
+    sb.journal_blocks.set(1);
+    sb.update_checksum();
+    assert_eq!(
+        sb.validate(1024),
+        Err(FormatError::BadGeometry("journal too small"))
+    );
+}
