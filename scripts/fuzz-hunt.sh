@@ -51,17 +51,30 @@ EOF
   bash scripts/vm.sh --timeout 1200 -- bash /mnt/out/hunt.sh > "$OUT/hunt-boot.log" 2>&1 || rc=$?
   # Rounds that warned without killing the guest.
   grep -E 'KERNEL PROBLEM|HANG' "$OUT/hunt-run.log" 2>/dev/null >> "$findings" || true
-  grep -A3 'KERNEL PROBLEM' "$OUT/hunt-run.log" 2>/dev/null | grep -E 'WARNING|BUG|panicked|at ' | head -n 6 >> "$findings" || true
+  grep -E '^ferrofuzz: round [0-9]+: ' "$OUT/hunt-run.log" 2>/dev/null >> "$findings" || true
+  if [ "$rc" = 3 ]; then
+    # A round hung: the run stopped there; go on after it.
+    r=$(grep -E '^round [0-9]+: HANG' "$OUT/hunt-run.log" | tail -n 1 | sed -E 's/^round ([0-9]+):.*/\1/')
+    [ -n "$r" ] || die "ferrofuzz reported a hang but no round (see $OUT/hunt-run.log)"
+    echo "  replay: ferrofuzz replay --base BASE --seed $seed --round $r $opts" >> "$findings"
+    cp "$OUT/hunt-run.log" "$OUT/hunt-run-round-$r.log"
+    first=$((r + 1))
+    continue
+  fi
   if [ "$rc" != 125 ]; then
     log "hunt: the guest finished (exit $rc)"
     tail -n 2 "$OUT/hunt-run.log" 2>/dev/null || true
     break
   fi
-  mark=$(grep -aE 'ferrofuzz: seed [0-9]+ round [0-9]+:' "$OUT/console.log" | tail -n 1)
-  r=$(sed -E 's/.*round ([0-9]+):.*/\1/' <<< "$mark")
+  # The round that killed the guest: the last mutation printed (before its
+  # mount) in the run's log, else the last marker on the console.
+  r=$(grep -E '^round [0-9]+: ' "$OUT/hunt-run.log" 2>/dev/null | tail -n 1 | sed -E 's/^round ([0-9]+):.*/\1/')
+  mark=$(grep -aE "ferrofuzz: seed [0-9]+ round ${r:-[0-9]+}:" "$OUT/console.log" | tail -n 1)
+  [ -n "$r" ] || r=$(sed -E 's/.*round ([0-9]+):.*/\1/' <<< "$mark")
   [ -n "$r" ] || die "the guest died before any round (see $OUT/console.log)"
   why=$(grep -aE -A1 'panicked at|BUG:|general protection|Oops' "$OUT/console.log" | head -n 4 | sed 's/^\[[ 0-9.]*\] //' | tr '\n' ' ')
-  echo "round $r CRASH: ${mark#*round $r: } :: $why" | tee -a "$findings"
+  what=$(grep -E "^round $r: " "$OUT/hunt-run.log" | head -n 1)
+  echo "round $r CRASH: ${what#round $r: } :: $why" | tee -a "$findings"
   echo "  replay: ferrofuzz replay --base BASE --seed $seed --round $r $opts" >> "$findings"
   cp "$OUT/console.log" "$OUT/console-round-$r.log"
   first=$((r + 1))

@@ -7,7 +7,9 @@
 # A round fails on any warning, oops, lockdep report or hang in the kernel
 # log; errors returned to user space are fine and are counted.
 # FERRO_FUZZ_ROUNDS (default 200) and FERRO_FUZZ_SEED (default fixed, printed)
-# change the run; the log of every round is in $FERRO_OUT/fuzz.log.
+# change the run; the log of every round is in $FERRO_OUT/fuzz.log, the base in
+# $FERRO_OUT/fuzz-base.img. If the guest dies, the console log's last
+# "ferrofuzz: seed S round R: ..." line names the mutation that killed it.
 source "$(dirname "$0")/lib.sh"
 load_module
 FZ=$BIN/ferrofuzz
@@ -22,6 +24,8 @@ echo "# ferrofuzz: seed $seed, $rounds rounds (FERRO_FUZZ_SEED, FERRO_FUZZ_ROUND
 base_image_is_populated_through_the_module() {
   [ -x "$FZ" ] || fail "no $FZ: build the tools"
   "$FZ" make-base --out $base --dev $DEV2 --mnt $fmnt --mkfs "$MKFS"
+  # Kept for replays: ferrofuzz replay --base fuzz-base.img --seed S --round R
+  if [ "$log" != /dev/null ]; then cp $base /mnt/out/fuzz-base.img; fi
 }
 
 fuzz_rounds_leave_the_kernel_clean() {

@@ -2,8 +2,8 @@
 //! whole tree (readdir, lstat, readlink, stat), read every file, map files
 //! (read, write + msync, private write) in grandchildren so that a SIGBUS
 //! is recorded rather than fatal, write, append, truncate down and up,
-//! punch holes, allocate, and create, link, rename, unlink and remove in a
-//! few directories. Every call's result is reported: success, or its errno.
+//! punch holes, allocate, seek data and holes, change mode, owner and
+//! times, and create, link, rename, unlink and remove in a few directories. Every call's result is reported: success, or its errno.
 //!
 //! Events go to the parent as lines on a pipe, as they happen, so a child
 //! killed by its alarm still tells where it was:
@@ -444,7 +444,44 @@ fn write_ops(f: &Path, size: u64, ev: &mut Events) {
     }
     let mut buf = vec![0u8; 16384];
     ev.rec("pread", f, file.read_at(&mut buf, 0));
+    for (op, whence) in [
+        ("seek-data", libc::SEEK_DATA),
+        ("seek-hole", libc::SEEK_HOLE),
+    ] {
+        // SAFETY: lseek on our fd.
+        let r = unsafe { libc::lseek(fd, 0, whence) };
+        ev.rec_c(op, f, r);
+    }
+    attr_ops(f, ev);
     ev.rec("fsync", f, file.sync_all());
+}
+
+/// setattr: mode, owner, times (each a transaction on the inode).
+fn attr_ops(p: &Path, ev: &mut Events) {
+    use std::os::unix::fs::PermissionsExt;
+    ev.rec(
+        "chmod",
+        p,
+        fs::set_permissions(p, fs::Permissions::from_mode(0o640)),
+    );
+    let c = crate::sys::cstr(p);
+    let times = [
+        libc::timespec {
+            tv_sec: 0x7fff_ffff,
+            tv_nsec: 999_999_999,
+        },
+        libc::timespec {
+            tv_sec: 1,
+            tv_nsec: libc::UTIME_NOW,
+        },
+    ];
+    // SAFETY: NUL-terminated path and two timespecs, outliving the calls.
+    unsafe {
+        let r = libc::lchown(c.as_ptr(), 1000, 1000) as i64;
+        ev.rec_c("chown", p, r);
+        let r = libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) as i64;
+        ev.rec_c("utimensat", p, r);
+    }
 }
 
 /// Namespace operations in directory `d` (the `i`th chosen).
@@ -484,6 +521,7 @@ fn name_ops(mnt: &Path, d: &Path, i: usize, t: &Tree, ev: &mut Events) {
             ev.rec("rename", &tmp, fs::rename(&tmp, &old));
         }
     }
+    attr_ops(d, ev);
     ev.rec("unlink", &lnk, fs::remove_file(&lnk));
     ev.rec("unlink", &sym, fs::remove_file(&sym));
     ev.rec("rmdir", &sub2, fs::remove_dir(&sub2));

@@ -54,11 +54,13 @@ impl Kmsg {
             .ok();
         let writer = OpenOptions::new().write(true).open("/dev/kmsg").ok();
         // Writes to /dev/kmsg are rate limited (10 per 5 s by default): a
-        // round's marker line must never be dropped.
+        // round's marker line must never be dropped, or a panic would be
+        // blamed on an earlier round.
         let devkmsg = std::fs::read_to_string(DEVKMSG)
             .ok()
             .map(|s| s.trim().to_string())
-            .filter(|s| s == "ratelimit" && std::fs::write(DEVKMSG, "on").is_ok());
+            // The sysctl wants the trailing newline.
+            .filter(|s| s == "ratelimit" && std::fs::write(DEVKMSG, "on\n").is_ok());
         Kmsg {
             reader,
             writer,
@@ -119,7 +121,7 @@ impl Kmsg {
 impl Drop for Kmsg {
     fn drop(&mut self) {
         if let Some(old) = &self.devkmsg {
-            let _ = std::fs::write(DEVKMSG, old);
+            let _ = std::fs::write(DEVKMSG, format!("{old}\n"));
         }
     }
 }
