@@ -10,8 +10,43 @@
 //!   the entry, install a writable PTE. For a read: install a read-only PTE
 //!   (the zero page for a hole). Private mappings only ever get read-only
 //!   PTEs; the core copies on write, so their stores never reach pmem.
-//! - `pfn_mkwrite` (a store to a read-only PTE): mark, replace the PTE by a
-//!   writable one.
+//! - `pfn_mkwrite` (a store to a read-only PTE): mark, make that PTE
+//!   writable.
+//!
+//! ## Mapping types (get_user_pages)
+//!
+//! Every ferrofs VMA is `VM_MIXEDMAP`. A file page is mapped as a *devmap*
+//! PTE (`vmf_insert_mixed` with a PFN_DEV|PFN_MAP `pfn_t`; the pmem driver's
+//! pages are a MEMORY_DEVICE_FS_DAX dev_pagemap), a hole as the zero page.
+//! get_user_pages and gup-fast take references on devmap pages, so shared
+//! futexes, /proc/pid/mem, process_vm_readv, ptrace and O_DIRECT to or from
+//! a mapped buffer work, as on ext4-dax (before, shared VMAs were
+//! `VM_PFNMAP` with special PTEs, which gup refuses). Inodes are `S_DAX`:
+//! the kernel then refuses FOLL_LONGTERM pins (`vma_is_fsdax`) and allows
+//! the zero page in a shared writable MIXEDMAP VMA.
+//!
+//! The insert is always read-only: a shared writable VMA's `vm_page_prot`
+//! has no write bit, because we have `pfn_mkwrite` (write notification).
+//! Modules cannot call `vmf_insert_mixed_mkwrite`, and letting the core
+//! make the PTE writable after `pfn_mkwrite` returns 0 (`finish_mkwrite_fault`)
+//! would race: between our mark and its upgrade, fsync may clear the mark
+//! and zap, a read fault put back an identical read-only PTE, and the
+//! core's `pte_same` then upgrades a PTE whose entry is clean. So the fault
+//! handler upgrades the one PTE itself, in `apply_to_existing_page_range`'s
+//! callback (page-table lock held), to write+dirty+young as `wp_page_reuse`
+//! does, while it still holds `dirty_lock` shared, and returns
+//! VM_FAULT_NOPAGE so the core changes nothing. An upgrade needs no TLB
+//! flush (a stale read-only entry only causes a spurious fault).
+//!
+//! A page that may be mapped records its file and offset in its struct page
+//! (`mapping`, `index`), as fs/dax.c's `dax_associate_entry` does: futex
+//! keys and `folio_mark_dirty` on unpin use them. Truncate, hole punch and
+//! eviction zap, then wait until no block they free has a page reference
+//! beyond the pagemap's own (`inode::break_layouts`, like
+//! `ext4_break_layouts`), then clear the link. A pinned page can be stored
+//! to through the kernel's mapping with no PTE to fault, so fsync keeps the
+//! entry of a page still referenced after its zap marked (`pinned_remarks`)
+//! and the next fsync flushes it again.
 //!
 //! Both hold `dirty_lock` shared from the mark until the writable PTE is in
 //! place. The writeback walk ([`writeback`], behind fsync, fdatasync,
@@ -35,7 +70,9 @@ use crate::format::{BLOCK_SHIFT, BLOCK_SIZE, INODE_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
-use crate::sys::vfs::{Inode, VmFault, VM_FAULT_OOM, VM_FAULT_SIGBUS};
+use crate::sys::vfs::{
+    page_busy, Inode, Upgrade, VmFault, VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS,
+};
 use crate::sys::xarray::Claim;
 use kernel::bindings::vm_fault_t;
 use kernel::error::{code::*, Error, Result};
@@ -67,7 +104,7 @@ pub(crate) fn fault(vmf: &VmFault) -> vm_fault_t {
         if beyond_eof(inode, vmf.pgoff()) {
             VM_FAULT_SIGBUS
         } else if write {
-            map_writable(vmf, inode, false)
+            map_writable(vmf, inode)
         } else {
             map_readonly(vmf, inode)
         }
@@ -88,7 +125,7 @@ pub(crate) fn pfn_mkwrite(vmf: &VmFault) -> vm_fault_t {
         if beyond_eof(inode, vmf.pgoff()) {
             VM_FAULT_SIGBUS
         } else {
-            map_writable(vmf, inode, true)
+            map_writable(vmf, inode)
         }
     };
     vmf.sb_end_pagefault();
@@ -106,8 +143,10 @@ fn map_readonly(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
 
 fn insert_block_ro(vmf: &VmFault, inode: &Inode, block: u64) -> vm_fault_t {
     match inode.fs().pmem.pfn(FsInfo::block_off(block)) {
-        Ok(pfn) if vmf.is_cow() => vmf.insert_cow_source(pfn),
-        Ok(pfn) => vmf.insert_ro(pfn),
+        Ok(pfn) => {
+            vmf.associate(pfn);
+            vmf.insert_ro(pfn)
+        }
         Err(e) => to_fault(e),
     }
 }
@@ -119,21 +158,20 @@ fn insert_block_ro(vmf: &VmFault, inode: &Inode, block: u64) -> vm_fault_t {
 fn map_hole(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     let _m = inode.map_lock().lock();
     match inode::get_block(inode, vmf.pgoff()) {
-        Ok(0) if vmf.is_cow() => vmf.insert_cow_source(VmFault::zero_pfn()),
-        Ok(0) => vmf.insert_ro(VmFault::zero_pfn()),
+        Ok(0) => vmf.insert_zero(),
         Ok(b) => insert_block_ro(vmf, inode, b),
         Err(e) => to_fault(e),
     }
 }
 
 /// Mark the page dirty, then give it a writable PTE, all under `dirty_lock`
-/// shared. `replace`: a read-only PTE (maybe of the zero page) is present
-/// and must be zapped first, since the insert does not upgrade it.
-fn map_writable(vmf: &VmFault, inode: &Inode, replace: bool) -> vm_fault_t {
+/// shared: insert a read-only PTE if none is there, then upgrade that PTE
+/// (see "Mapping types" above).
+fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
     let _d = inode.dirty_lock().read();
-    let (block, fresh) = match inode::get_or_alloc_block(inode, pgoff) {
+    let (block, _fresh) = match inode::get_or_alloc_block(inode, pgoff) {
         Ok(r) => r,
         Err(e) => return to_fault(e),
     };
@@ -151,12 +189,24 @@ fn map_writable(vmf: &VmFault, inode: &Inode, replace: bool) -> vm_fault_t {
         Ok(false) => {}
         Err(e) => return to_fault(e),
     }
-    // A fresh block's allocation already zapped this page's PTEs (the zero
-    // page) in every mapping.
-    if replace && !fresh {
-        inode.unmap_range(pgoff << BLOCK_SHIFT, BLOCK_SIZE as u64, false);
+    vmf.associate(pfn);
+    // A fresh block's allocation already zapped this page's zero-page PTEs
+    // in every mapping (`inode::get_or_alloc_tx`). A few rounds: a PTE can
+    // vanish between insert and upgrade (MADV_DONTNEED needs only the mmap
+    // lock shared), and a PTE of another page is zapped here.
+    for _ in 0..4 {
+        let r = vmf.insert_ro(pfn);
+        if r != VM_FAULT_NOPAGE {
+            return r;
+        }
+        match vmf.pte_mkwrite(pfn) {
+            Upgrade::Done => return VM_FAULT_NOPAGE,
+            Upgrade::Gone => {}
+            Upgrade::Other => inode.unmap_range(pgoff << BLOCK_SHIFT, BLOCK_SIZE as u64, false),
+        }
     }
-    vmf.insert_rw(pfn)
+    // No writable PTE: the store faults again, and is marked again.
+    VM_FAULT_NOPAGE
 }
 
 /// fsync, fdatasync and msync(MS_SYNC) of `start..=end` (bytes).
@@ -221,6 +271,24 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
                 }
             }
             zap_claimed(inode, &hints[..n], &claimed[..n]);
+            // After the zap no new reference can be taken without a fault
+            // (which marks). A page get_user_pages still holds may be
+            // stored to through the kernel's mapping, which no PTE
+            // tracks: keep its entry marked, so the fsync after the
+            // holder lets go flushes those stores too.
+            let mut pinned = false;
+            for k in (0..n).filter(|&k| claimed[k]) {
+                let (idx, block) = hints[k];
+                if let Ok(pfn) = fs.pmem.pfn(FsInfo::block_off(block)) {
+                    if page_busy(pfn) && inode.dirty.remark(idx, block) {
+                        fs.count(Counter::PinnedRemarks);
+                        pinned = true;
+                    }
+                }
+            }
+            if pinned {
+                fs.sync_list.add(inode);
+            }
         }
         if let Some(t) = fs.pmem.trace() {
             for k in (0..n).filter(|&k| claimed[k]) {

@@ -433,6 +433,154 @@ fn free_tree(
     Ok((freed, empty))
 }
 
+/// Call `f(lblk, block)` for every allocated data block of logical range
+/// `first..=last`, in order, until it returns `Ok(false)`. Reads the map
+/// without map_lock: callers hold the invalidate lock exclusive (or evict),
+/// so no block of the range is freed meanwhile; blocks allocated meanwhile
+/// by write(2) may or may not be seen. Cost follows the allocated blocks,
+/// not the range: holes in the tree are skipped whole.
+pub(crate) fn for_each_block(
+    inode: &Inode,
+    first: u64,
+    last: u64,
+    f: &mut dyn FnMut(u64, u64) -> Result<bool>,
+) -> Result {
+    let fs = inode.fs();
+    let d = load(inode)?;
+    for i in 0..format::NDIRECT {
+        let l = i as u64;
+        if l >= first && l <= last {
+            let b = check_ptr(fs, inode.ino(), d.direct[i].get())?;
+            if b != 0 && !f(l, b)? {
+                return Ok(());
+            }
+        }
+    }
+    let p = PTRS_PER_BLOCK as u64;
+    let mut base = format::NDIRECT as u64;
+    let roots = [(d.indirect.get(), 1u32, p), (d.dindirect.get(), 2, p * p), (d.tindirect.get(), 3, p * p * p)];
+    for (root, level, span) in roots {
+        if base <= last && base + span > first {
+            let b = check_ptr(fs, inode.ino(), root)?;
+            if b != 0 && !walk_tree(inode, b, level, base, first, last, f)? {
+                return Ok(());
+            }
+        }
+        base += span;
+    }
+    Ok(())
+}
+
+fn walk_tree(
+    inode: &Inode,
+    b: u64,
+    level: u32,
+    base: u64,
+    first: u64,
+    last: u64,
+    f: &mut dyn FnMut(u64, u64) -> Result<bool>,
+) -> Result<bool> {
+    let fs = inode.fs();
+    let span = (PTRS_PER_BLOCK as u64).pow(level - 1);
+    for i in 0..PTRS_PER_BLOCK {
+        let lo = base + i as u64 * span;
+        if lo > last {
+            break;
+        }
+        if lo + span - 1 < first {
+            continue;
+        }
+        let child = check_ptr(fs, inode.ino(), fs.pmem.read_u32(ptr_off(b, i))?)?;
+        if child == 0 {
+            continue;
+        }
+        let go_on = if level == 1 {
+            f(lo, child)?
+        } else {
+            walk_tree(inode, child, level - 1, lo, first, last, f)?
+        };
+        if !go_on {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Before the blocks of `first..=last` (pages) are freed: zap every PTE of
+/// the range (private COW copies too) and wait until get_user_pages holds
+/// none of their pages (an O_DIRECT transfer in flight, a /proc/pid/mem
+/// access): a block must not be reused while someone can still write to
+/// it. Then the pages are told they no longer belong to the file.
+///
+/// `inv` is the invalidate lock, held for write; it is dropped while
+/// waiting (a pin holder may need to fault on this file), so the range is
+/// zapped and checked again after every wait, as ext4_break_layouts does.
+/// Interruptible: a signal ends it with ERESTARTSYS before anything is
+/// freed.
+pub(crate) fn break_layouts(
+    inode: &Inode,
+    first: u64,
+    last: u64,
+    inv: &crate::sys::locks::WriteGuard<'_>,
+) -> Result {
+    let fs = inode.fs();
+    let len = match last.checked_sub(first).and_then(|n| n.checked_add(1)) {
+        Some(n) if n < (1u64 << (63 - BLOCK_SHIFT)) => n << BLOCK_SHIFT,
+        _ => 0, // to the end of the file
+    };
+    loop {
+        inode.unmap_range(first << BLOCK_SHIFT, len, true);
+        if !inode.was_associated() {
+            return Ok(());
+        }
+        let mut busy = None;
+        for_each_block(inode, first, last, &mut |_, b| {
+            let pfn = fs.pmem.pfn(FsInfo::block_off(b))?;
+            if crate::sys::vfs::page_busy(pfn) {
+                busy = Some(pfn);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        let Some(pfn) = busy else { break };
+        fs.count(Counter::PinWaits);
+        inode.wait_page_idle(pfn, inv)?;
+    }
+    for_each_block(inode, first, last, &mut |_, b| {
+        inode.disassociate(fs.pmem.pfn(FsInfo::block_off(b))?);
+        Ok(true)
+    })
+}
+
+/// How long eviction waits for each page get_user_pages still holds.
+const EVICT_PIN_WAIT_MS: u32 = 5000;
+
+/// Eviction: wait (bounded) for pins on the file's pages, and unlink every
+/// page from the mapping that is going away. Whether all pages are idle.
+fn release_pages_final(inode: &Inode) -> bool {
+    if !inode.was_associated() {
+        return true;
+    }
+    let fs = inode.fs();
+    let mut idle = true;
+    let r = for_each_block(inode, 0, u64::MAX >> BLOCK_SHIFT, &mut |_, b| {
+        let pfn = fs.pmem.pfn(FsInfo::block_off(b))?;
+        if crate::sys::vfs::page_busy(pfn) {
+            fs.count(Counter::PinWaits);
+            idle &= inode.wait_page_idle_final(pfn, EVICT_PIN_WAIT_MS);
+        }
+        // Even if still held: a holder that finds no mapping takes the
+        // no-mapping paths (folio_mark_dirty's noop), never a freed one.
+        inode.disassociate(pfn);
+        Ok(true)
+    });
+    if let Err(e) = r {
+        pr_err!("inode {}: releasing its pages failed: {:?}\n", inode.ino(), e);
+        return false;
+    }
+    idle
+}
+
 /// Change the file size (setattr with i_rwsem held). Shrinking takes the
 /// invalidate lock exclusive, zaps mappings past the new end, removes their
 /// DAX entries and only then frees the blocks.
@@ -444,11 +592,12 @@ pub(crate) fn set_size(inode: &Inode, size: u64) -> Result {
         inode.set_size(size);
         return write_inode(inode);
     }
-    let _inv = inode.invalidate_lock().write();
-    inode.set_size(size);
-    // Zap PTEs (and private COW copies) from the first page past the new end.
+    let inv = inode.invalidate_lock().write();
+    // Zap PTEs (and private COW copies) from the first page past the new
+    // end, and wait for pins there, before anything changes.
     let first_page = size.div_ceil(BLOCK_SIZE as u64);
-    inode.unmap_range(first_page << BLOCK_SHIFT, 0, true);
+    break_layouts(inode, first_page, u64::MAX >> BLOCK_SHIFT, &inv)?;
+    inode.set_size(size);
     let (_, dirty) = inode.dirty.remove_range(first_page, u64::MAX >> 1);
     fs.stats.add(Counter::EntriesRemoved, dirty);
     // Zero the tail of the last partial block so a later extension reads zeros.
@@ -470,11 +619,17 @@ pub(crate) fn punch_hole(inode: &Inode, off: u64, len: u64) -> Result {
     if off >= end {
         return Ok(());
     }
-    let _inv = inode.invalidate_lock().write();
+    let inv = inode.invalidate_lock().write();
     let bs = BLOCK_SIZE as u64;
     let first_full = off.div_ceil(bs);
     let end_full = end / bs; // exclusive
     let map_start = off - off % bs;
+    // Whole blocks are freed: wait for pins on them. The partial head and
+    // tail keep their blocks; their PTEs go too (COW copies of them would
+    // keep the old bytes).
+    if end_full > first_full {
+        break_layouts(inode, first_full, end_full - 1, &inv)?;
+    }
     inode.unmap_range(map_start, (end - map_start).next_multiple_of(bs), true);
     // Partial head and tail blocks keep their block; zero their bytes.
     let (head, tail) = (off / bs, end / bs);
@@ -526,6 +681,18 @@ pub(crate) fn evict(inode: &Inode) {
         fs.stats.add(Counter::EntriesRemoved, dirty);
         let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);
         if on_media {
+            // No mapping is left, but a pin taken through one may be (an
+            // O_DIRECT transfer the process did not wait for, a vmspliced
+            // page in a pipe). Its blocks must not be reused while it is:
+            // if it outlasts the wait, leave the inode an orphan, which the
+            // next mount frees.
+            if !release_pages_final(inode) {
+                pr_warn!(
+                    "inode {}: pages still held by get_user_pages; its blocks stay allocated until the next mount\n",
+                    inode.ino()
+                );
+                return;
+            }
             // Blocks first (possibly several transactions), the inode last:
             // a crash in between leaves an orphan that the next mount frees.
             if let Err(e) = free_range(inode, 0, u64::MAX) {
@@ -537,11 +704,16 @@ pub(crate) fn evict(inode: &Inode) {
                 pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }
         }
-    } else if let Err(e) = crate::dax::writeback_evicting(inode) {
-        pr_err!(
-            "inode {}: writeback at eviction failed: {:?}\n",
-            inode.ino(),
-            e
-        );
+    } else {
+        if let Err(e) = crate::dax::writeback_evicting(inode) {
+            pr_err!(
+                "inode {}: writeback at eviction failed: {:?}\n",
+                inode.ino(),
+                e
+            );
+        }
+        // The pages stay the file's, but this in-memory inode and its
+        // mapping go: no page may point to them any more.
+        release_pages_final(inode);
     }
 }

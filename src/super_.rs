@@ -151,9 +151,17 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
     }
     let mut kaddr: *mut core::ffi::c_void = core::ptr::null_mut();
     let mut pfn: kernel::ffi::c_ulong = 0;
+    let mut has_pages: kernel::ffi::c_int = 0;
     // SAFETY: `dax.dev` is held; the shim takes the dax read lock.
     let n = unsafe {
-        crate::sys::ferrofs_dax_map(dax.dev, start_off, pages as _, &mut kaddr, &mut pfn)
+        crate::sys::ferrofs_dax_map(
+            dax.dev,
+            start_off,
+            pages as _,
+            &mut kaddr,
+            &mut pfn,
+            &mut has_pages,
+        )
     };
     if n < pages as kernel::ffi::c_long {
         pr_err!(
@@ -166,6 +174,14 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
         } else {
             EINVAL
         });
+    }
+    if has_pages == 0 {
+        // Mappings are devmap PTEs (src/dax.rs): they need struct pages.
+        pr_err!(
+            "{:?}: the device's memory has no struct pages (PFN_MAP); ferrofs needs them to map files\n",
+            dev
+        );
+        return Err(crate::sys::eopnotsupp());
     }
     let insn = FlushInsn::detect();
     // SAFETY: dax_direct_access mapped `pages` pages at kaddr, valid while the

@@ -17,7 +17,13 @@
 //!    never evicts one of our inodes while we hold it
 //! 7. `map_lock` (per inode mutex): block map and on-media inode updates
 //! 8. `alloc` (per mount mutex): block bitmap and inode table allocation
-//! 9. `i_mmap_rwsem`, page table locks, the XArray spinlock (inside the core)
+//! 9. `i_mmap_rwsem` (unmap_mapping_range), then page-table locks: taken by
+//!    the core inside any of the above (zap under `dirty_lock` or
+//!    `map_lock`; the PTE upgrade of a write fault takes the page-table lock
+//!    of the fault address under `dirty_lock` shared, without i_mmap)
+//! 10. the XArray spinlock; the page's refcount wait queue (a truncate waiting
+//!    for a pinned page sleeps with `i_rwsem` held and the invalidate lock
+//!    *released*, as ext4_break_layouts does)
 
 use core::marker::PhantomData;
 use kernel::bindings;
@@ -39,6 +45,9 @@ impl RwSem {
         // SAFETY: RwSem is a transparent wrapper; validity is the caller's promise.
         unsafe { &*(p as *const RwSem) }
     }
+    pub(crate) fn as_ptr(&self) -> *mut bindings::rw_semaphore {
+        self.0.get()
+    }
     pub(crate) fn read(&self) -> ReadGuard<'_> {
         // SAFETY: the semaphore is initialised (type invariant).
         unsafe { bindings::down_read(self.0.get()) };
@@ -48,6 +57,12 @@ impl RwSem {
         // SAFETY: the semaphore is initialised (type invariant).
         unsafe { bindings::down_write(self.0.get()) };
         WriteGuard(self)
+    }
+}
+impl WriteGuard<'_> {
+    /// The semaphore this guard holds for write.
+    pub(crate) fn sem(&self) -> &RwSem {
+        self.0
     }
 }
 impl Drop for ReadGuard<'_> {

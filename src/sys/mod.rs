@@ -46,6 +46,7 @@ extern "C" {
         nr_pages: kernel::ffi::c_long,
         kaddr: *mut *mut kernel::ffi::c_void,
         pfn: *mut kernel::ffi::c_ulong,
+        has_pages: *mut kernel::ffi::c_int,
     ) -> kernel::ffi::c_long;
     pub(crate) fn ferrofs_bdev_bytes(bdev: *mut bindings::block_device) -> u64;
     pub(crate) fn ferrofs_flush_insn() -> kernel::ffi::c_int;
@@ -61,9 +62,39 @@ extern "C" {
         flags: kernel::ffi::c_ulong,
     );
     pub(crate) fn ferrofs_iov_count(i: *const bindings::iov_iter) -> usize;
-    pub(crate) fn ferrofs_zero_pfn() -> kernel::ffi::c_ulong;
     pub(crate) fn ferrofs_sb_start_pagefault(sb: *mut bindings::super_block);
     pub(crate) fn ferrofs_sb_end_pagefault(sb: *mut bindings::super_block);
+    pub(crate) fn ferrofs_insert_page(
+        vmf: *mut bindings::vm_fault,
+        pfn: kernel::ffi::c_ulong,
+    ) -> bindings::vm_fault_t;
+    pub(crate) fn ferrofs_insert_zero(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t;
+    pub(crate) fn ferrofs_pte_mkwrite(
+        vmf: *mut bindings::vm_fault,
+        pfn: kernel::ffi::c_ulong,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_page_refs(pfn: kernel::ffi::c_ulong) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_page_associate(
+        pfn: kernel::ffi::c_ulong,
+        mapping: *mut bindings::address_space,
+        index: kernel::ffi::c_ulong,
+    );
+    pub(crate) fn ferrofs_page_disassociate(
+        pfn: kernel::ffi::c_ulong,
+        mapping: *mut bindings::address_space,
+    );
+    pub(crate) fn ferrofs_wait_page_idle(
+        pfn: kernel::ffi::c_ulong,
+        drop: *mut bindings::rw_semaphore,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_wait_page_idle_final(
+        pfn: kernel::ffi::c_ulong,
+        msecs: kernel::ffi::c_uint,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_dirty_folio(
+        mapping: *mut bindings::address_space,
+        folio: *mut bindings::folio,
+    ) -> bool;
 }
 
 // Pointers to kernel structs, passed through untouched.

@@ -14,12 +14,14 @@
 #include <linux/uaccess.h>
 #include <linux/xarray.h>
 #include <linux/blkdev.h>
+#include <linux/pagemap.h>
+#include <linux/wait_bit.h>
 #include <asm/cpufeature.h>
 
 struct dax_device *ferrofs_dax_get(struct block_device *bdev, u64 *start_off, void *holder);
 void ferrofs_dax_put(struct dax_device *dax, void *holder);
 long ferrofs_dax_map(struct dax_device *dax, u64 start_off, long nr_pages,
-		     void **kaddr, unsigned long *pfn);
+		     void **kaddr, unsigned long *pfn, int *has_pages);
 u64 ferrofs_bdev_bytes(struct block_device *bdev);
 int ferrofs_flush_insn(void);
 void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
@@ -27,7 +29,6 @@ void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
 void ferrofs_init_sb_mutex(struct mutex *m);
 void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
-unsigned long ferrofs_zero_pfn(void);
 void ferrofs_sb_start_pagefault(struct super_block *sb);
 void ferrofs_sb_end_pagefault(struct super_block *sb);
 
@@ -41,9 +42,14 @@ void ferrofs_dax_put(struct dax_device *dax, void *holder)
 	fs_put_dax(dax, holder);
 }
 
-/* Map nr_pages from the start of the partition; returns pages mapped or -errno. */
+/*
+ * Map nr_pages from the start of the partition; returns pages mapped or
+ * -errno. *has_pages: the pfns have struct pages in a dev_pagemap
+ * (PFN_DEV|PFN_MAP), so they can be mapped as devmap PTEs that
+ * get_user_pages accepts.
+ */
 long ferrofs_dax_map(struct dax_device *dax, u64 start_off, long nr_pages,
-		     void **kaddr, unsigned long *pfn)
+		     void **kaddr, unsigned long *pfn, int *has_pages)
 {
 	pfn_t p;
 	long n;
@@ -51,8 +57,10 @@ long ferrofs_dax_map(struct dax_device *dax, u64 start_off, long nr_pages,
 
 	n = dax_direct_access(dax, PHYS_PFN(start_off), nr_pages, DAX_ACCESS, kaddr, &p);
 	dax_read_unlock(id);
-	if (n > 0)
+	if (n > 0) {
 		*pfn = pfn_t_to_pfn(p);
+		*has_pages = pfn_t_devmap(p);
+	}
 	return n;
 }
 
@@ -93,11 +101,6 @@ void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags)
 size_t ferrofs_iov_count(const struct iov_iter *i)
 {
 	return iov_iter_count(i);
-}
-
-unsigned long ferrofs_zero_pfn(void)
-{
-	return my_zero_pfn(0);
 }
 
 void ferrofs_sb_start_pagefault(struct super_block *sb)
@@ -239,4 +242,162 @@ struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, si
 	}
 	spin_unlock(lock);
 	return inode;
+}
+
+/*
+ * get_user_pages on ferrofs mappings (see src/dax.rs, "Mapping types").
+ *
+ * Every ferrofs VMA is VM_MIXEDMAP. Pages of the file are mapped as devmap
+ * PTEs (a pfn_t with PFN_DEV|PFN_MAP), which gup and gup-fast accept through
+ * the device's dev_pagemap, the zero page as a special PTE. Both are
+ * inserted read-only (vm_page_prot of a shared writable ferrofs VMA has no
+ * write bit: we have pfn_mkwrite, so the VMA wants write notification); a
+ * write fault makes the one PTE writable with ferrofs_pte_mkwrite, in the
+ * fault handler, under the inode's dirty_lock.
+ */
+vm_fault_t ferrofs_insert_page(struct vm_fault *vmf, unsigned long pfn);
+vm_fault_t ferrofs_insert_zero(struct vm_fault *vmf);
+int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn);
+int ferrofs_page_refs(unsigned long pfn);
+void ferrofs_page_associate(unsigned long pfn, struct address_space *mapping, pgoff_t index);
+void ferrofs_page_disassociate(unsigned long pfn, struct address_space *mapping);
+int ferrofs_wait_page_idle(unsigned long pfn, struct rw_semaphore *drop);
+int ferrofs_wait_page_idle_final(unsigned long pfn, unsigned int msecs);
+
+vm_fault_t ferrofs_insert_page(struct vm_fault *vmf, unsigned long pfn)
+{
+	return vmf_insert_mixed(vmf->vma, vmf->address, __pfn_to_pfn_t(pfn, PFN_DEV | PFN_MAP));
+}
+
+/* Allowed in a shared writable VMA only because the inode is S_DAX
+ * (vm_mixed_zeropage_allowed: vma_is_fsdax). */
+vm_fault_t ferrofs_insert_zero(struct vm_fault *vmf)
+{
+	return vmf_insert_mixed(vmf->vma, vmf->address,
+				__pfn_to_pfn_t(my_zero_pfn(vmf->address), 0));
+}
+
+struct ferrofs_mkwrite_arg {
+	struct vm_area_struct *vma;
+	unsigned long pfn;
+	int found;
+};
+
+/*
+ * Called by apply_to_existing_page_range with the PTE table mapped and its
+ * lock held, for a present PTE only. As wp_page_reuse does it: write, dirty
+ * and young, no TLB flush (an upgrade never needs one: a stale read-only
+ * TLB entry only causes a spurious fault, which the core fixes up).
+ * Write before dirty: with user shadow stacks, a dirty read-only PTE would
+ * become "saved dirty" instead.
+ */
+static int ferrofs_mkwrite_one(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct ferrofs_mkwrite_arg *a = data;
+	pte_t pte = ptep_get(ptep);
+	pte_t entry;
+
+	if (!pte_present(pte) || !pte_devmap(pte) || pte_pfn(pte) != a->pfn) {
+		a->found = -1;
+		return 0;
+	}
+	entry = pte_mkyoung(pte_mkdirty(pte_mkwrite_novma(pte)));
+	if (!pte_same(pte, entry)) {
+		set_pte_at(a->vma->vm_mm, addr, ptep, entry);
+		update_mmu_cache(a->vma, addr, ptep);
+	}
+	a->found = 1;
+	return 0;
+}
+
+/*
+ * Make the PTE at the fault address writable if it maps @pfn. Returns 1 if
+ * it does (and is now writable), 0 if no PTE is there (zapped since the
+ * insert: MADV_DONTNEED needs only the mmap lock shared), -1 if another
+ * pfn is mapped there or the VMA is not writable.
+ */
+int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
+{
+	struct ferrofs_mkwrite_arg a = { .vma = vmf->vma, .pfn = pfn, .found = 0 };
+	int err;
+
+	if (!(vmf->vma->vm_flags & VM_WRITE) || !(vmf->vma->vm_flags & VM_SHARED))
+		return -1;
+	err = apply_to_existing_page_range(vmf->vma->vm_mm, vmf->address & PAGE_MASK,
+					   PAGE_SIZE, ferrofs_mkwrite_one, &a);
+	if (err)
+		return -1;
+	return a.found;
+}
+
+/* fsdax pages are 1-based: 1 means no one but the pagemap holds the page. */
+int ferrofs_page_refs(unsigned long pfn)
+{
+	return page_ref_count(pfn_to_page(pfn));
+}
+
+/*
+ * What fs/dax.c's dax_associate_entry does: a file page knows its file and
+ * offset while it may be mapped. Shared futexes (get_futex_key) key on
+ * folio->mapping->host and folio->index; unpin and /proc/pid/mem writes
+ * call folio_mark_dirty, which goes to mapping->a_ops. A ferrofs block
+ * belongs to one file at one offset until it is freed, and is freed only
+ * after ferrofs_page_disassociate, so the two stores here are of the values
+ * already there, or onto NULL.
+ */
+void ferrofs_page_associate(unsigned long pfn, struct address_space *mapping, pgoff_t index)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	if (READ_ONCE(page->mapping) == mapping && READ_ONCE(page->index) == index)
+		return;
+	WRITE_ONCE(page->index, index);
+	WRITE_ONCE(page->mapping, mapping);
+}
+
+void ferrofs_page_disassociate(unsigned long pfn, struct address_space *mapping)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	if (READ_ONCE(page->mapping) == mapping) {
+		WRITE_ONCE(page->mapping, NULL);
+		WRITE_ONCE(page->index, 0);
+	}
+}
+
+/*
+ * Wait until no one but the pagemap holds the page (gup pins and
+ * references gone; __put_devmap_managed_folio_refs wakes us at 1). @drop,
+ * held for write, is released while sleeping, as ext4_break_layouts drops
+ * the invalidate lock: the pin holder may need to fault. Interruptible:
+ * returns -ERESTARTSYS on a signal, with @drop held again.
+ */
+int ferrofs_wait_page_idle(unsigned long pfn, struct rw_semaphore *drop)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	return ___wait_var_event(&page->_refcount, page_ref_count(page) == 1,
+				 TASK_INTERRUPTIBLE, 0, 0,
+				 up_write(drop); schedule(); down_write(drop));
+}
+
+/*
+ * Eviction: no mapping is left and nothing is dropped; bounded, since a
+ * reference can be held for as long as a pipe keeps a vmspliced page.
+ * Returns whether the page is idle.
+ */
+int ferrofs_wait_page_idle_final(unsigned long pfn, unsigned int msecs)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	return wait_var_event_timeout(&page->_refcount, page_ref_count(page) == 1,
+				      msecs_to_jiffies(msecs)) > 0 ||
+	       page_ref_count(page) == 1;
+}
+
+bool ferrofs_dirty_folio(struct address_space *mapping, struct folio *folio);
+
+bool ferrofs_dirty_folio(struct address_space *mapping, struct folio *folio)
+{
+	return noop_dirty_folio(mapping, folio);
 }

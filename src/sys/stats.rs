@@ -23,10 +23,16 @@ pub(crate) enum Counter {
     LinesFlushed,
     RevalidateDrops,
     EntriesRemoved,
+    /// Truncate, hole punch or eviction waited for a page that
+    /// get_user_pages held.
+    PinWaits,
+    /// fsync left an entry marked because get_user_pages held its page
+    /// (the holder may still store to it).
+    PinnedRemarks,
     /// Trace mode: lines fsync left unflushed or unfenced (must stay 0).
     PersistViolations,
 }
-const NCOUNTERS: usize = 10;
+const NCOUNTERS: usize = 12;
 /// Counters, then `flush_insn`, then `trace_mark`.
 const NATTRS: usize = NCOUNTERS + 2;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -39,6 +45,8 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"lines_flushed",
     c"revalidate_drops",
     c"entries_removed",
+    c"pin_waits",
+    c"pinned_remarks",
     c"persist_violations",
     c"flush_insn",
     c"trace_mark",

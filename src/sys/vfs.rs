@@ -12,7 +12,7 @@
 //! states at its `unsafe` block which of those guarantees it relies on.
 #![allow(clippy::missing_safety_doc)]
 
-use super::locks::{RawMutex, RwSem};
+use super::locks::{RawMutex, RwSem, WriteGuard};
 use super::xarray::XArray;
 use crate::super_::FsInfo;
 use kernel::bindings;
@@ -45,6 +45,10 @@ pub(crate) struct Inode {
     map_lock: RawMutex,
     /// On the mount's [`SyncList`] while it may hold dirty marks.
     sync_link: Opaque<bindings::list_head>,
+    /// Some fault has associated a page with this inode's mapping
+    /// (`VmFault::associate`): its pages must be disassociated before the
+    /// in-memory inode goes, and checked for pins before blocks are freed.
+    associated: core::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the VFS inode is shared between threads by design; our fields are
@@ -240,6 +244,49 @@ impl Inode {
         };
     }
 
+    pub(crate) fn mark_associated(&self) {
+        if !self.associated.load(core::sync::atomic::Ordering::Relaxed) {
+            self.associated.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    /// Whether a fault may have mapped (and so associated) a page. Read
+    /// with the invalidate lock exclusive or at eviction, when no fault
+    /// runs: the store in a fault is ordered before by the lock.
+    pub(crate) fn was_associated(&self) -> bool {
+        self.associated.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    /// Drop `pfn`'s link to this file (see the shim), if it has one.
+    pub(crate) fn disassociate(&self, pfn: u64) {
+        // SAFETY: a page of the mounted device with a struct page (checked
+        // at mount); the shim only clears the link if it is ours.
+        unsafe { super::ferrofs_page_disassociate(pfn as c_ulong, (*self.raw()).i_mapping) };
+    }
+
+    /// Wait until `pfn` is idle (see the shim), releasing the invalidate
+    /// lock, which `held` holds for write, while asleep; held again on
+    /// return. ERESTARTSYS on a signal.
+    pub(crate) fn wait_page_idle(&self, pfn: u64, held: &WriteGuard<'_>) -> Result {
+        let sem = self.invalidate_lock().as_ptr();
+        if held.sem().as_ptr() != sem {
+            return Err(EINVAL);
+        }
+        // SAFETY: `sem` is held for write by the caller (`held`, checked to
+        // be this inode's invalidate lock); the shim releases and retakes
+        // it around each sleep, so it is held for write again on return
+        // and the guard's drop releases it once. `pfn` has a struct page.
+        let r = unsafe { super::ferrofs_wait_page_idle(pfn as c_ulong, sem) };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(())
+    }
+    /// As `wait_page_idle`, uninterruptible, dropping no lock, for at most
+    /// `msecs` (eviction). Whether the page is idle.
+    pub(crate) fn wait_page_idle_final(&self, pfn: u64, msecs: u32) -> bool {
+        // SAFETY: `pfn` has a struct page (checked at mount).
+        unsafe { super::ferrofs_wait_page_idle_final(pfn as c_ulong, msecs) != 0 }
+    }
+
     /// Let the flusher (and sync(2)) know this inode has dirty DAX entries:
     /// it calls our `writepages`, which runs the writeback walk.
     pub(crate) fn mark_pages_dirty(&self) {
@@ -305,6 +352,12 @@ impl Inode {
                     (*i).__bindgen_anon_3.i_fop = &DIR_FOPS.0;
                 }
                 Kind::File => {
+                    // DAX: vma_is_fsdax() is true for our mappings, so the
+                    // kernel refuses FOLL_LONGTERM pins of them and allows
+                    // the zero page in shared ones. fs/dax.c's users of
+                    // IS_DAX only act on entries in i_pages, which ferrofs
+                    // leaves empty (its entries are in `Inode::dirty`).
+                    (*i).i_flags |= bindings::S_DAX;
                     (*i).i_op = &FILE_IOPS.0;
                     (*i).__bindgen_anon_3.i_fop = &FILE_FOPS.0;
                     (*(*i).i_mapping).a_ops = &AOPS.0;
@@ -656,35 +709,48 @@ impl VmFault {
         // SAFETY: valid vm_fault for the call.
         unsafe { (*self.0).__bindgen_anon_1.vma }
     }
-    fn addr(&self) -> c_ulong {
-        // SAFETY: valid vm_fault for the call.
-        unsafe { (*self.0).__bindgen_anon_1.address }
-    }
-    /// Map `pfn` read-only at the fault address (shared: PFNMAP VMA).
+    /// Map file page `pfn` read-only at the fault address, as a devmap PTE
+    /// (get_user_pages accepts it). Nothing if a PTE is already there.
     pub(crate) fn insert_ro(&self, pfn: u64) -> bindings::vm_fault_t {
-        // SAFETY: our VMAs are VM_PFNMAP when not COW; addr is in the VMA.
-        unsafe { bindings::vmf_insert_pfn(self.vma(), self.addr(), pfn as c_ulong) }
+        // SAFETY: a fault on a ferrofs VMA, which is VM_MIXEDMAP (`mmap`);
+        // the shim builds a PFN_DEV|PFN_MAP pfn_t, which the mount checked
+        // the device provides (super_::fill_super).
+        unsafe { super::ferrofs_insert_page(self.0, pfn as c_ulong) }
     }
-    /// Map `pfn` writable at the fault address (shared mappings only).
-    pub(crate) fn insert_rw(&self, pfn: u64) -> bindings::vm_fault_t {
-        // SAFETY: shared (PFNMAP) VMA; the protection is the VMA's own with
-        // write allowed, which VM_SHARED|VM_WRITE permits.
-        unsafe {
-            let vma = self.vma();
-            let prot = bindings::vm_get_page_prot((*vma).__bindgen_anon_2.vm_flags as c_ulong);
-            bindings::vmf_insert_pfn_prot(vma, self.addr(), pfn as c_ulong, prot)
+    /// Map the zero page read-only at the fault address.
+    pub(crate) fn insert_zero(&self) -> bindings::vm_fault_t {
+        // SAFETY: a fault on a VM_MIXEDMAP ferrofs VMA of an S_DAX inode,
+        // where vmf_insert_mixed allows the zero page even when shared and
+        // writable (vm_mixed_zeropage_allowed).
+        unsafe { super::ferrofs_insert_zero(self.0) }
+    }
+    /// Make the PTE at the fault address writable and dirty if it maps
+    /// `pfn`: see [`Upgrade`].
+    pub(crate) fn pte_mkwrite(&self, pfn: u64) -> Upgrade {
+        // SAFETY: a fault on a ferrofs VMA: vmf->vma and its mm are live and
+        // the mmap lock (or the VMA lock) is held, so the page tables of the
+        // fault address are not freed under the walk.
+        match unsafe { super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong) } {
+            1 => Upgrade::Done,
+            0 => Upgrade::Gone,
+            _ => Upgrade::Other,
         }
     }
-    /// Map `pfn` read-only into a private (MIXEDMAP) VMA; a store then makes
-    /// the core copy it into an anonymous page.
-    pub(crate) fn insert_cow_source(&self, pfn: u64) -> bindings::vm_fault_t {
-        // SAFETY: COW VMAs are VM_MIXEDMAP; a pfn_t with no flags maps as a
-        // special PTE that vm_normal_page ignores, so COW copies by address.
-        unsafe { bindings::vmf_insert_mixed(self.vma(), self.addr(), bindings::pfn_t { val: pfn }) }
-    }
-    pub(crate) fn zero_pfn() -> u64 {
-        // SAFETY: no preconditions.
-        unsafe { super::ferrofs_zero_pfn() as u64 }
+    /// Tell the file page `pfn` which file and offset it holds (see the
+    /// shim), before any PTE maps it.
+    pub(crate) fn associate(&self, pfn: u64) {
+        let inode = self.inode();
+        inode.mark_associated();
+        // SAFETY: `pfn` is a page of the mounted device (Pmem::pfn checked
+        // it), with a struct page (checked at mount); the mapping is the
+        // live inode's.
+        unsafe {
+            super::ferrofs_page_associate(
+                pfn as c_ulong,
+                (*inode.raw()).i_mapping,
+                self.pgoff() as c_ulong,
+            )
+        };
     }
     pub(crate) fn sb_start_pagefault(&self) {
         // SAFETY: live inode's superblock.
@@ -700,12 +766,32 @@ impl VmFault {
     }
 }
 
+/// Whether someone besides the device's pagemap holds page `pfn`: a
+/// get_user_pages reference or pin (fsdax pages idle at refcount 1).
+pub(crate) fn page_busy(pfn: u64) -> bool {
+    // SAFETY: `pfn` is a page of the mounted device (Pmem::pfn), which has
+    // struct pages (checked at mount); an atomic read.
+    unsafe { super::ferrofs_page_refs(pfn as c_ulong) > 1 }
+}
+
+/// What [`VmFault::pte_mkwrite`] found at the fault address.
+#[derive(PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// A PTE of the page: it is writable now.
+    Done,
+    /// No PTE (zapped since it was inserted).
+    Gone,
+    /// A PTE of another page, or the VMA is not shared and writable.
+    Other,
+}
+
 fn is_cow_mapping(flags: u64) -> bool {
     flags & (bindings::VM_SHARED | bindings::VM_MAYWRITE) as u64 == bindings::VM_MAYWRITE as u64
 }
 
 pub(crate) const VM_FAULT_SIGBUS: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_SIGBUS;
 pub(crate) const VM_FAULT_OOM: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_OOM;
+pub(crate) const VM_FAULT_NOPAGE: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_NOPAGE;
 
 /// A readdir cursor.
 pub(crate) struct DirContext(*mut bindings::dir_context);
@@ -874,6 +960,12 @@ static FILE_FOPS: Table<bindings::file_operations> = Table(bindings::file_operat
 static AOPS: Table<bindings::address_space_operations> =
     Table(bindings::address_space_operations {
         writepages: Some(writepages),
+        // A page that get_user_pages returned is marked dirty through its
+        // mapping when it is unpinned (and by /proc/pid/mem writes): with
+        // the page lock or the page-table lock held, so nothing that
+        // sleeps. fsync keeps a pinned page's entry marked instead
+        // (dax::writeback).
+        dirty_folio: Some(super::ferrofs_dirty_folio),
         ..zeroed!()
     });
 
@@ -982,6 +1074,7 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
             (*p).dirty.as_ptr(),
         );
         super::ferrofs_list_init((*p).sync_link.get());
+        core::ptr::addr_of_mut!((*p).associated).write(core::sync::atomic::AtomicBool::new(false));
         (*p).vfs.get()
     }
 }
@@ -1304,18 +1397,9 @@ unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area
     // SAFETY: valid file and VMA being set up by mmap_region.
     unsafe {
         super::ferrofs_file_accessed(file);
-        let flags = (*vma).__bindgen_anon_2.vm_flags as u64;
-        // Shared mappings are PFNMAP so that the fault handler can install a
-        // writable PTE itself, under the dirty lock, after marking the entry
-        // (vmf_insert_mixed_mkwrite is not exported to modules). Private
-        // mappings are MIXEDMAP and only ever get read-only PTEs: the core
-        // copies on write.
-        let extra = if is_cow_mapping(flags) {
-            bindings::VM_MIXEDMAP
-        } else {
-            bindings::VM_PFNMAP
-        };
-        super::ferrofs_vm_flags_set(vma, extra as c_ulong);
+        // MIXEDMAP, shared or private: file pages are devmap PTEs, which
+        // get_user_pages accepts, holes the zero page (src/dax.rs).
+        super::ferrofs_vm_flags_set(vma, bindings::VM_MIXEDMAP as c_ulong);
         (*vma).vm_ops = &VM_OPS.0;
     }
     0

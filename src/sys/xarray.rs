@@ -117,6 +117,22 @@ impl XArray {
         Claim::Claimed
     }
 
+    /// Set the mark again on an entry just claimed, if it is still `block`.
+    /// Returns whether it did.
+    pub(crate) fn remark(&self, index: u64, block: u64) -> bool {
+        let _g = self.lock();
+        // SAFETY: valid xarray; the lock is held for the load and
+        // __xa_set_mark, so the two see one state.
+        unsafe {
+            let e = bindings::xa_load(self.as_ptr(), index as _);
+            if to_value(e) != Some(block) {
+                return false;
+            }
+            bindings::__xa_set_mark(self.as_ptr(), index as _, XA_MARK_DIRTY);
+        }
+        true
+    }
+
     /// Remove every entry in `first..=last`. Returns (removed, of which dirty).
     pub(crate) fn remove_range(&self, first: u64, last: u64) -> (u64, u64) {
         let mut removed = 0;
