@@ -310,7 +310,8 @@ struct Child {
 }
 
 /// Forks; the child runs `f` and exits 0 (its Ok text, if any, goes back to
-/// the parent), or 1 with its error. The caller must be single-threaded.
+/// the parent), or 1 with its error; whatever it writes to stderr comes back
+/// too. The caller must be single-threaded.
 fn spawn(f: impl FnOnce() -> Result<String, String>) -> Result<Child, String> {
     let (rd, wr) = pipe()?;
     // SAFETY: the case process is single-threaded here; the child runs `f`
@@ -322,6 +323,11 @@ fn spawn(f: impl FnOnce() -> Result<String, String>) -> Result<Child, String> {
     if pid == 0 {
         drop(rd);
         sys::no_core_dumps();
+        // Its stderr goes to the parent with its message too (glibc's
+        // "The futex facility returned an unexpected error code." before
+        // it aborts, for one).
+        // SAFETY: plain syscall on descriptors the child owns.
+        unsafe { libc::dup2(wr.as_raw_fd(), 2) };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let (code, text) = match r {
             Ok(Ok(t)) => (0, t),
@@ -382,7 +388,7 @@ impl Child {
         killed: bool,
         limit: Duration,
     ) -> Result<String, String> {
-        let text = read_to_end(&self.msg);
+        let text = read_to_end(&self.msg).trim_end().replace('\n', "; ");
         match end {
             ChildEnd::Exited(0) => Ok(text),
             _ if killed => Err(format!(
