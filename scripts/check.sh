@@ -70,7 +70,8 @@ guest_run() {  # $1: label, rest: command
 rm -rf "$FERRO_CACHE/out/persist"
 # The knobs of the guest tests, passed through when set.
 guest_env=()
-for v in FERRO_FUZZ_ROUNDS FERRO_FUZZ_SEED FERROTEST_STRESS_SECS FERROTEST_SEED FERROTEST_COHERENCE_SECS; do
+for v in FERRO_FUZZ_ROUNDS FERRO_FUZZ_SEED FERROTEST_STRESS_SECS FERROTEST_SEED FERROTEST_COHERENCE_SECS \
+  FERROTEST_ODIRECT_DEV; do
   if [ -n "${!v:-}" ]; then guest_env+=("$v=${!v}"); fi
 done
 guest_run suite env "${guest_env[@]}" bash tests/run.sh "${FERRO_TESTS:-}"

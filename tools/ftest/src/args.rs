@@ -19,7 +19,10 @@ run: runs the named cases (all if none) in DIR (default: the current
   /sys/fs/ferrofs for DIR's device); --no-counters skips the counter checks.
   Exit status 0 if no case failed, 1 otherwise.
   Environment: FERROTEST_STRESS_SECS (default 15), FERROTEST_SEED,
-  FERROTEST_COHERENCE_SECS (the coherence stresses, default 6).
+  FERROTEST_COHERENCE_SECS (the coherence stresses and the truncate/O_DIRECT
+  stress, default 6), FERROTEST_ODIRECT_DEV (the unmounted block device the
+  O_DIRECT cases overwrite the first 10 MiB of, default /dev/pmem1; opened
+  O_EXCL, the cases skip if that fails).
 fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
   of SEED. mmap-fill: the same through a MAP_SHARED mapping, then msync
   (default), fsync, none (munmap, then fsync) or syncfs (syncfs(2) only).

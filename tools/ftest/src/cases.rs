@@ -4,6 +4,7 @@
 
 use crate::coherence;
 use crate::counters::{valid_flush_insn, Field};
+use crate::gup;
 use crate::pattern;
 use crate::runner::{Case, CaseError, CaseResult, Ctx};
 use crate::stress;
@@ -111,6 +112,41 @@ pub static CASES: &[Case] = &[
         name: "syncfs_flushes_stores_made_during_writeback",
         needs_counters: true,
         run: coherence::syncfs_flushes_stores_made_during_writeback,
+    },
+    Case {
+        name: "shared_futex_wait_wake_between_processes",
+        needs_counters: false,
+        run: gup::shared_futex_wait_wake_between_processes,
+    },
+    Case {
+        name: "shared_futex_wait_times_out",
+        needs_counters: false,
+        run: gup::shared_futex_wait_times_out,
+    },
+    Case {
+        name: "robust_pshared_mutex_under_contention",
+        needs_counters: false,
+        run: gup::robust_pshared_mutex_under_contention,
+    },
+    Case {
+        name: "proc_self_mem_reads_and_writes_mapped_bytes",
+        needs_counters: false,
+        run: gup::proc_self_mem_reads_and_writes_mapped_bytes,
+    },
+    Case {
+        name: "odirect_read_from_block_device_into_mapping",
+        needs_counters: false,
+        run: gup::odirect_read_from_block_device_into_mapping,
+    },
+    Case {
+        name: "odirect_write_from_mapping_to_block_device",
+        needs_counters: false,
+        run: gup::odirect_write_from_mapping_to_block_device,
+    },
+    Case {
+        name: "truncate_racing_odirect_read_stress",
+        needs_counters: false,
+        run: gup::truncate_racing_odirect_read_stress,
     },
     Case {
         name: "truncate_race_stress",

@@ -8,6 +8,7 @@ mod cases;
 mod coherence;
 mod counters;
 mod crashrun;
+mod gup;
 mod pattern;
 mod runner;
 mod stress;

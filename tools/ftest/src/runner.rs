@@ -55,6 +55,12 @@ impl Ctx {
         case_file(&self.dir, self.name, suffix)
     }
 
+    /// The counter directory (--stats), `None` with --no-counters. For
+    /// counters outside [`Field::ALL`], read by name.
+    pub fn stats_dir(&self) -> Option<&Path> {
+        self.stats.as_deref()
+    }
+
     pub fn failed(&self) -> bool {
         self.failed
     }
