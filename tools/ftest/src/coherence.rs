@@ -209,23 +209,24 @@ pub fn hole_mappings_see_own_store(ctx: &mut Ctx) -> CaseResult {
 // ---------------------------------------------------------------------------
 // Stress: read faults on holes against writers filling them
 
-struct Errors(Mutex<Vec<String>>, AtomicBool);
+/// The first few failures of a stress's threads (shared with gup.rs).
+pub(crate) struct Errors(Mutex<Vec<String>>, AtomicBool);
 
 impl Errors {
-    fn new() -> Errors {
+    pub(crate) fn new() -> Errors {
         Errors(Mutex::new(Vec::new()), AtomicBool::new(false))
     }
-    fn add(&self, e: String) {
+    pub(crate) fn add(&self, e: String) {
         let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if v.len() < 8 {
             v.push(e);
         }
         self.1.store(true, SeqCst);
     }
-    fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.1.load(SeqCst)
     }
-    fn report(&self, ctx: &mut Ctx) {
+    pub(crate) fn report(&self, ctx: &mut Ctx) {
         for e in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             ctx.fail(e);
         }

@@ -19,8 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void};
@@ -611,28 +610,7 @@ fn dev_read(dev: &Fd, buf: &mut Anon, off: u64) -> Result<(), String> {
     }
 }
 
-struct Errors(Mutex<Vec<String>>, AtomicBool);
-
-impl Errors {
-    fn new() -> Errors {
-        Errors(Mutex::new(Vec::new()), AtomicBool::new(false))
-    }
-    fn add(&self, e: String) {
-        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if v.len() < 8 {
-            v.push(e);
-        }
-        self.1.store(true, SeqCst);
-    }
-    fn any(&self) -> bool {
-        self.1.load(SeqCst)
-    }
-    fn report(&self, ctx: &mut Ctx) {
-        for e in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            ctx.fail(e);
-        }
-    }
-}
+use crate::coherence::Errors;
 
 // ---------------------------------------------------------------------------
 // Shared futexes
