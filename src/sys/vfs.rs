@@ -270,10 +270,10 @@ impl Inode {
         if held.sem().as_ptr() != sem {
             return Err(EINVAL);
         }
-        // SAFETY: `sem` is held for write by the caller (`held`, checked to
-        // be this inode's invalidate lock); the shim releases and retakes
-        // it around each sleep, so it is held for write again on return
-        // and the guard's drop releases it once. `pfn` has a struct page.
+        // `held` (checked above to be this inode's invalidate lock) holds
+        // `sem` for write; the shim releases and retakes it around each
+        // sleep, so the guard's drop still releases it exactly once.
+        // SAFETY: `sem` is held for write (above); `pfn` has a struct page.
         let r = unsafe { super::ferrofs_wait_page_idle(pfn as c_ulong, sem) };
         if r != 0 {
             return Err(Error::from_errno(r));
@@ -712,24 +712,24 @@ impl VmFault {
     /// Map file page `pfn` read-only at the fault address, as a devmap PTE
     /// (get_user_pages accepts it). Nothing if a PTE is already there.
     pub(crate) fn insert_ro(&self, pfn: u64) -> bindings::vm_fault_t {
-        // SAFETY: a fault on a ferrofs VMA, which is VM_MIXEDMAP (`mmap`);
-        // the shim builds a PFN_DEV|PFN_MAP pfn_t, which the mount checked
-        // the device provides (super_::fill_super).
+        // The shim builds a PFN_DEV|PFN_MAP pfn_t, which fill_super checked
+        // the device provides.
+        // SAFETY: a live fault on a VM_MIXEDMAP ferrofs VMA (`mmap`).
         unsafe { super::ferrofs_insert_page(self.0, pfn as c_ulong) }
     }
     /// Map the zero page read-only at the fault address.
     pub(crate) fn insert_zero(&self) -> bindings::vm_fault_t {
-        // SAFETY: a fault on a VM_MIXEDMAP ferrofs VMA of an S_DAX inode,
-        // where vmf_insert_mixed allows the zero page even when shared and
-        // writable (vm_mixed_zeropage_allowed).
+        // vmf_insert_mixed allows the zero page in a shared writable VMA of
+        // an S_DAX inode (vm_mixed_zeropage_allowed).
+        // SAFETY: a live fault on a VM_MIXEDMAP ferrofs VMA of an S_DAX inode.
         unsafe { super::ferrofs_insert_zero(self.0) }
     }
     /// Make the PTE at the fault address writable and dirty if it maps
     /// `pfn`: see [`Upgrade`].
     pub(crate) fn pte_mkwrite(&self, pfn: u64) -> Upgrade {
-        // SAFETY: a fault on a ferrofs VMA: vmf->vma and its mm are live and
-        // the mmap lock (or the VMA lock) is held, so the page tables of the
-        // fault address are not freed under the walk.
+        // The core holds the mmap lock or the VMA lock around the fault, so
+        // the page tables of the fault address are not freed under the walk.
+        // SAFETY: a live fault: vmf->vma and its mm are valid (above).
         match unsafe { super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong) } {
             1 => Upgrade::Done,
             0 => Upgrade::Gone,
@@ -741,9 +741,9 @@ impl VmFault {
     pub(crate) fn associate(&self, pfn: u64) {
         let inode = self.inode();
         inode.mark_associated();
-        // SAFETY: `pfn` is a page of the mounted device (Pmem::pfn checked
-        // it), with a struct page (checked at mount); the mapping is the
-        // live inode's.
+        // Every caller got `pfn` from Pmem::pfn (inside the device), and the
+        // device has struct pages (checked at mount).
+        // SAFETY: a device page with a struct page; the live inode's mapping.
         unsafe {
             super::ferrofs_page_associate(
                 pfn as c_ulong,

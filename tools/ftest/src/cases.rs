@@ -134,6 +134,11 @@ pub static CASES: &[Case] = &[
         run: gup::proc_self_mem_reads_and_writes_mapped_bytes,
     },
     Case {
+        name: "fsync_keeps_pinned_pages_dirty",
+        needs_counters: true,
+        run: gup::fsync_keeps_pinned_pages_dirty,
+    },
+    Case {
         name: "odirect_read_from_block_device_into_mapping",
         needs_counters: false,
         run: gup::odirect_read_from_block_device_into_mapping,

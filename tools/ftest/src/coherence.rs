@@ -69,7 +69,7 @@ fn store_word(base: usize, off: usize, v: u64) {
     unsafe { ((base + off) as *mut u64).write_volatile(v) }
 }
 
-fn secs_env(name: &str, default: u64) -> Duration {
+pub(crate) fn secs_env(name: &str, default: u64) -> Duration {
     Duration::from_secs(
         std::env::var(name)
             .ok()

@@ -76,14 +76,7 @@ fn errno() -> i32 {
     last_err().raw_os_error().unwrap_or(0)
 }
 
-fn secs_env(name: &str, default: u64) -> Duration {
-    Duration::from_secs(
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(default),
-    )
-}
+use crate::coherence::secs_env;
 
 fn load_u32(addr: usize) -> u32 {
     // SAFETY: callers pass a 4-byte aligned address inside a live mapping;
@@ -1551,4 +1544,95 @@ mod tests {
         assert!(m.contains("offset 4096 (page 1)"), "{m}");
         assert!(m.contains("reads as zeros"), "{m}");
     }
+}
+
+fn stat_value(ctx: &Ctx, name: &str) -> Option<u64> {
+    let p = ctx.stats_dir()?.join(name);
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// A page a pipe holds a reference to (vmsplice takes get_user_pages
+/// references) can be written through the kernel's mapping with no PTE to
+/// fault, so fsync must keep its entry marked while the reference lasts:
+/// each fsync flushes it again (`pinned_remarks` rises), and once the pipe
+/// is drained one more fsync flushes it and the next flushes nothing.
+pub fn fsync_keeps_pinned_pages_dirty(ctx: &mut Ctx) -> CaseResult {
+    if ctx.stats_dir().is_none() {
+        return Err(CaseError::Skip(
+            "needs the ferrofs counters (--stats)".into(),
+        ));
+    }
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.pwrite_all(&vec![0u8; PAGE], 0)?;
+    fd.fsync()?;
+    let map = Map::shared_rw(&fd, PAGE)?;
+    map.copy_in(0, &[0x5a; 64]);
+    let mut p = [0 as c_int; 2];
+    // SAFETY: plain syscall on a local array of two ints.
+    if unsafe { libc::pipe(p.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", err_text(errno())).into());
+    }
+    // SAFETY: the fds were just returned by pipe(2) and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    let iov = libc::iovec {
+        iov_base: map.addr() as *mut libc::c_void,
+        iov_len: PAGE,
+    };
+    // SAFETY: iov points into a live mapping of PAGE bytes.
+    let n = unsafe { libc::vmsplice(wr.as_raw_fd(), &iov, 1, 0) };
+    if n != PAGE as isize {
+        return Err(format!(
+            "vmsplice of the mapped page: expected {PAGE}, got {n} ({})",
+            err_text(errno())
+        )
+        .into());
+    }
+    let (Some(r0), Some(f0)) = (
+        stat_value(ctx, "pinned_remarks"),
+        stat_value(ctx, "entries_flushed"),
+    ) else {
+        return Err(CaseError::Skip("no pinned_remarks counter".into()));
+    };
+    fd.fsync()?;
+    fd.fsync()?;
+    let (r1, f1) = (
+        stat_value(ctx, "pinned_remarks").unwrap_or(0),
+        stat_value(ctx, "entries_flushed").unwrap_or(0),
+    );
+    ctx.check_eq(
+        "pinned_remarks after two fsyncs with the page in a pipe",
+        2,
+        r1 as i128 - r0 as i128,
+    );
+    ctx.check_eq(
+        "entries_flushed by two fsyncs with the page in a pipe",
+        2,
+        f1 as i128 - f0 as i128,
+    );
+    let mut buf = vec![0u8; PAGE];
+    // SAFETY: reads into a local buffer of PAGE bytes.
+    let got = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, PAGE) };
+    if got != PAGE as isize || buf[..64] != [0x5a; 64] {
+        ctx.fail(&format!(
+            "reading the pipe back: {got} bytes, first byte {:#x}",
+            buf[0]
+        ));
+    }
+    drop(rd);
+    drop(wr);
+    fd.fsync()?;
+    let f2 = stat_value(ctx, "entries_flushed").unwrap_or(0);
+    fd.fsync()?;
+    let f3 = stat_value(ctx, "entries_flushed").unwrap_or(0);
+    ctx.check_eq(
+        "entries_flushed by the fsync after the pipe let go",
+        1,
+        f2 as i128 - f1 as i128,
+    );
+    ctx.check_eq(
+        "entries_flushed by the next fsync",
+        0,
+        f3 as i128 - f2 as i128,
+    );
+    Ok(())
 }
