@@ -281,6 +281,9 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
                 let (idx, block) = hints[k];
                 if let Ok(pfn) = fs.pmem.pfn(FsInfo::block_off(block)) {
                     if page_busy(pfn) && inode.dirty.remark(idx, block) {
+                        // Marked again: counted as a mark, so that marks
+                        // still balance flushes, drops and removals.
+                        fs.count(Counter::EntriesMarked);
                         fs.count(Counter::PinnedRemarks);
                         pinned = true;
                     }
