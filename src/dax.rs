@@ -62,6 +62,40 @@
 //! marked) before the walk acts on it, so it never flushes a block the file
 //! no longer owns.
 //!
+//! ## MAP_SYNC
+//!
+//! mmap(2) and Documentation/filesystems/dax.rst: once a write fault on a
+//! MAP_SYNC mapping returns, every piece of metadata needed to reach the
+//! block after a crash is durable, so flushing the data from user space
+//! (clwb + sfence) is enough. ext4 and xfs commit their journals lazily and
+//! so need `VM_FAULT_NEEDDSYNC` and an fsync of the page at the end of the
+//! fault (`dax_finish_sync_fault`). ferrofs's fault path already meets the
+//! contract, with no extra step:
+//! - a block, and any indirect block on its path, is allocated in one
+//!   journal transaction (`inode::get_or_alloc_block`) that commits before
+//!   `get_or_alloc_block` returns, so before the PTE is inserted: the
+//!   bitmap, the pointers and the inode's block count are written back, then
+//!   fenced, then the commit word is stored, written back and fenced
+//!   (`journal::Tx::finish`);
+//! - a fresh block is zeroed with flushing stores inside that transaction,
+//!   so after a crash the bytes the user did not store read as zero, never
+//!   as a former file's data;
+//! - the fault finds an existing block through a pointer another thread may
+//!   have just published, before that thread's transaction commits; but a
+//!   write fault always opens a transaction first, and transactions run one
+//!   at a time (the journal mutex), so it returns only after the
+//!   publishing transaction committed;
+//! - the file size never changes in a fault (a fault past EOF is SIGBUS):
+//!   it was made durable by the truncate, fallocate or write(2) that set
+//!   it, each a committed transaction;
+//! - times (the mtime update of a write fault) are not needed to reach data.
+//!
+//! The trace mode checks this after every MAP_SYNC write fault
+//! ([`check_sync_fault`]), as it checks fsync. MAP_SYNC is refused with
+//! EOPNOTSUPP where the device is not synchronous (`dax_synchronous`: a
+//! virtio-pmem device needs a flush request that a CPU cache flush does not
+//! send), as ext4 and xfs refuse it.
+//!
 //! Marks live in the inode, not the mapping: stores made through a mapping
 //! that was then unmapped are still flushed by the next fsync, and eviction
 //! writes back whatever is left.
@@ -164,6 +198,18 @@ fn map_hole(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     }
 }
 
+/// mmap: MAP_SYNC (`sync`) only on a synchronous device.
+pub(crate) fn mmap_check(inode: &Inode, sync: bool) -> Result {
+    if sync {
+        let fs = inode.fs();
+        if !fs.synchronous {
+            return Err(crate::sys::eopnotsupp());
+        }
+        fs.count(Counter::SyncMaps);
+    }
+    Ok(())
+}
+
 /// Mark the page dirty, then give it a writable PTE, all under `dirty_lock`
 /// shared: insert a read-only PTE if none is there, then upgrade that PTE
 /// (see "Mapping types" above).
@@ -171,10 +217,16 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
     let _d = inode.dirty_lock().read();
-    let (block, _fresh) = match inode::get_or_alloc_block(inode, pgoff) {
+    let (block, fresh) = match inode::get_or_alloc_block(inode, pgoff) {
         Ok(r) => r,
         Err(e) => return to_fault(e),
     };
+    if vmf.is_sync() {
+        fs.count(Counter::SyncWriteFaults);
+        if fs.pmem.trace().is_some() {
+            check_sync_fault(inode, pgoff, block, fresh);
+        }
+    }
     let pfn = match fs.pmem.pfn(FsInfo::block_off(block)) {
         Ok(p) => p,
         Err(e) => return to_fault(e),
@@ -361,6 +413,39 @@ fn check_clean(inode: &Inode, first: u64, last: u64) -> Result {
         fs.stats.add(Counter::PersistViolations, bad);
     }
     Ok(())
+}
+
+/// Trace mode only: the MAP_SYNC assertion, at a write fault of a MAP_SYNC
+/// mapping, before its PTE exists. Under the journal mutex, so no other
+/// transaction is half done: every line of the metadata areas (superblock,
+/// journal, bitmap, inode table), of the indirect blocks on the page's
+/// path and, for a block this fault allocated, of the block itself must be
+/// written back and fenced. A line left over is counted in
+/// `persist_violations`.
+fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh: bool) {
+    let fs = inode.fs();
+    let Some(t) = fs.pmem.trace() else {
+        return;
+    };
+    let _quiet = fs.tx();
+    let mut bad = t.unclean(0, (fs.geo.data_start << BLOCK_SHIFT) as usize);
+    let mut path = [0u64; 3];
+    let n = inode::map_path_blocks(inode, pgoff, &mut path).unwrap_or(0);
+    for &b in &path[..n] {
+        bad += t.unclean(FsInfo::block_off(b), BLOCK_SIZE);
+    }
+    if fresh {
+        bad += t.unclean(FsInfo::block_off(block), BLOCK_SIZE);
+    }
+    if bad > 0 {
+        kernel::pr_err!(
+            "inode {}: MAP_SYNC write fault at page {} left {} metadata cache lines not flushed and fenced\n",
+            inode.ino(),
+            pgoff,
+            bad
+        );
+        fs.stats.add(Counter::PersistViolations, bad);
+    }
 }
 
 /// Eviction: the inode has no users, mappings or PTEs left, and may be

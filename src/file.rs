@@ -6,8 +6,11 @@
 use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
-use crate::sys::vfs::{Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
+use crate::sys::vfs::{
+    Fiemap, Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FIEMAP_EXTENT_LAST,
+};
 use kernel::error::{code::*, Result};
+use kernel::prelude::*;
 
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -108,3 +111,87 @@ pub(crate) fn fallocate(i: &Inode, mode: i32, off: u64, len: u64) -> Result {
         _ => Err(crate::sys::eopnotsupp()),
     }
 }
+
+/// FS_IOC_FIEMAP: the allocated blocks of `start..start+len` (bytes) as
+/// extents of physically contiguous blocks. Physical offsets are bytes from
+/// the start of the file system's block device, as ext4 and xfs report
+/// them (a block's offset in pmem is its offset in the device: the whole
+/// device is the file system). Holes are gaps between extents. The last
+/// extent is flagged FIEMAP_EXTENT_LAST when no block of the file lies
+/// beyond it (blocks past EOF from fallocate KEEP_SIZE count).
+///
+/// Shared i_rwsem: truncate and hole punch, the only frees, hold it
+/// exclusive, so no block or indirect block of the map is freed while it is
+/// walked. Faults can still allocate (under map_lock, publishing each
+/// pointer with one atomic store); the walk sees each new block or not.
+/// Extents are collected first and reported after the walk, so the copies
+/// to user memory (which may fault on a mapping of this very file) run with
+/// no ferrofs lock held.
+pub(crate) fn fiemap(i: &Inode, start: u64, len: u64, out: &mut Fiemap) -> Result {
+    if len == 0 {
+        return Ok(());
+    }
+    let max = (crate::format::MAX_FILE_BLOCKS << BLOCK_SHIFT) - 1;
+    if start > max {
+        return Ok(());
+    }
+    let first = start >> BLOCK_SHIFT;
+    let last = core::cmp::min(start.saturating_add(len - 1), max) >> BLOCK_SHIFT;
+    let mut from = first;
+    loop {
+        // (logical block, physical byte offset, blocks)
+        let mut ext: KVec<(u64, u64, u64)> = KVec::new();
+        let mut more = false;
+        {
+            let _g = i.rwsem().read();
+            inode::for_each_block(i, from, last, &mut |l, b| {
+                let phys = FsInfo::block_off(b);
+                if let Some(e) = ext.last_mut() {
+                    if e.0 + e.2 == l && e.1 + (e.2 << BLOCK_SHIFT) == phys {
+                        e.2 += 1;
+                        return Ok(true);
+                    }
+                }
+                if ext.len() == FIEMAP_BATCH {
+                    more = true;
+                    return Ok(false);
+                }
+                ext.push((l, phys, 1), GFP_KERNEL).map_err(|_| ENOMEM)?;
+                Ok(true)
+            })?;
+        }
+        let Some(&(l, _, n)) = ext.last() else {
+            return Ok(());
+        };
+        // Is anything allocated after the final extent?
+        let after = l + n;
+        let beyond = if more {
+            true
+        } else {
+            let _g = i.rwsem().read();
+            let mut found = false;
+            if after < crate::format::MAX_FILE_BLOCKS {
+                inode::for_each_block(i, after, crate::format::MAX_FILE_BLOCKS - 1, &mut |_, _| {
+                    found = true;
+                    Ok(false)
+                })?;
+            }
+            found
+        };
+        let count = ext.len();
+        for (k, &(l, p, n)) in ext.iter().enumerate() {
+            let flags = if k + 1 == count && !beyond { FIEMAP_EXTENT_LAST } else { 0 };
+            if out.fill(l << BLOCK_SHIFT, p, n << BLOCK_SHIFT, flags)? {
+                return Ok(());
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+        // The batch filled up inside the walk: go on after its last extent.
+        from = after;
+    }
+}
+
+/// Extents collected per walk before they are copied out.
+const FIEMAP_BATCH: usize = 256;

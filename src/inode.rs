@@ -223,6 +223,35 @@ pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
     Ok(b)
 }
 
+/// The indirect blocks on the path to logical block `lblk`, root first,
+/// into `out`; returns how many (0 for a direct block or a hole at the
+/// root). Lockless, like [`get_block`].
+pub(crate) fn map_path_blocks(inode: &Inode, lblk: u64, out: &mut [u64; 3]) -> Result<usize> {
+    let fs = inode.fs();
+    let ino = inode.ino();
+    let Some(path) = format::map_path(lblk) else {
+        return Ok(0);
+    };
+    let (root, idx): (usize, &[usize]) = match &path {
+        MapPath::Direct(_) => return Ok(0),
+        MapPath::Ind(p) => (core::mem::offset_of!(DiskInode, indirect), &p[..]),
+        MapPath::Dind(p) => (core::mem::offset_of!(DiskInode, dindirect), &p[..]),
+        MapPath::Tind(p) => (core::mem::offset_of!(DiskInode, tindirect), &p[..]),
+    };
+    let mut b = check_ptr(fs, ino, fs.pmem.read_u32(field_off(fs, ino, root))?)?;
+    let mut n = 0;
+    // The last index names the data block, not an indirect one.
+    for &i in idx {
+        if b == 0 || n >= out.len() {
+            break;
+        }
+        out[n] = b;
+        n += 1;
+        b = check_ptr(fs, ino, fs.pmem.read_u32(ptr_off(b, i))?)?;
+    }
+    Ok(n)
+}
+
 /// Allocate a block and zero it. No record: if the transaction rolls back,
 /// the block is free again.
 fn alloc_zeroed(tx: &mut Tx<'_>, fs: &FsInfo) -> Result<u64> {
@@ -435,8 +464,9 @@ fn free_tree(
 
 /// Call `f(lblk, block)` for every allocated data block of logical range
 /// `first..=last`, in order, until it returns `Ok(false)`. Reads the map
-/// without map_lock: callers hold the invalidate lock exclusive (or evict),
-/// so no block of the range is freed meanwhile; blocks allocated meanwhile
+/// without map_lock: callers hold the invalidate lock exclusive (truncate,
+/// punch), or i_rwsem (which those hold exclusive: fiemap), or evict, so
+/// no block of the range is freed meanwhile; blocks allocated meanwhile
 /// by write(2) may or may not be seen. Cost follows the allocated blocks,
 /// not the range: holes in the tree are skipped whole.
 pub(crate) fn for_each_block(

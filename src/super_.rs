@@ -23,6 +23,9 @@ pub(crate) struct FsInfo {
     pub(crate) sync_list: KBox<vfs::SyncList>,
     uuid: [u8; 16],
     sb: *mut bindings::super_block,
+    /// The device makes a store durable once it is written back from the
+    /// CPU caches (`dax_synchronous`; not virtio-pmem): MAP_SYNC is allowed.
+    pub(crate) synchronous: bool,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
     _dax: DaxDevice,
 }
@@ -142,6 +145,8 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
         return Err(EINVAL);
     }
     let dax = DaxDevice { dev: daxp, holder };
+    // SAFETY: `daxp` is held (just above).
+    let synchronous = unsafe { crate::sys::ferrofs_dax_synchronous(daxp) } != 0;
     // SAFETY: the block device is open.
     let dev_bytes = unsafe { crate::sys::ferrofs_bdev_bytes(sb.bdev()) };
     let pages = dev_bytes >> format::BLOCK_SHIFT;
@@ -226,6 +231,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
             sync_list: vfs::SyncList::new()?,
             uuid: raw.uuid,
             sb: sb.raw(),
+            synchronous,
             _dax: dax,
         },
         GFP_KERNEL,

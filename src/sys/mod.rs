@@ -49,6 +49,20 @@ extern "C" {
         has_pages: *mut kernel::ffi::c_int,
     ) -> kernel::ffi::c_long;
     pub(crate) fn ferrofs_bdev_bytes(bdev: *mut bindings::block_device) -> u64;
+    pub(crate) fn ferrofs_dax_synchronous(dax: *mut kernel::ffi::c_void) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_fiemap_prep(
+        inode: *mut bindings::inode,
+        fi: *mut bindings::fiemap_extent_info,
+        start: u64,
+        len: *mut u64,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_fiemap_fill(
+        fi: *mut bindings::fiemap_extent_info,
+        logical: u64,
+        phys: u64,
+        len: u64,
+        flags: u32,
+    ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_flush_insn() -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_init_inode_locks(
         dirty: *mut bindings::rw_semaphore,

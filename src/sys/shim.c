@@ -16,6 +16,7 @@
 #include <linux/blkdev.h>
 #include <linux/pagemap.h>
 #include <linux/wait_bit.h>
+#include <linux/fiemap.h>
 #include <asm/cpufeature.h>
 
 struct dax_device *ferrofs_dax_get(struct block_device *bdev, u64 *start_off, void *holder);
@@ -23,6 +24,9 @@ void ferrofs_dax_put(struct dax_device *dax, void *holder);
 long ferrofs_dax_map(struct dax_device *dax, u64 start_off, long nr_pages,
 		     void **kaddr, unsigned long *pfn, int *has_pages);
 u64 ferrofs_bdev_bytes(struct block_device *bdev);
+int ferrofs_dax_synchronous(struct dax_device *dax);
+int ferrofs_fiemap_prep(struct inode *inode, struct fiemap_extent_info *fi, u64 start, u64 *len);
+int ferrofs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, u32 flags);
 int ferrofs_flush_insn(void);
 void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
 			      struct mutex *map, struct xarray *xa);
@@ -40,6 +44,30 @@ struct dax_device *ferrofs_dax_get(struct block_device *bdev, u64 *start_off, vo
 void ferrofs_dax_put(struct dax_device *dax, void *holder)
 {
 	fs_put_dax(dax, holder);
+}
+
+/* Stores reach persistence once written back from the CPU caches (pmem),
+ * as opposed to a device that needs a flush request (virtio-pmem). */
+int ferrofs_dax_synchronous(struct dax_device *dax)
+{
+	return dax_synchronous(dax);
+}
+
+/* The values Rust uses for these bitwise-typed flags. */
+static_assert((__force unsigned int)FOP_MMAP_SYNC == 1u << 2);
+static_assert(FIEMAP_EXTENT_LAST == 1);
+static_assert(FIEMAP_EXTENT_MERGED == 0x1000);
+
+/* No FIEMAP flag is supported beyond what fiemap_prep allows itself (SYNC). */
+int ferrofs_fiemap_prep(struct inode *inode, struct fiemap_extent_info *fi, u64 start, u64 *len)
+{
+	return fiemap_prep(inode, fi, start, len, 0);
+}
+
+/* 1: the user's array is full, stop; 0: go on; -errno (EFAULT). */
+int ferrofs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, u32 flags)
+{
+	return fiemap_fill_next_extent(fi, logical, phys, len, flags);
 }
 
 /*

@@ -29,10 +29,15 @@ pub(crate) enum Counter {
     /// fsync left an entry marked because get_user_pages held its page
     /// (the holder may still store to it).
     PinnedRemarks,
-    /// Trace mode: lines fsync left unflushed or unfenced (must stay 0).
+    /// MAP_SYNC mappings set up.
+    SyncMaps,
+    /// Write faults and pfn_mkwrite on MAP_SYNC mappings.
+    SyncWriteFaults,
+    /// Trace mode: lines fsync, or a MAP_SYNC write fault, left unflushed
+    /// or unfenced (must stay 0).
     PersistViolations,
 }
-const NCOUNTERS: usize = 12;
+const NCOUNTERS: usize = 14;
 /// Counters, then `flush_insn`, then `trace_mark`.
 const NATTRS: usize = NCOUNTERS + 2;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -47,6 +52,8 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"entries_removed",
     c"pin_waits",
     c"pinned_remarks",
+    c"sync_maps",
+    c"sync_write_faults",
     c"persist_violations",
     c"flush_insn",
     c"trace_mark",

@@ -197,13 +197,25 @@ impl Trace {
         self.buf.lock().stored(off, n);
     }
 
-    /// Lines of `off..off+n` not yet written back and fenced.
+    /// Lines of `off..off+n` not yet written back and fenced. Word at a
+    /// time: the MAP_SYNC check asks about the whole metadata area.
     pub(crate) fn unclean(&self, off: u64, n: usize) -> u64 {
         let b = self.buf.lock();
-        Buf::lines(off, n)
-            .filter(|&l| l < self.lines)
-            .filter(|&l| bit(b.unflushed.as_slice(), l) || bit(b.unfenced.as_slice(), l))
-            .count() as u64
+        let r = Buf::lines(off, n);
+        let end = core::cmp::min(r.end, self.lines);
+        let mut l = r.start;
+        let mut count = 0u64;
+        while l < end {
+            let w = (l / 64) as usize;
+            let at = l % 64;
+            let take = core::cmp::min(64 - at, end - l);
+            let mask = if take == 64 { !0u64 } else { ((1u64 << take) - 1) << at };
+            let bits = b.unflushed.as_slice().get(w).copied().unwrap_or(0)
+                | b.unfenced.as_slice().get(w).copied().unwrap_or(0);
+            count += (bits & mask).count_ones() as u64;
+            l += take;
+        }
+        count
     }
 
     /// Copy trace bytes from `pos` (header included) into `out`.

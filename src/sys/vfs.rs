@@ -705,6 +705,13 @@ impl VmFault {
         let f = unsafe { (*(*self.0).__bindgen_anon_1.vma).__bindgen_anon_2.vm_flags };
         is_cow_mapping(f as u64)
     }
+    /// A MAP_SYNC mapping: a write fault must leave the metadata it
+    /// depends on durable (src/dax.rs, "MAP_SYNC").
+    pub(crate) fn is_sync(&self) -> bool {
+        // SAFETY: valid vma for the call.
+        let f = unsafe { (*(*self.0).__bindgen_anon_1.vma).__bindgen_anon_2.vm_flags };
+        f as u64 & bindings::VM_SYNC as u64 != 0
+    }
     fn vma(&self) -> *mut bindings::vm_area_struct {
         // SAFETY: valid vm_fault for the call.
         unsafe { (*self.0).__bindgen_anon_1.vma }
@@ -792,6 +799,25 @@ fn is_cow_mapping(flags: u64) -> bool {
 pub(crate) const VM_FAULT_SIGBUS: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_SIGBUS;
 pub(crate) const VM_FAULT_OOM: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_OOM;
 pub(crate) const VM_FAULT_NOPAGE: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_NOPAGE;
+
+/// The user's FS_IOC_FIEMAP extent array, after `fiemap_prep` checked it.
+pub(crate) struct Fiemap(*mut bindings::fiemap_extent_info);
+
+/// FIEMAP_EXTENT_LAST (the shim asserts the value).
+pub(crate) const FIEMAP_EXTENT_LAST: u32 = 1;
+
+impl Fiemap {
+    /// Report one extent (bytes); `Ok(true)`: the array is full, stop.
+    /// Copies to user memory, which may fault: hold no lock a fault takes.
+    pub(crate) fn fill(&mut self, logical: u64, phys: u64, len: u64, flags: u32) -> Result<bool> {
+        // SAFETY: the fiemap_extent_info of the running ioctl.
+        let r = unsafe { super::ferrofs_fiemap_fill(self.0, logical, phys, len, flags) };
+        if r < 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(r == 1)
+    }
+}
 
 /// A readdir cursor.
 pub(crate) struct DirContext(*mut bindings::dir_context);
@@ -926,6 +952,7 @@ static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_opera
 static FILE_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_operations {
     setattr: Some(setattr),
     getattr: Some(getattr),
+    fiemap: Some(fiemap),
     ..zeroed!()
 });
 
@@ -944,7 +971,14 @@ static DIR_FOPS: Table<bindings::file_operations> = Table(bindings::file_operati
     ..zeroed!()
 });
 
+/// `FOP_MMAP_SYNC` (a bitwise-typed macro bindgen drops; the shim asserts
+/// the value): mmap accepts MAP_SYNC.
+const FOP_MMAP_SYNC: bindings::fop_flags_t = 1 << 2;
+
 static FILE_FOPS: Table<bindings::file_operations> = Table(bindings::file_operations {
+    // MAP_SYNC: see "MAP_SYNC" in src/dax.rs; `mmap` refuses it on a device
+    // that is not synchronous.
+    fop_flags: FOP_MMAP_SYNC,
     llseek: Some(bindings::generic_file_llseek),
     read_iter: Some(read_iter),
     write_iter: Some(write_iter),
@@ -1315,6 +1349,25 @@ unsafe extern "C" fn getattr(
     0
 }
 
+unsafe extern "C" fn fiemap(
+    inode: *mut bindings::inode,
+    fi: *mut bindings::fiemap_extent_info,
+    start: u64,
+    len: u64,
+) -> c_int {
+    let mut len = len;
+    // SAFETY: the VFS passes a live inode and the ioctl's extent info;
+    // fiemap_prep checks the request flags and clamps `len` to s_maxbytes.
+    let r = unsafe { super::ferrofs_fiemap_prep(inode, fi, start, &mut len) };
+    if r != 0 {
+        return r;
+    }
+    // SAFETY: as above.
+    let i = unsafe { Inode::from_raw(inode) };
+    let mut out = Fiemap(fi);
+    from_result(|| crate::file::fiemap(i, start, len, &mut out).map(|()| 0))
+}
+
 // ---------------------------------------------------------------------------
 // Trampolines: files
 
@@ -1394,7 +1447,18 @@ unsafe extern "C" fn iterate_shared(
 }
 
 unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
-    // SAFETY: valid file and VMA being set up by mmap_region.
+    // SAFETY: valid file and VMA being set up by mmap_region; an open file
+    // pins its inode.
+    let (i, flags) = unsafe {
+        (
+            Inode::from_raw((*(*file).f_mapping).host),
+            (*vma).__bindgen_anon_2.vm_flags as u64,
+        )
+    };
+    if let Err(e) = crate::dax::mmap_check(i, flags & bindings::VM_SYNC as u64 != 0) {
+        return e.to_errno();
+    }
+    // SAFETY: as above.
     unsafe {
         super::ferrofs_file_accessed(file);
         // MIXEDMAP, shared or private: file pages are devmap PTEs, which
