@@ -8,7 +8,7 @@ usage: ferrotest list
        ferrotest run [--dir DIR] [--stats DIR | --no-counters] [NAME...]
        ferrotest fill FILE SEED LEN
        ferrotest verify FILE SEED LEN
-       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|syncfs]
+       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|syncfs|mapsync]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
        ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE]
@@ -49,6 +49,9 @@ pub enum SyncMode {
     None,
     /// syncfs(2) while the mapping is still there; no fsync or msync.
     Syncfs,
+    /// A MAP_SYNC mapping; the stores are made durable from user space
+    /// (clwb or clflushopt, then sfence): no system call after the stores.
+    MapSync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,9 +250,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     "fsync" => SyncMode::Fsync,
                     "none" => SyncMode::None,
                     "syncfs" => SyncMode::Syncfs,
+                    "mapsync" => SyncMode::MapSync,
                     _ => {
                         return Err(format!(
-                            "mmap-fill: --sync must be msync, fsync, none or syncfs, not {v:?}"
+                            "mmap-fill: --sync must be msync, fsync, none, syncfs or mapsync, not {v:?}"
                         ))
                     }
                 };
@@ -415,6 +419,7 @@ mod tests {
             ("--sync=fsync", SyncMode::Fsync),
             ("--sync=none", SyncMode::None),
             ("--sync=syncfs", SyncMode::Syncfs),
+            ("--sync=mapsync", SyncMode::MapSync),
         ] {
             assert_eq!(
                 p(&["mmap-fill", "/f", "1", "8192", arg]),

@@ -5,6 +5,7 @@
 use crate::coherence;
 use crate::counters::{valid_flush_insn, Field};
 use crate::gup;
+use crate::mapsync;
 use crate::pattern;
 use crate::runner::{Case, CaseError, CaseResult, Ctx};
 use crate::stress;
@@ -152,6 +153,26 @@ pub static CASES: &[Case] = &[
         name: "truncate_racing_odirect_read_stress",
         needs_counters: false,
         run: gup::truncate_racing_odirect_read_stress,
+    },
+    Case {
+        name: "map_sync_mapping_is_accepted_and_faults_are_synchronous",
+        needs_counters: false,
+        run: mapsync::map_sync_mapping_is_accepted_and_faults_are_synchronous,
+    },
+    Case {
+        name: "statx_reports_dax",
+        needs_counters: false,
+        run: mapsync::statx_reports_dax,
+    },
+    Case {
+        name: "fiemap_maps_file_offsets_to_device_offsets",
+        needs_counters: false,
+        run: mapsync::fiemap_maps_file_offsets_to_device_offsets,
+    },
+    Case {
+        name: "longterm_pin_of_a_dax_mapping_is_refused",
+        needs_counters: false,
+        run: mapsync::longterm_pin_of_a_dax_mapping_is_refused,
     },
     Case {
         name: "truncate_race_stress",

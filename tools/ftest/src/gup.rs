@@ -68,7 +68,7 @@ pub fn errno_name(e: i32) -> String {
 }
 
 /// `EFAULT (Bad address)`.
-fn err_text(e: i32) -> String {
+pub(crate) fn err_text(e: i32) -> String {
     format!("{} ({})", errno_name(e), io::Error::from_raw_os_error(e))
 }
 
@@ -163,13 +163,13 @@ fn pwrite_raw(fd: c_int, addr: usize, len: usize, off: u64) -> Result<usize, i32
 }
 
 /// Page-aligned anonymous memory (an O_DIRECT buffer), unmapped on drop.
-struct Anon {
+pub(crate) struct Anon {
     ptr: *mut u8,
     len: usize,
 }
 
 impl Anon {
-    fn new(len: usize) -> Result<Anon, String> {
+    pub(crate) fn new(len: usize) -> Result<Anon, String> {
         // SAFETY: a fresh private anonymous mapping chosen by the kernel.
         let p = unsafe {
             libc::mmap(
@@ -190,11 +190,11 @@ impl Anon {
         })
     }
 
-    fn addr(&self) -> usize {
+    pub(crate) fn addr(&self) -> usize {
         self.ptr as usize
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: our private mapping of `len` bytes; only our own syscalls
         // write to it, and not while this borrow lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
@@ -1546,7 +1546,7 @@ mod tests {
     }
 }
 
-fn stat_value(ctx: &Ctx, name: &str) -> Option<u64> {
+pub(crate) fn stat_value(ctx: &Ctx, name: &str) -> Option<u64> {
     let p = ctx.stats_dir()?.join(name);
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }

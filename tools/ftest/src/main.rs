@@ -9,6 +9,7 @@ mod coherence;
 mod counters;
 mod crashrun;
 mod gup;
+mod mapsync;
 mod pattern;
 mod runner;
 mod stress;

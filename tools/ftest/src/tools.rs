@@ -74,16 +74,35 @@ pub fn mmap_fill(file: &Path, seed: u64, len: u64, sync: SyncMode) -> Result<(),
     if n == 0 {
         return fd.fsync();
     }
-    let map = Map::shared_rw(&fd, n)?;
+    let map = if sync == SyncMode::MapSync {
+        Map::new(
+            &fd,
+            n,
+            libc::PROT_READ | libc::PROT_WRITE,
+            sys::MAP_SHARED_VALIDATE | sys::MAP_SYNC,
+        )?
+    } else {
+        Map::shared_rw(&fd, n)?
+    };
+    let insn = sys::FlushInsn::detect();
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0;
     while off < n {
         let k = (n - off).min(CHUNK);
         pattern::fill(seed, off as u64, &mut buf[..k]);
         map.copy_in(off, &buf[..k]);
+        if sync == SyncMode::MapSync {
+            // SAFETY: `off..off+k` lies inside the live mapping.
+            unsafe { sys::persist(insn, (map.addr() + off) as *const u8, k) };
+        }
         off += k;
     }
     match sync {
+        SyncMode::MapSync => {
+            // Durable already: the faults made the metadata durable and the
+            // stores were written back and fenced above. No system call.
+            map.unmap()
+        }
         SyncMode::Msync => {
             map.msync(0, n, libc::MS_SYNC)?;
             map.unmap()
