@@ -39,9 +39,40 @@ workload_under_trace() {
   cat $TRACE/trace > $P/trace.bin
   echo "$SEED $OPS" > $P/params
   echo "trace: $(stat -c %s $P/trace.bin) bytes"
-  assert_eq 0 "$(cat $TRACE/persist_violations)" "lines fsync left unflushed or unfenced"
+  assert_eq 0 "$(cat $TRACE/persist_violations)" "lines fsync or a MAP_SYNC fault left unflushed or unfenced"
+  # The workload's MapWrite steps went through MAP_SYNC mappings.
+  [ "$(cat $TRACE/sync_write_faults)" -gt 0 ] || fail "no MAP_SYNC write faults in the workload"
   umount $PM
   "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the traced workload: exit $?"
+}
+map_sync_faults_leave_no_metadata_unflushed() {
+  # The MAP_SYNC assertion (src/dax.rs, check_sync_fault): after every write
+  # fault of a MAP_SYNC mapping, under the journal lock, no line of the
+  # metadata areas, of the page's indirect blocks or of a block the fault
+  # allocated may be unflushed or unfenced. Holes in new files (direct and
+  # indirect blocks), a file extended by ftruncate, and stores into blocks
+  # that exist already.
+  unmount
+  "$MKFS" -q -f $DEV2
+  mount -t ferrofs -o dax,trace=64 $DEV2 $PM
+  local f0; f0=$(cat $TRACE/sync_write_faults)
+  "$FT" mmap-fill $PM/s1 21 5000 --sync=mapsync
+  "$FT" mmap-fill $PM/s2 22 700000 --sync=mapsync
+  "$FT" mmap-fill $PM/s2 23 900000 --sync=mapsync
+  "$FT" fill $PM/s3 24 100000
+  "$FT" mmap-fill $PM/s3 25 100000 --sync=mapsync
+  local faults=$(( $(cat $TRACE/sync_write_faults) - f0 ))
+  # 2 + 171 + 220 + 25 pages stored to (each a first store: the file is
+  # truncated and refilled, so every page faults once).
+  [ "$faults" -ge 418 ] || fail "only $faults MAP_SYNC write faults for 418 pages"
+  assert_eq 0 "$(cat $TRACE/persist_violations)" "lines a MAP_SYNC write fault left unflushed or unfenced"
+  "$FT" verify $PM/s2 23 900000
+  "$FT" verify $PM/s3 25 100000
+  umount $PM
+  mount -t ferrofs -o dax $DEV2 $PM
+  "$FT" verify $PM/s1 21 5000
+  "$FT" verify $PM/s2 23 900000
+  umount $PM
 }
 fsync_leaves_no_line_unflushed() {
   # The flush assertion with mmap stores (which the trace cannot see: the
@@ -59,4 +90,5 @@ fsync_leaves_no_line_unflushed() {
 t trace_option_is_checked trace_option_is_checked
 t workload_under_trace workload_under_trace
 t fsync_leaves_no_line_unflushed fsync_leaves_no_line_unflushed
+t map_sync_faults_leave_no_metadata_unflushed map_sync_faults_leave_no_metadata_unflushed
 unmount

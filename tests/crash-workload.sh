@@ -4,7 +4,9 @@
 # line per operation that returned (the host keeps them; QEMU is SIGKILLed
 # at a random moment):
 #   ACK NAME SEED LEN    NAME holds exactly this pattern (its fsync, msync or
-#                        syncfs returned)
+#                        syncfs returned; or, for MAP_SYNC, its stores into
+#                        the new file's holes were written back with clwb and
+#                        fenced from user space, with no system call)
 #   MV NAME NEW          NAME was renamed to NEW (rename(2) returned)
 #   DEL NAME             NAME is gone (unlink(2) returned)
 #   MVSTART/RMSTART ...  printed before the call: the kill may land between
@@ -35,6 +37,7 @@ while :; do
     0) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=msync ;;
     1) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=none ;;
     2) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=syncfs ;;
+    3) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=mapsync ;;
     *) "$FT" fill /mnt/scratch/$name $seed $len ;;
   esac && echo "ACK $name $seed $len" && acked+=("$name")
   if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then

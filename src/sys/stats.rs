@@ -38,8 +38,8 @@ pub(crate) enum Counter {
     PersistViolations,
 }
 const NCOUNTERS: usize = 14;
-/// Counters, then `flush_insn`, then `trace_mark`.
-const NATTRS: usize = NCOUNTERS + 2;
+/// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
+const NATTRS: usize = NCOUNTERS + 3;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"faults",
     c"write_faults",
@@ -57,6 +57,7 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"persist_violations",
     c"flush_insn",
     c"trace_mark",
+    c"trace_user",
 ];
 
 /// The kobject and the counters it shows; freed by the kobject's release.
@@ -160,6 +161,43 @@ unsafe extern "C" fn store_mark(
     count as isize
 }
 
+/// sysfs `store` of `trace_user`: stores a test workload made from user
+/// space, which the trace cannot see, reported after the fact so the crash
+/// checker can replay them (`Trace::user`). Binary: an 8-byte little-endian
+/// device offset, then the bytes stored there and written back; the offset
+/// `u64::MAX` with no bytes is the user's fence.
+///
+/// # Safety
+/// Called by sysfs for our ktype: `kobj` is the first field of a live
+/// [`StatsObj`]; `buf` holds `count` bytes.
+unsafe extern "C" fn store_user(
+    kobj: *mut bindings::kobject,
+    _attr: *mut bindings::kobj_attribute,
+    buf: *const kernel::ffi::c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: the caller's promise: a live StatsObj, `count` readable bytes.
+    let (obj, bytes) = unsafe {
+        (
+            &*(kobj as *const StatsObj),
+            core::slice::from_raw_parts(buf, count),
+        )
+    };
+    let t = obj.trace.load(Ordering::Acquire);
+    if t.is_null() {
+        return -(bindings::ENODEV as isize);
+    }
+    let Some((head, data)) = bytes.split_first_chunk::<8>() else {
+        return -(bindings::EINVAL as isize);
+    };
+    let off = u64::from_le_bytes(*head);
+    // SAFETY: the trace outlives the sysfs files (StatsObj::trace).
+    match unsafe { (*t).user(off, data) } {
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
 /// sysfs binary `read` of `trace`.
 ///
 /// # Safety
@@ -226,9 +264,12 @@ pub(crate) fn init() -> Result {
             ATTRS[i].show = Some(show);
             ATTR_PTRS[i] = core::ptr::addr_of_mut!(ATTRS[i].attr);
         }
+        ATTRS[NATTRS - 2].attr.mode = 0o200;
+        ATTRS[NATTRS - 2].show = None;
+        ATTRS[NATTRS - 2].store = Some(store_mark);
         ATTRS[NATTRS - 1].attr.mode = 0o200;
         ATTRS[NATTRS - 1].show = None;
-        ATTRS[NATTRS - 1].store = Some(store_mark);
+        ATTRS[NATTRS - 1].store = Some(store_user);
         BIN_ATTR.attr.name = c"trace".as_ptr() as *const kernel::ffi::c_char;
         BIN_ATTR.attr.mode = 0o400;
         BIN_ATTR.read = Some(read_trace);

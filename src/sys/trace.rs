@@ -6,7 +6,9 @@
 //!
 //! The trace is read from `/sys/fs/ferrofs/<dev>/trace` (format in
 //! `tools/crashcheck`): a 32-byte header, then packed events. The workload
-//! writes markers to `/sys/fs/ferrofs/<dev>/trace_mark`.
+//! writes markers to `/sys/fs/ferrofs/<dev>/trace_mark`, and reports the
+//! stores it made through MAP_SYNC mappings (which no hook sees) to
+//! `trace_user` ([`Trace::user`]).
 //!
 //! The same hooks keep, per cache line of the device, whether the module
 //! stored to it and has not yet written it back ("unflushed") or wrote it
@@ -185,6 +187,24 @@ impl Trace {
         let mut b = self.buf.lock();
         b.put(&[&[FENCE]]);
         b.fenced();
+    }
+
+    /// User-space stores at device offset `off`, written back by the user
+    /// (clwb): a STORE and a FLUSH event. `off == u64::MAX` with no bytes:
+    /// the user's fence. Test workloads report what they did through a
+    /// MAP_SYNC mapping this way (sysfs `trace_user`), after doing it.
+    pub(crate) fn user(&self, off: u64, data: &[u8]) -> Result {
+        if off == u64::MAX && data.is_empty() {
+            self.fence();
+            return Ok(());
+        }
+        let end = off.checked_add(data.len() as u64).ok_or(EINVAL)?;
+        if data.is_empty() || end > self.lines << LINE_SHIFT {
+            return Err(EINVAL);
+        }
+        self.store(off, data);
+        self.flush(off, data.len());
+        Ok(())
     }
 
     pub(crate) fn mark(&self, v: u64) {

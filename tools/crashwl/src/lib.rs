@@ -3,7 +3,8 @@
 //! [`ops`] turns a seed into a sequence of file-system operations, each valid
 //! in the state the previous ones leave: create, mkdir, write, truncate,
 //! rename (also over an existing file and across directories), unlink, hard
-//! link, symlink, rmdir, fallocate and hole punch, all under `w/`. `ferrotest
+//! link, symlink, rmdir, fallocate, hole punch and stores through a MAP_SYNC
+//! mapping made durable from user space, all under `w/`. `ferrotest
 //! crash-workload` runs them on ferrofs; `ferrocrash` replays the module's
 //! trace and compares every crash state with [`Model`], the tree expected
 //! before and after each operation.
@@ -21,6 +22,16 @@ pub enum Op {
     Create(String),
     /// pwrite of `len` bytes of [`pattern`]`(seed, i)` at `off`, then fsync.
     Write {
+        path: String,
+        off: u64,
+        len: u64,
+        seed: u64,
+    },
+    /// Store `len` bytes of [`pattern`]`(seed, i)` at `off` through a
+    /// MAP_SYNC mapping, extending the file first (ftruncate) if it is
+    /// shorter, and make them durable from user space only (clwb + sfence):
+    /// no msync, fsync or any other call after the stores.
+    MapWrite {
         path: String,
         off: u64,
         len: u64,
@@ -64,6 +75,7 @@ impl Op {
     pub fn data_target(&self) -> Option<&str> {
         match self {
             Op::Write { path, .. }
+            | Op::MapWrite { path, .. }
             | Op::Truncate { path, .. }
             | Op::Fallocate { path, .. }
             | Op::Punch { path, .. } => Some(path),
@@ -137,6 +149,12 @@ impl Model {
                 self.nodes.insert(p.clone(), Node::File(self.next_id));
             }
             Op::Write {
+                path,
+                off,
+                len,
+                seed,
+            }
+            | Op::MapWrite {
                 path,
                 off,
                 len,
@@ -323,6 +341,16 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
                     path,
                 }
             }),
+            86..=91 if !full => file.map(|path| {
+                let off = rng.below((size + 8192).min(MAX_FILE));
+                let len = 1 + rng.below(12_000).min(MAX_FILE - off);
+                Op::MapWrite {
+                    path,
+                    off,
+                    len,
+                    seed: seed ^ ((out.len() as u64) << 20) ^ 0x4d53,
+                }
+            }),
             _ => Some(Op::Create(format!("w/many/n{name}"))),
         };
         if let Some(op) = op {
@@ -363,7 +391,7 @@ mod tests {
     fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 11, "{v:?}");
+        assert_eq!(kinds.len(), 12, "{v:?}");
     }
 
     #[test]
@@ -406,6 +434,7 @@ mod tests {
         for op in &v {
             match op {
                 Op::Write { path, .. }
+                | Op::MapWrite { path, .. }
                 | Op::Truncate { path, .. }
                 | Op::Fallocate { path, .. }
                 | Op::Punch { path, .. }

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use ferrofs_crashwl::{ops, pattern, Op};
 
+use crate::sys::{persist, Fd, FlushInsn, Map, MAP_SHARED_VALIDATE, MAP_SYNC, PAGE};
+
 fn mark(file: Option<&Path>, v: u64) -> Result<(), String> {
     let Some(f) = file else { return Ok(()) };
     let mut h = OpenOptions::new()
@@ -29,7 +31,63 @@ fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
     }
 }
 
-fn one(dir: &Path, op: &Op) -> std::io::Result<()> {
+fn io_err(e: String) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// Op::MapWrite: extend if needed (a committed transaction, durable when
+/// ftruncate returns), store through a MAP_SYNC mapping, clwb + sfence. In a
+/// traced run (`user` = the mount's `trace_user`), the stores are then
+/// reported to the trace at the device offsets FIEMAP gives, as a STORE and
+/// FLUSH per piece and one fence, so the crash checker replays them after
+/// the faults that allocated their blocks. Without a trace (a host test on
+/// a file system without MAP_SYNC) a plain shared mapping and msync stand in.
+fn map_write(path: &Path, off: u64, len: u64, seed: u64, user: Option<&Path>) -> std::io::Result<()> {
+    let fd = Fd::open_rw(path).map_err(io_err)?;
+    let end = off + len;
+    if fd.size().map_err(io_err)? < end {
+        fd.ftruncate(end).map_err(io_err)?;
+    }
+    let first = off & !(PAGE as u64 - 1);
+    let maplen = (end - first).div_ceil(PAGE as u64) as usize * PAGE;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let (map, sync) = match Map::new_at(&fd, maplen, rw, MAP_SHARED_VALIDATE | MAP_SYNC, first) {
+        Ok(m) => (m, true),
+        Err(_) if user.is_none() => {
+            (Map::new_at(&fd, maplen, rw, libc::MAP_SHARED, first).map_err(io_err)?, false)
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let data: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
+    let at = (off - first) as usize;
+    map.copy_in(at, &data);
+    if sync {
+        // SAFETY: `at..at+len` lies inside the live mapping.
+        unsafe { persist(FlushInsn::detect(), (map.addr() + at) as *const u8, data.len()) };
+    } else {
+        map.msync(0, maplen, libc::MS_SYNC).map_err(io_err)?;
+    }
+    if let Some(u) = user {
+        let ext = fd.fiemap(off, len)?;
+        let mut h = OpenOptions::new().write(true).open(u)?;
+        for e in &ext {
+            let lo = e.logical.max(off);
+            let hi = (e.logical + e.len).min(end);
+            let mut p = lo;
+            while p < hi {
+                let n = (hi - p).min(2048);
+                let mut rec = (e.physical + (p - e.logical)).to_le_bytes().to_vec();
+                rec.extend_from_slice(&data[(p - off) as usize..(p - off + n) as usize]);
+                h.write_all(&rec)?;
+                p += n;
+            }
+        }
+        h.write_all(&u64::MAX.to_le_bytes())?;
+    }
+    map.unmap().map_err(io_err)
+}
+
+fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
     let p = |s: &str| dir.join(s);
     let open = |s: &str| OpenOptions::new().write(true).open(p(s));
     match op {
@@ -50,6 +108,12 @@ fn one(dir: &Path, op: &Op) -> std::io::Result<()> {
             f.write_all_at(&data, *off)?;
             f.sync_all()
         }
+        Op::MapWrite {
+            path,
+            off,
+            len,
+            seed,
+        } => map_write(&p(path), *off, *len, *seed, user),
         Op::Truncate { path, size } => {
             let f = open(path)?;
             f.set_len(*size)?;
@@ -80,10 +144,15 @@ fn one(dir: &Path, op: &Op) -> std::io::Result<()> {
 
 pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<String, String> {
     let list = ops(seed, count);
+    // The user-store report file sits beside the marker file (a host test's
+    // marker file has none).
+    let user = marks
+        .map(|m| m.with_file_name("trace_user"))
+        .filter(|u| u.exists());
     for (k, op) in list.iter().enumerate() {
         let k = k as u64;
         mark(marks, 2 * k)?;
-        one(dir, op).map_err(|e| format!("operation {k} {op:?}: {e}"))?;
+        one(dir, op, user.as_deref()).map_err(|e| format!("operation {k} {op:?}: {e}"))?;
         mark(marks, 2 * k + 1)?;
     }
     Ok(format!(

@@ -21,9 +21,14 @@ pub struct Map {
 
 impl Map {
     pub fn new(fd: &Fd, len: usize, prot: c_int, flags: c_int) -> Result<Map, String> {
+        Map::new_at(fd, len, prot, flags, 0)
+    }
+
+    /// A mapping of `len` bytes of the file from `off` (page aligned).
+    pub fn new_at(fd: &Fd, len: usize, prot: c_int, flags: c_int, off: u64) -> Result<Map, String> {
         // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
         // existing memory is affected.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.raw(), 0) };
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.raw(), off as i64) };
         if p == libc::MAP_FAILED {
             return Err(format!("mmap {} ({len} bytes): {}", fd.name(), last_err()));
         }
