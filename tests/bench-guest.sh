@@ -70,7 +70,11 @@ for fs in "${fss[@]}"; do
   echo "== $fs: $((SECONDS - start)) s"
   cat "$OUT/$fs.txt"
   if [ "$fs" = ferrofs ]; then
-    for c in "$STATS"/*; do printf '%s %s\n' "$(basename "$c")" "$(cat "$c")"; done > "$OUT/ferrofs-counters.txt"
+    # Counters only (the trace files are write-only or need -o trace).
+    for c in "$STATS"/*; do
+      v=$(cat "$c" 2>/dev/null) || continue
+      printf '%s %s\n' "$(basename "$c")" "$v"
+    done > "$OUT/ferrofs-counters.txt"
   fi
   umount $MNT || rc=1
 done

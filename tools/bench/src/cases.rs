@@ -807,6 +807,134 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 9: make 64 B or 4 KiB stores at random pages of a 64 MiB file
+    /// durable, the two ways PMDK can: through a MAP_SYNC mapping with
+    /// clwb + sfence from user space (`pmem_persist`, no system call), and,
+    /// where MAP_SYNC is refused, through a plain shared mapping with
+    /// msync(MS_SYNC) of the page (`pmem_msync`). Both mappings are
+    /// pre-faulted, so the MAP_SYNC series measures the flush; the msync
+    /// one also pays the write fault that follows each msync's clean.
+    pub fn persist(&mut self) -> Result<(), String> {
+        let size = 64 * MIB;
+        let (path, fd) = self.make_file("c9.dat", size)?;
+        let pages = size / PAGE as u64;
+        let (batch, batches) = (self.plan.batch * 4, self.plan.batches);
+        for sync in [true, false] {
+            let map = if sync {
+                match Map::shared_sync(&fd, size as usize) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.say(&format!("case 9: no MAP_SYNC series on {}: {e}", self.fs));
+                        continue;
+                    }
+                }
+            } else {
+                Map::shared(&fd, size as usize)?
+            };
+            for p in 0..pages as usize {
+                map.store_word(p, p as u64);
+            }
+            fd.fsync()?;
+            for len in [64usize, PAGE] {
+                let mut rng = Rng::new(0x2545_f491_4f6c_dd1d ^ len as u64);
+                let t = Instant::now();
+                let mut v = Vec::new();
+                for i in 0..batches + 1 {
+                    let t0 = Instant::now();
+                    for _ in 0..batch {
+                        let page = rng.below(pages) as usize;
+                        let at = page * PAGE + if len == 64 { (i % 64) * 64 } else { 0 };
+                        for w in (0..len).step_by(8) {
+                            // SAFETY: in bounds of the live writable mapping.
+                            unsafe { ((map.addr() + at + w) as *mut u64).write_volatile(i as u64) };
+                        }
+                        if sync {
+                            // SAFETY: the range lies inside the mapping.
+                            unsafe { flush::flush_range(self.insn, map.addr() + at, len) };
+                            flush::sfence();
+                        } else {
+                            map.msync(page * PAGE, PAGE, libc::MS_SYNC)?;
+                        }
+                    }
+                    // The first batch warms up (faults after the fsync).
+                    if i > 0 {
+                        v.push(batch as f64 / secs(t0));
+                    }
+                }
+                let how = if sync {
+                    "MAP_SYNC mapping, clwb + sfence"
+                } else {
+                    "shared mapping, msync(MS_SYNC) of the page"
+                };
+                let size_name = if len == 64 { "64 B" } else { "4 KiB" };
+                self.push(
+                    format!("c9.{}.{}", if sync { "mapsync" } else { "msync" }, if len == 64 { "64" } else { "4k" }),
+                    9,
+                    "persist",
+                    Some(len as u64),
+                    format!("persist a {size_name} store at a random page: {how}"),
+                    Unit::Rate("ops/s"),
+                    true,
+                    v,
+                    secs(t),
+                );
+            }
+            drop(map);
+        }
+        drop(fd);
+        sys::unlink(&path)
+    }
+
+    /// Case 10: fio's libpmem engine, 4 KiB random writes over a 64 MiB
+    /// file, one job; IOPS per run. The engine maps the file with
+    /// pmem_map_file and uses non-temporal copies + drain when the mapping
+    /// is pmem (MAP_SYNC), else it msyncs.
+    pub fn fio_libpmem(&mut self) -> Result<(), String> {
+        let path = self.path("c10.fio");
+        let runs = if self.plan.batches > 7 { 5 } else { 3 };
+        let t = Instant::now();
+        let mut v = Vec::new();
+        for _ in 0..runs {
+            let out = std::process::Command::new("fio")
+                .args([
+                    "--name=c10",
+                    "--ioengine=libpmem",
+                    "--rw=randwrite",
+                    "--bs=4k",
+                    "--size=64M",
+                    "--runtime=3",
+                    "--time_based",
+                    "--output-format=json",
+                ])
+                .arg(format!("--filename={}", path.display()))
+                .output()
+                .map_err(|e| format!("running fio: {e} (apt-get install fio)"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "fio libpmem on {}: {} {}",
+                    self.fs,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                ));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            v.push(fio_write_iops(&text).ok_or("fio: no write iops in its JSON output")?);
+        }
+        let _ = sys::unlink(&path);
+        self.push(
+            "c10.fio.libpmem".into(),
+            10,
+            "fio",
+            None,
+            "fio libpmem engine, 4 KiB random writes, 64 MiB file".into(),
+            Unit::Rate("IOPS"),
+            true,
+            v,
+            secs(t),
+        );
+        Ok(())
+    }
+
     /// Runs the selected cases: case 2 first, while the filesystem is empty
     /// (its largest file needs the room), then the others in order, sharing
     /// one 256 MiB file (cases 1, 3, 5 and 8). The series end up sorted by
@@ -840,6 +968,8 @@ impl Bench {
                 6 => "write + fsync, pwrite + fdatasync",
                 7 => "create, rename, unlink",
                 8 => "the floor: user-space cache-line flush",
+                9 => "persist: MAP_SYNC + clwb vs msync",
+                10 => "fio libpmem engine",
                 _ => continue,
             };
             // Case 8 runs with case 1 when both are selected.
@@ -866,6 +996,8 @@ impl Bench {
                 5 => self.faults(fd.ok_or_else(missing)?)?,
                 6 => self.write_sync()?,
                 7 => self.metadata()?,
+                9 => self.persist()?,
+                10 => self.fio_libpmem()?,
                 8 => self.dirty_pages(
                     fd.ok_or_else(missing)?,
                     map.ok_or_else(missing)?,
@@ -886,9 +1018,29 @@ impl Bench {
     }
 }
 
+/// `jobs[0].write.iops` of fio's JSON output (a number after the first
+/// `"write"` object's `"iops"` key).
+fn fio_write_iops(json: &str) -> Option<f64> {
+    let w = json.find("\"write\"")?;
+    let rest = &json[w..];
+    let k = rest.find("\"iops\"")?;
+    let after = rest[k + 6..].trim_start().strip_prefix(':')?.trim_start();
+    let end = after
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-' || c == '+'))
+        .unwrap_or(after.len());
+    after[..end].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fio_iops_from_json() {
+        let j = r#"{"jobs":[{"read":{"iops":0.0},"write":{"io_bytes":1,"iops" : 12345.678901,"x":1}}]}"#;
+        assert_eq!(fio_write_iops(j), Some(12345.678901));
+        assert_eq!(fio_write_iops("{}"), None);
+    }
 
     #[test]
     fn page_lists() {

@@ -30,6 +30,33 @@ pub struct Map {
 impl Map {
     /// Where the kernel places it: for ext4 and xfs that is 2 MiB aligned
     /// when the length allows, so PMD (huge) faults are possible.
+    /// A MAP_SHARED_VALIDATE | MAP_SYNC mapping (fails with EOPNOTSUPP
+    /// where the file system does not support it).
+    pub fn shared_sync(fd: &Fd, len: usize) -> Result<Map, String> {
+        // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
+        // existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                0x03 | 0x80000, // MAP_SHARED_VALIDATE | MAP_SYNC
+                fd.raw(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap MAP_SYNC {} ({len} bytes): {}", fd.name(), last_err()));
+        }
+        let p = p.cast::<u8>();
+        Ok(Map {
+            ptr: p,
+            len,
+            base: p,
+            base_len: len,
+        })
+    }
+
     pub fn shared(fd: &Fd, len: usize) -> Result<Map, String> {
         // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
         // existing memory is affected.
