@@ -5,6 +5,14 @@
 //! allocator keeps only hints and free counts in memory, rebuilt at mount.
 //! Callers hold `FsInfo::alloc`, inside a journal transaction: every bitmap
 //! and inode-table store is logged.
+//!
+//! Huge extents: the data area is seen as groups of 512 blocks (2 MiB,
+//! aligned in the device). `groups` holds each group's free count, rebuilt
+//! at mount from the bitmap. A group wholly free can back one PMD mapping;
+//! single blocks come from partly used groups first, and from a whole free
+//! group only when no partly used one has room, so whole groups stay whole
+//! as the file system ages (WineFS's idea, with the bitmap as the only
+//! on-media state: no format change).
 
 use crate::format::{self, Geometry, Inode as DiskInode, Pod};
 use crate::journal::Tx;
@@ -17,7 +25,16 @@ pub(crate) struct Allocator {
     free_inodes: u64,
     next_block: u64,
     next_ino: u32,
+    /// Free blocks per group of [`GROUP`] blocks (a group not wholly inside
+    /// the data area counts its blocks outside it as used).
+    groups: KVec<u16>,
+    /// Where the search for a whole free group starts.
+    next_group: usize,
 }
+
+/// Blocks per huge extent (2 MiB).
+pub(crate) const GROUP: u64 = 512;
+const GROUP_WORDS: u64 = GROUP / 64;
 
 impl Allocator {
     /// Count free blocks and inodes. Bits past the end are set by mkfs.
@@ -46,11 +63,29 @@ impl Allocator {
                 }
             }
         }
+        let ngroups = g.blocks_count.div_ceil(GROUP) as usize;
+        let mut groups = KVec::with_capacity(ngroups, GFP_KERNEL)?;
+        for gi in 0..ngroups as u64 {
+            let mut free = 0u16;
+            for w in gi * GROUP_WORDS..(gi + 1) * GROUP_WORDS {
+                if w >= words {
+                    break;
+                }
+                let mut v = pmem.read_u64(bitmap + w * 8)?;
+                if w == words - 1 && g.blocks_count % 64 != 0 {
+                    v |= !((1u64 << (g.blocks_count % 64)) - 1);
+                }
+                free += v.count_zeros() as u16;
+            }
+            groups.push(free, GFP_KERNEL)?;
+        }
         Ok(Allocator {
             free_blocks: g.blocks_count - used,
             free_inodes,
             next_block: g.data_start,
             next_ino: format::ROOT_INO + 1,
+            groups,
+            next_group: 0,
         })
     }
 
@@ -76,8 +111,13 @@ impl Allocator {
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let words = g.blocks_count.div_ceil(64);
         let start = self.next_block.clamp(g.data_start, g.blocks_count - 1) / 64;
-        for i in 0..words {
-            let w = (start + i) % words;
+        // First pass: partly used groups only; second: any group.
+        for i in 0..2 * words {
+            let w = (start + i % words) % words;
+            let gi = (w / GROUP_WORDS) as usize;
+            if i < words && self.groups.get(gi).copied() == Some(GROUP as u16) {
+                continue;
+            }
             let off = bitmap + w * 8;
             let v = pmem.read_u64(off)?;
             if v == u64::MAX {
@@ -93,6 +133,7 @@ impl Allocator {
             }
             tx.write_u64(off, v | (1 << bit))?;
             self.free_blocks -= 1;
+            self.group_add(b, -1);
             self.next_block = b + 1;
             return Ok(b);
         }
@@ -115,10 +156,56 @@ impl Allocator {
         tx.write_u64(off, v & !m)?;
         tx.freed = true;
         self.free_blocks += 1;
+        self.group_add(b, 1);
         if b < self.next_block {
             self.next_block = b;
         }
         Ok(())
+    }
+
+    fn group_add(&mut self, b: u64, d: i32) {
+        if let Some(c) = self.groups.get_mut((b / GROUP) as usize) {
+            *c = (*c as i32 + d).clamp(0, GROUP as i32) as u16;
+        }
+    }
+
+    /// Allocate a whole free group of [`GROUP`] blocks, aligned: its first
+    /// block, or None if no group is wholly free. Sets its 8 bitmap words
+    /// with one logged store. The caller zeroes the blocks before it
+    /// publishes a pointer to them.
+    pub(crate) fn alloc_group(&mut self, tx: &mut Tx<'_>, g: &Geometry) -> Result<Option<u64>> {
+        if tx.freed {
+            pr_err!("internal error: allocation after a free in one transaction\n");
+            return Err(EIO);
+        }
+        let n = self.groups.len();
+        let pmem = tx.pmem();
+        let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
+        for i in 0..n {
+            let gi = (self.next_group + i) % n;
+            if self.groups[gi] != GROUP as u16 {
+                continue;
+            }
+            let first = gi as u64 * GROUP;
+            if first < g.data_start || first + GROUP > g.blocks_count {
+                continue;
+            }
+            let off = bitmap + gi as u64 * GROUP_WORDS * 8;
+            // The in-memory count says free; the bitmap is the truth.
+            let mut words = [0u8; (GROUP_WORDS * 8) as usize];
+            pmem.read(off, &mut words)?;
+            if words.iter().any(|&x| x != 0) {
+                pr_err!("block group {}: free count disagrees with the bitmap\n", gi);
+                self.groups[gi] = 0;
+                continue;
+            }
+            tx.write(off, &[0xffu8; (GROUP_WORDS * 8) as usize])?;
+            self.groups[gi] = 0;
+            self.free_blocks -= GROUP;
+            self.next_group = (gi + 1) % n;
+            return Ok(Some(first));
+        }
+        Ok(None)
     }
 
     /// Find a free inode slot and write `init` into it (flushed): the slot is

@@ -62,6 +62,44 @@
 //! marked) before the walk acts on it, so it never flushes a block the file
 //! no longer owns.
 //!
+//! ## PMD mappings
+//!
+//! A fault in a VMA that covers an aligned 2 MiB of the file comes to
+//! `huge_fault` first (the core calls it when the PMD slot is empty, or for
+//! a store to a read-only PMD). If the 512 pages lie inside the file and
+//! are backed by one whole extent (512 blocks, physically contiguous,
+//! starting on a 2 MiB boundary of the device), it is mapped with one
+//! devmap PMD (`vmf_insert_pfn_pmd`, so get_user_pages works on it as on
+//! pages). A write fault into a range that is all holes first allocates a
+//! whole free group of the allocator (`alloc::Allocator::alloc_group`) and
+//! zeroes it, in one transaction (`inode::alloc_extent`). Anything else
+//! falls back to 4 KiB PTEs. Mappings of 2 MiB or more get 2 MiB-aligned
+//! addresses (`thp_get_unmapped_area`).
+//!
+//! One design for both sizes: the PMD is inserted read-only, and a write
+//! fault upgrades that one PMD itself under its lock, after marking, with
+//! `dirty_lock` shared (so fsync's clean + zap cannot come between). Its
+//! dirty state is one entry in a second XArray, `Inode::dirty_pmd`
+//! (index = page offset / 512, value = the extent's first block), which the
+//! writeback walk searches for marks over the same range, revalidates,
+//! claims, zaps (2 MiB) and flushes as a whole. A separate array rather
+//! than a multi-index entry in `dirty`: a store of a 4 KiB entry inside a
+//! multi-index entry replaces the whole entry, and its mark, so every PTE
+//! fault would have to split it first; two arrays keep each page's and
+//! each extent's state apart, and cost the walk one more search.
+//!
+//! A PMD slot must never hold a page table and a PMD leaf at once (the
+//! core WARNs inserting a writable PMD over a table). PTE faults hold the
+//! inode's `huge_lock` shared and retry if they find a PMD leaf; PMD
+//! faults hold it exclusive and fall back if they find a table, as
+//! fs/dax.c's entry lock orders them.
+//!
+//! Truncate and hole punch zap the range they free, which drops a PMD
+//! mapping whole (a DAX PMD is not split into PTEs), then `drop_huge`
+//! removes the PMD entries over the range; one only partly inside hands
+//! its mark to 4 KiB entries of the pages that stay, so no store made
+//! through it goes unflushed.
+//!
 //! ## MAP_SYNC
 //!
 //! mmap(2) and Documentation/filesystems/dax.rst: once a write fault on a
@@ -104,11 +142,15 @@ use crate::format::{BLOCK_SHIFT, BLOCK_SIZE, INODE_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
+use crate::alloc::GROUP;
 use crate::sys::vfs::{
-    page_busy, Inode, Upgrade, VmFault, VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS,
+    page_busy, Inode, Upgrade, VmFault, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE, VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
 };
 use crate::sys::xarray::Claim;
 use kernel::bindings::vm_fault_t;
+
+const PMD_ORDER: u32 = kernel::bindings::PMD_ORDER;
 use kernel::error::{code::*, Error, Result};
 
 fn to_fault(e: Error) -> vm_fault_t {
@@ -140,7 +182,13 @@ pub(crate) fn fault(vmf: &VmFault) -> vm_fault_t {
         } else if write {
             map_writable(vmf, inode)
         } else {
-            map_readonly(vmf, inode)
+            let _h = inode.huge_lock().read();
+            if vmf.pmd_is_leaf() {
+                // Raced with a PMD fault of this range: retry.
+                VM_FAULT_NOPAGE
+            } else {
+                map_readonly(vmf, inode)
+            }
         }
     };
     if write {
@@ -198,6 +246,100 @@ fn map_hole(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     }
 }
 
+/// `huge_fault` for a PMD (order 9): map the 2 MiB extent behind the
+/// fault with one devmap PMD, or VM_FAULT_FALLBACK to 4 KiB PTEs. See
+/// "PMD mappings" above.
+pub(crate) fn huge_fault(vmf: &VmFault, order: u32) -> vm_fault_t {
+    if order != PMD_ORDER || vmf.is_cow() {
+        return VM_FAULT_FALLBACK;
+    }
+    let inode = vmf.inode();
+    let fs = inode.fs();
+    let start = vmf.pgoff() & !(GROUP - 1);
+    let write = vmf.is_write();
+    if write {
+        vmf.sb_start_pagefault();
+        vmf.file_update_time();
+    }
+    let ret = {
+        let _inv = inode.invalidate_lock().read();
+        if start + GROUP > inode.size() >> BLOCK_SHIFT {
+            // Not all of the 2 MiB lies inside the file.
+            VM_FAULT_FALLBACK
+        } else {
+            map_huge(vmf, inode, start, write)
+        }
+    };
+    if write {
+        vmf.sb_end_pagefault();
+    }
+    if ret == VM_FAULT_NOPAGE {
+        fs.count(Counter::PmdFaults);
+    }
+    ret
+}
+
+fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t {
+    let fs = inode.fs();
+    let mut fresh = 0;
+    let b0 = match inode::extent_at(inode, start) {
+        Ok(Some(b)) => b,
+        Ok(None) if write => match inode::alloc_extent(inode, start) {
+            Ok(Some(b)) => {
+                fresh = GROUP;
+                b
+            }
+            Ok(None) => return VM_FAULT_FALLBACK,
+            Err(e) => return to_fault(e),
+        },
+        Ok(None) => return VM_FAULT_FALLBACK,
+        Err(e) => return to_fault(e),
+    };
+    let pfn = match fs.pmem.pfn(FsInfo::block_off(b0)) {
+        Ok(p) if p % GROUP == 0 => p,
+        Ok(_) => return VM_FAULT_FALLBACK,
+        Err(e) => return to_fault(e),
+    };
+    // Marks (and the MAP_SYNC check) before any writable PMD, under
+    // dirty_lock shared, as for a page.
+    let _d = if write { Some(inode.dirty_lock().read()) } else { None };
+    if write {
+        if vmf.is_sync() {
+            fs.count(Counter::SyncWriteFaults);
+            if fs.pmem.trace().is_some() {
+                check_sync_fault(inode, start, b0, fresh);
+            }
+        }
+        match inode.dirty_pmd.mark_dirty(start / GROUP, b0) {
+            Ok(true) => {
+                fs.count(Counter::PmdEntriesMarked);
+                inode.mark_pages_dirty();
+                fs.sync_list.add(inode);
+            }
+            Ok(false) => {}
+            Err(e) => return to_fault(e),
+        }
+    }
+    let _h = inode.huge_lock().write();
+    for i in 0..GROUP {
+        vmf.associate(pfn + i);
+    }
+    for _ in 0..4 {
+        let r = vmf.insert_pmd_ro(pfn);
+        if r != VM_FAULT_NOPAGE || !write {
+            return r;
+        }
+        match vmf.pmd_mkwrite(pfn) {
+            Upgrade::Done => return VM_FAULT_NOPAGE,
+            Upgrade::Gone => {}
+            // A page table in the slot (filled by PTE faults before ours):
+            // the retry maps 4 KiB pages. The PMD mark stays, a superset.
+            Upgrade::Other => return VM_FAULT_FALLBACK,
+        }
+    }
+    VM_FAULT_NOPAGE
+}
+
 /// mmap: MAP_SYNC (`sync`) only on a synchronous device.
 pub(crate) fn mmap_check(inode: &Inode, sync: bool) -> Result {
     if sync {
@@ -224,13 +366,18 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     if vmf.is_sync() {
         fs.count(Counter::SyncWriteFaults);
         if fs.pmem.trace().is_some() {
-            check_sync_fault(inode, pgoff, block, fresh);
+            check_sync_fault(inode, pgoff, block, fresh as u64);
         }
     }
     let pfn = match fs.pmem.pfn(FsInfo::block_off(block)) {
         Ok(p) => p,
         Err(e) => return to_fault(e),
     };
+    let _h = inode.huge_lock().read();
+    if vmf.pmd_is_leaf() {
+        // Raced with a PMD fault of this range: retry (it is mapped now).
+        return VM_FAULT_NOPAGE;
+    }
     match inode.dirty.mark_dirty(pgoff, block) {
         Ok(true) => {
             fs.count(Counter::EntriesMarked);
@@ -357,12 +504,96 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
             fs.stats.add(Counter::LinesFlushed, lines);
         }
     }
+    // 3b. The PMD entries that overlap the range, the same way, one at a
+    //     time: claim and zap under dirty_lock exclusive, then flush 2 MiB.
+    writeback_huge(inode, first / GROUP, last / GROUP)?;
     // 4. One fence for the whole walk.
     fs.pmem.fence();
     if fs.pmem.trace().is_some() {
         check_clean(inode, first, last)?;
     }
     Ok(())
+}
+
+/// The PMD part of [`writeback`]: entries `first..=last` of `dirty_pmd`
+/// (indexes of 2 MiB extents). No fence: the caller's ends the walk.
+fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
+    let fs = inode.fs();
+    let mut i = first;
+    while let Some(b0) = inode.dirty_pmd.next_dirty(&mut i, last) {
+        let claimed = {
+            let _d = inode.dirty_lock().write();
+            let claimed = matches!(inode.dirty_pmd.claim(i, b0), Claim::Claimed);
+            if claimed {
+                inode.unmap_range((i * GROUP) << BLOCK_SHIFT, GROUP << BLOCK_SHIFT, false);
+                // A page of the extent that get_user_pages still holds:
+                // keep the entry marked (see the 4 KiB walk).
+                let pfn0 = fs.pmem.pfn(FsInfo::block_off(b0))?;
+                if (0..GROUP).any(|k| page_busy(pfn0 + k)) && inode.dirty_pmd.remark(i, b0) {
+                    fs.count(Counter::PinnedRemarks);
+                    fs.sync_list.add(inode);
+                }
+            } else {
+                fs.count(Counter::RevalidateDrops);
+            }
+            claimed
+        };
+        if claimed {
+            let off = FsInfo::block_off(b0);
+            let len = (GROUP as usize) << BLOCK_SHIFT;
+            if let Some(t) = fs.pmem.trace() {
+                t.note_dirty(off, len);
+            }
+            let lines = fs.pmem.flush(off, len)?;
+            fs.count(Counter::PmdEntriesFlushed);
+            fs.stats.add(Counter::LinesFlushed, lines);
+        }
+        if i >= last {
+            break;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Truncate, hole punch and eviction remove pages `first..=last`: drop the
+/// PMD entries over them. An entry only partly inside hands its dirty state
+/// to the 4 KiB entries of the pages that stay (their PMD mapping is gone:
+/// the zap before this dropped it whole), so no store made through the
+/// PMD before the zap goes unflushed. Callers hold the invalidate lock
+/// exclusive and have zapped the range.
+///
+/// `keep`: hand partial entries' dirty state on (truncate, punch); eviction
+/// of an unlinked inode drops everything (its inode is off the sync list
+/// and must stay off).
+pub(crate) fn drop_huge(inode: &Inode, first: u64, last: u64, keep: bool) {
+    let fs = inode.fs();
+    inode.dirty_pmd.take_range(first / GROUP, last / GROUP, &mut |pi, b0, dirty| {
+        if dirty {
+            fs.count(Counter::PmdEntriesRemoved);
+        }
+        if !dirty || !keep {
+            return;
+        }
+        let base = pi * GROUP;
+        for k in 0..GROUP {
+            let p = base + k;
+            if p >= first && p <= last {
+                continue;
+            }
+            match inode.dirty.mark_dirty(p, b0 + k) {
+                Ok(true) => fs.count(Counter::EntriesMarked),
+                Ok(false) => {}
+                Err(e) => kernel::pr_err!(
+                    "inode {}: page {}: keeping its dirty state failed: {:?}\n",
+                    inode.ino(),
+                    p,
+                    e
+                ),
+            }
+        }
+        fs.sync_list.add(inode);
+    });
 }
 
 /// sync(2) and syncfs(2) (`sync_fs` with wait): write back every inode of
@@ -422,7 +653,7 @@ fn check_clean(inode: &Inode, first: u64, last: u64) -> Result {
 /// path and, for a block this fault allocated, of the block itself must be
 /// written back and fenced. A line left over is counted in
 /// `persist_violations`.
-fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh: bool) {
+fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u64) {
     let fs = inode.fs();
     let Some(t) = fs.pmem.trace() else {
         return;
@@ -434,8 +665,8 @@ fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh: bool) {
     for &b in &path[..n] {
         bad += t.unclean(FsInfo::block_off(b), BLOCK_SIZE);
     }
-    if fresh {
-        bad += t.unclean(FsInfo::block_off(block), BLOCK_SIZE);
+    if fresh_blocks > 0 {
+        bad += t.unclean(FsInfo::block_off(block), (fresh_blocks as usize) << BLOCK_SHIFT);
     }
     if bad > 0 {
         kernel::pr_err!(
@@ -461,6 +692,18 @@ pub(crate) fn writeback_evicting(inode: &Inode) -> Result {
         if let Claim::Claimed = inode.dirty.claim(index, block) {
             let lines = fs.pmem.flush(FsInfo::block_off(block), BLOCK_SIZE)?;
             fs.count(Counter::EntriesFlushed);
+            fs.stats.add(Counter::LinesFlushed, lines);
+        }
+        index += 1;
+    }
+    let mut index = 0;
+    while let Some(b0) = inode
+        .dirty_pmd
+        .next_dirty(&mut index, i64::MAX as u64 >> (BLOCK_SHIFT + 9))
+    {
+        if let Claim::Claimed = inode.dirty_pmd.claim(index, b0) {
+            let lines = fs.pmem.flush(FsInfo::block_off(b0), (GROUP as usize) << BLOCK_SHIFT)?;
+            fs.count(Counter::PmdEntriesFlushed);
             fs.stats.add(Counter::LinesFlushed, lines);
         }
         index += 1;

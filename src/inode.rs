@@ -11,6 +11,7 @@ use crate::alloc::{ino_valid, inode_off};
 use crate::format::{
     self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK,
 };
+use crate::alloc::GROUP;
 use crate::journal::{Tx, RESERVE};
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
@@ -328,6 +329,107 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
     result
 }
 
+/// The first block of a huge extent backing logical blocks
+/// `start..start+GROUP` (`start` aligned): all allocated, physically
+/// contiguous and starting at a 2 MiB-aligned block. Lockless like
+/// [`get_block`]; callers hold the invalidate lock shared.
+pub(crate) fn extent_at(inode: &Inode, start: u64) -> Result<Option<u64>> {
+    let b0 = get_block(inode, start)?;
+    if b0 == 0 || b0 % GROUP != 0 {
+        return Ok(None);
+    }
+    for i in 1..GROUP {
+        if get_block(inode, start + i)? != b0 + i {
+            return Ok(None);
+        }
+    }
+    Ok(Some(b0))
+}
+
+/// Give the hole `start..start+GROUP` (aligned, every block a hole) a whole
+/// aligned extent, zeroed, in one transaction: the bitmap words, zeroing
+/// with flushing stores, the pointers (and any indirect block on the way)
+/// and the block count. None if some block of the range is allocated, or
+/// no whole group is free (the caller maps 4 KiB pages instead).
+pub(crate) fn alloc_extent(inode: &Inode, start: u64) -> Result<Option<u64>> {
+    let fs = inode.fs();
+    let mut tx = fs.tx();
+    let _g = inode.map_lock().lock();
+    for i in 0..GROUP {
+        if get_block(inode, start + i)? != 0 {
+            return Ok(None);
+        }
+    }
+    let Some(b0) = fs.alloc.lock().alloc_group(&mut tx, &fs.geo)? else {
+        return Ok(None);
+    };
+    tx.zero_fresh(FsInfo::block_off(b0), (GROUP as usize) << BLOCK_SHIFT)?;
+    let mut d = load(inode)?;
+    let mut new_blocks = GROUP;
+    let mut result = Ok(());
+    for i in 0..GROUP {
+        match set_block_tx(&mut tx, inode, &mut d, start + i, b0 + i) {
+            Ok(n) => new_blocks += n,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let Some(blocks) = d.blocks.get().checked_add(new_blocks) else {
+        return Err(crate::sys::euclean());
+    };
+    d.blocks.set(blocks);
+    inode.set_blocks(blocks);
+    store(&mut tx, inode, &mut d)?;
+    result?;
+    tx.commit()?;
+    // As for a 4 KiB hole fill: read faults may have mapped the zero page
+    // in the range; with the pointers published and map_lock held, zap them.
+    inode.unmap_range(start << BLOCK_SHIFT, GROUP << BLOCK_SHIFT, false);
+    Ok(Some(b0))
+}
+
+/// Point logical block `lblk` (a hole) at `b`, allocating indirect blocks
+/// on the way; direct pointers change in `d`, which the caller stores.
+/// Returns how many indirect blocks it allocated.
+fn set_block_tx(tx: &mut Tx<'_>, inode: &Inode, d: &mut DiskInode, lblk: u64, b: u64) -> Result<u64> {
+    let fs = inode.fs();
+    let path = format::map_path(lblk).ok_or(EFBIG)?;
+    let (slot, idx): (&mut format::Le32, &[usize]) = match &path {
+        MapPath::Direct(i) => (&mut d.direct[*i], &[]),
+        MapPath::Ind(p) => (&mut d.indirect, &p[..]),
+        MapPath::Dind(p) => (&mut d.dindirect, &p[..]),
+        MapPath::Tind(p) => (&mut d.tindirect, &p[..]),
+    };
+    if idx.is_empty() {
+        slot.set(b as u32);
+        return Ok(0);
+    }
+    let mut n = 0;
+    let mut cur = check_ptr(fs, inode.ino(), slot.get())?;
+    if cur == 0 {
+        cur = alloc_zeroed(tx, fs)?;
+        n += 1;
+        slot.set(cur as u32);
+    }
+    for (k, &i) in idx.iter().enumerate() {
+        let off = ptr_off(cur, i);
+        if k + 1 == idx.len() {
+            tx.write_u32(off, b as u32)?;
+            break;
+        }
+        let mut next = check_ptr(fs, inode.ino(), fs.pmem.read_u32(off)?)?;
+        if next == 0 {
+            next = alloc_zeroed(tx, fs)?;
+            n += 1;
+            tx.write_u32(off, next as u32)?;
+        }
+        cur = next;
+    }
+    Ok(n)
+}
+
 /// Free the blocks of logical range `first..=last` (whole blocks), and the
 /// indirect blocks left empty. Callers hold the invalidate lock exclusive
 /// and have removed the range's DAX entries and PTEs.
@@ -628,6 +730,7 @@ pub(crate) fn set_size(inode: &Inode, size: u64) -> Result {
     let first_page = size.div_ceil(BLOCK_SIZE as u64);
     break_layouts(inode, first_page, u64::MAX >> BLOCK_SHIFT, &inv)?;
     inode.set_size(size);
+    crate::dax::drop_huge(inode, first_page, u64::MAX >> BLOCK_SHIFT, true);
     let (_, dirty) = inode.dirty.remove_range(first_page, u64::MAX >> 1);
     fs.stats.add(Counter::EntriesRemoved, dirty);
     // Zero the tail of the last partial block so a later extension reads zeros.
@@ -671,6 +774,7 @@ pub(crate) fn punch_hole(inode: &Inode, off: u64, len: u64) -> Result {
         zero_in_block(inode, tail, 0, end % bs)?;
     }
     if end_full > first_full {
+        crate::dax::drop_huge(inode, first_full, end_full - 1, true);
         let (_, dirty) = inode.dirty.remove_range(first_full, end_full - 1);
         fs.stats.add(Counter::EntriesRemoved, dirty);
         free_range(inode, first_full, end_full - 1)?;
@@ -707,6 +811,7 @@ pub(crate) fn evict(inode: &Inode) {
     let fs = inode.fs();
     if inode.nlink() == 0 {
         let _inv = inode.invalidate_lock().write();
+        crate::dax::drop_huge(inode, 0, u64::MAX >> BLOCK_SHIFT, false);
         let (_, dirty) = inode.dirty.remove_range(0, u64::MAX >> 1);
         fs.stats.add(Counter::EntriesRemoved, dirty);
         let on_media = load(inode).map(|d| !d.is_free()).unwrap_or(false);

@@ -71,6 +71,16 @@ extern "C" {
         xa: *mut bindings::xarray,
     );
     pub(crate) fn ferrofs_init_sb_mutex(m: *mut bindings::mutex);
+    pub(crate) fn ferrofs_init_huge(huge: *mut bindings::rw_semaphore, xa: *mut bindings::xarray);
+    pub(crate) fn ferrofs_insert_pmd(
+        vmf: *mut bindings::vm_fault,
+        pfn: kernel::ffi::c_ulong,
+    ) -> bindings::vm_fault_t;
+    pub(crate) fn ferrofs_pmd_mkwrite(
+        vmf: *mut bindings::vm_fault,
+        pfn: kernel::ffi::c_ulong,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_pmd_is_leaf(vmf: *mut bindings::vm_fault) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_vm_flags_set(
         vma: *mut bindings::vm_area_struct,
         flags: kernel::ffi::c_ulong,

@@ -30,6 +30,10 @@ int ferrofs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u6
 int ferrofs_flush_insn(void);
 void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
 			      struct mutex *map, struct xarray *xa);
+void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa);
+vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn);
+int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn);
+int ferrofs_pmd_is_leaf(struct vm_fault *vmf);
 void ferrofs_init_sb_mutex(struct mutex *m);
 void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
@@ -114,6 +118,74 @@ void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
 	mutex_init(sync);
 	mutex_init(map);
 	xa_init(xa);
+}
+
+/* Its own lockdep classes: the PMD fault lock and the PMD dirty XArray. */
+void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa)
+{
+	init_rwsem(huge);
+	xa_init(xa);
+}
+
+/*
+ * A read-only devmap PMD for the 2 MiB extent at @pfn (aligned), unless the
+ * PMD slot holds a page table already: then VM_FAULT_FALLBACK, as
+ * dax_iomap_pmd_fault does. Never asks vmf_insert_pfn_pmd to write: with
+ * write set it WARNs on a slot that filled meanwhile; without, it leaves a
+ * filled slot alone (the caller's upgrade then finds no PMD of its pfn).
+ * The caller serialises against PTE faults of the file (its huge lock), so
+ * a page table cannot appear between this check and the insert.
+ */
+vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn)
+{
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+
+	if (!pmd_none(pmd) && !pmd_leaf(pmd))
+		return VM_FAULT_FALLBACK;
+	return vmf_insert_pfn_pmd(vmf, __pfn_to_pfn_t(pfn, PFN_DEV | PFN_MAP), false);
+}
+
+/*
+ * The PMD twin of ferrofs_pte_mkwrite, under the PMD's lock: 1 if the PMD
+ * at the fault address is a devmap leaf of @pfn (now writable, dirty,
+ * young), 0 if the slot is empty, -1 otherwise.
+ */
+int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long haddr = vmf->address & PMD_MASK;
+	spinlock_t *ptl;
+	pmd_t pmd, entry;
+	int ret;
+
+	if (!(vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_SHARED))
+		return -1;
+	ptl = pmd_lock(vma->vm_mm, vmf->pmd);
+	pmd = *vmf->pmd;
+	if (pmd_none(pmd)) {
+		ret = 0;
+	} else if (!pmd_leaf(pmd) || !pmd_devmap(pmd) || pmd_pfn(pmd) != pfn) {
+		/* (x86's pmd_trans_huge is false for a devmap PMD: pmd_leaf.) */
+		ret = -1;
+	} else {
+		entry = pmd_mkyoung(pmd_mkdirty(pmd_mkwrite_novma(pmd)));
+		if (!pmd_same(pmd, entry)) {
+			set_pmd_at(vma->vm_mm, haddr, vmf->pmd, entry);
+			update_mmu_cache_pmd(vma, haddr, vmf->pmd);
+		}
+		ret = 1;
+	}
+	spin_unlock(ptl);
+	return ret;
+}
+
+/* The fault address is mapped by a PMD leaf (a PTE fault raced with a PMD
+ * fault and must be retried). */
+int ferrofs_pmd_is_leaf(struct vm_fault *vmf)
+{
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+
+	return pmd_leaf(pmd);
 }
 
 void ferrofs_init_sb_mutex(struct mutex *m)

@@ -29,6 +29,13 @@ pub(crate) enum Counter {
     /// fsync left an entry marked because get_user_pages held its page
     /// (the holder may still store to it).
     PinnedRemarks,
+    /// 2 MiB (PMD) mappings made by huge faults.
+    PmdFaults,
+    /// PMD dirty entries: newly marked, flushed by the writeback walk, and
+    /// dropped (while marked) by truncate, punch or eviction.
+    PmdEntriesMarked,
+    PmdEntriesFlushed,
+    PmdEntriesRemoved,
     /// MAP_SYNC mappings set up.
     SyncMaps,
     /// Write faults and pfn_mkwrite on MAP_SYNC mappings.
@@ -37,7 +44,7 @@ pub(crate) enum Counter {
     /// or unfenced (must stay 0).
     PersistViolations,
 }
-const NCOUNTERS: usize = 14;
+const NCOUNTERS: usize = 18;
 /// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
 const NATTRS: usize = NCOUNTERS + 3;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -52,6 +59,10 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"entries_removed",
     c"pin_waits",
     c"pinned_remarks",
+    c"pmd_faults",
+    c"pmd_entries_marked",
+    c"pmd_entries_flushed",
+    c"pmd_entries_removed",
     c"sync_maps",
     c"sync_write_faults",
     c"persist_violations",

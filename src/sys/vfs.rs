@@ -40,6 +40,12 @@ pub(crate) struct Inode {
     vfs: Opaque<bindings::inode>,
     /// Dirty tracking for DAX mappings (see `dax.rs`).
     pub(crate) dirty: XArray,
+    /// Dirty tracking of 2 MiB (PMD) mappings: index = page offset / 512,
+    /// value = the extent's first block (see `dax.rs`, "PMD mappings").
+    pub(crate) dirty_pmd: XArray,
+    /// PTE faults shared, PMD faults exclusive: a PMD slot never gets a page
+    /// table and a PMD leaf at once.
+    huge_lock: Opaque<bindings::rw_semaphore>,
     dirty_lock: Opaque<bindings::rw_semaphore>,
     sync_lock: RawMutex,
     map_lock: RawMutex,
@@ -209,6 +215,10 @@ impl Inode {
     pub(crate) fn dirty_lock(&self) -> &RwSem {
         // SAFETY: initialised in alloc_inode and alive as long as the inode.
         unsafe { RwSem::from_raw(self.dirty_lock.get()) }
+    }
+    pub(crate) fn huge_lock(&self) -> &RwSem {
+        // SAFETY: initialised in alloc_inode and alive as long as the inode.
+        unsafe { RwSem::from_raw(self.huge_lock.get()) }
     }
     pub(crate) fn sync_lock(&self) -> &RawMutex {
         &self.sync_lock
@@ -724,6 +734,30 @@ impl VmFault {
         // SAFETY: a live fault on a VM_MIXEDMAP ferrofs VMA (`mmap`).
         unsafe { super::ferrofs_insert_page(self.0, pfn as c_ulong) }
     }
+    /// The fault address lies in a PMD leaf already (a PTE fault that raced
+    /// with a PMD fault: retry).
+    pub(crate) fn pmd_is_leaf(&self) -> bool {
+        // SAFETY: a live fault: vmf->pmd is this fault's PMD slot.
+        unsafe { super::ferrofs_pmd_is_leaf(self.0) != 0 }
+    }
+    /// Map the 2 MiB extent at `pfn` (aligned) read-only with one PMD, as a
+    /// devmap entry; VM_FAULT_FALLBACK where the slot holds a page table.
+    /// The caller holds the inode's huge lock exclusive.
+    pub(crate) fn insert_pmd_ro(&self, pfn: u64) -> bindings::vm_fault_t {
+        // SAFETY: a live huge fault on a VM_MIXEDMAP ferrofs VMA; the pfn is
+        // a device page with a struct page (checked at mount).
+        unsafe { super::ferrofs_insert_pmd(self.0, pfn as c_ulong) }
+    }
+    /// Make the PMD at the fault address writable if it maps `pfn`.
+    pub(crate) fn pmd_mkwrite(&self, pfn: u64) -> Upgrade {
+        // SAFETY: a live fault: vmf->pmd and the mm are valid (the core
+        // holds the mmap or VMA lock).
+        match unsafe { super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong) } {
+            1 => Upgrade::Done,
+            0 => Upgrade::Gone,
+            _ => Upgrade::Other,
+        }
+    }
     /// Map the zero page read-only at the fault address.
     pub(crate) fn insert_zero(&self) -> bindings::vm_fault_t {
         // vmf_insert_mixed allows the zero page in a shared writable VMA of
@@ -799,6 +833,8 @@ fn is_cow_mapping(flags: u64) -> bool {
 pub(crate) const VM_FAULT_SIGBUS: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_SIGBUS;
 pub(crate) const VM_FAULT_OOM: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_OOM;
 pub(crate) const VM_FAULT_NOPAGE: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_NOPAGE;
+pub(crate) const VM_FAULT_FALLBACK: bindings::vm_fault_t =
+    bindings::vm_fault_reason_VM_FAULT_FALLBACK;
 
 /// The user's FS_IOC_FIEMAP extent array, after `fiemap_prep` checked it.
 pub(crate) struct Fiemap(*mut bindings::fiemap_extent_info);
@@ -979,6 +1015,9 @@ static FILE_FOPS: Table<bindings::file_operations> = Table(bindings::file_operat
     // MAP_SYNC: see "MAP_SYNC" in src/dax.rs; `mmap` refuses it on a device
     // that is not synchronous.
     fop_flags: FOP_MMAP_SYNC,
+    // 2 MiB-aligned addresses for mappings of 2 MiB or more, so PMD
+    // mappings are possible (src/dax.rs, "PMD mappings").
+    get_unmapped_area: Some(bindings::thp_get_unmapped_area),
     llseek: Some(bindings::generic_file_llseek),
     read_iter: Some(read_iter),
     write_iter: Some(write_iter),
@@ -1005,6 +1044,7 @@ static AOPS: Table<bindings::address_space_operations> =
 
 static VM_OPS: Table<bindings::vm_operations_struct> = Table(bindings::vm_operations_struct {
     fault: Some(fault),
+    huge_fault: Some(huge_fault),
     pfn_mkwrite: Some(pfn_mkwrite),
     ..zeroed!()
 });
@@ -1107,6 +1147,7 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
             (*p).map_lock.as_ptr(),
             (*p).dirty.as_ptr(),
         );
+        super::ferrofs_init_huge((*p).huge_lock.get(), (*p).dirty_pmd.as_ptr());
         super::ferrofs_list_init((*p).sync_link.get());
         core::ptr::addr_of_mut!((*p).associated).write(core::sync::atomic::AtomicBool::new(false));
         (*p).vfs.get()
@@ -1141,6 +1182,7 @@ unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     // SAFETY: as above.
     unsafe { bindings::clear_inode(inode) };
     i.dirty.destroy();
+    i.dirty_pmd.destroy();
 }
 
 unsafe extern "C" fn dirty_inode(inode: *mut bindings::inode, _flags: c_int) {
@@ -1471,6 +1513,10 @@ unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area
 
 unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
     crate::dax::fault(&VmFault(vmf))
+}
+
+unsafe extern "C" fn huge_fault(vmf: *mut bindings::vm_fault, order: c_uint) -> bindings::vm_fault_t {
+    crate::dax::huge_fault(&VmFault(vmf), order)
 }
 
 unsafe extern "C" fn pfn_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {

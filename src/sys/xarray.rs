@@ -163,6 +163,37 @@ impl XArray {
         (removed, dirty)
     }
 
+    /// Remove every entry in `first..=last`, calling `f(index, block,
+    /// dirty)` for each (after its removal, without the lock).
+    pub(crate) fn take_range(&self, first: u64, last: u64, f: &mut dyn FnMut(u64, u64, bool)) {
+        let mut i = first as usize;
+        loop {
+            // SAFETY: valid xarray; xa_find takes the RCU read lock.
+            let e = unsafe { bindings::xa_find(self.as_ptr(), &mut i, last as usize, XA_PRESENT) };
+            if e.is_null() {
+                break;
+            }
+            let taken = {
+                let _g = self.lock();
+                // SAFETY: lock held as __xa_erase requires; the load, the
+                // mark test and the erase see one state.
+                unsafe {
+                    let cur = bindings::xa_load(self.as_ptr(), i);
+                    let dirty = bindings::xa_get_mark(self.as_ptr(), i, XA_MARK_DIRTY);
+                    bindings::__xa_erase(self.as_ptr(), i);
+                    to_value(cur).map(|b| (b, dirty))
+                }
+            };
+            if let Some((b, dirty)) = taken {
+                f(i as u64, b, dirty);
+            }
+            if i as u64 >= last {
+                break;
+            }
+            i += 1;
+        }
+    }
+
     /// Free the XArray's nodes. Entries are plain values; nothing else to free.
     pub(crate) fn destroy(&self) {
         // SAFETY: valid xarray; callers no longer use it concurrently.

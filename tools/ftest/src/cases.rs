@@ -6,6 +6,7 @@ use crate::coherence;
 use crate::counters::{valid_flush_insn, Field};
 use crate::gup;
 use crate::mapsync;
+use crate::pmd;
 use crate::pattern;
 use crate::runner::{Case, CaseError, CaseResult, Ctx};
 use crate::stress;
@@ -173,6 +174,16 @@ pub static CASES: &[Case] = &[
         name: "longterm_pin_of_a_dax_mapping_is_refused",
         needs_counters: false,
         run: mapsync::longterm_pin_of_a_dax_mapping_is_refused,
+    },
+    Case {
+        name: "pmd_write_faults_map_2mib_and_fsync_flushes_each_once",
+        needs_counters: true,
+        run: pmd::pmd_write_faults_map_2mib_and_fsync_flushes_each_once,
+    },
+    Case {
+        name: "punch_inside_a_pmd_keeps_the_rest_dirty",
+        needs_counters: true,
+        run: pmd::punch_inside_a_pmd_keeps_the_rest_dirty,
     },
     Case {
         name: "truncate_race_stress",

@@ -1,0 +1,168 @@
+//! 2 MiB (PMD) mappings: a write fault into a 2 MiB hole of a file that is
+//! large enough allocates a whole aligned extent and maps it with one PMD;
+//! its dirty state is one entry, flushed by fsync as a whole; a hole punch
+//! or truncate inside it hands the dirty state of the pages that stay to
+//! 4 KiB entries. Counters: pmd_faults, pmd_entries_marked,
+//! pmd_entries_flushed, pmd_entries_removed (ferrofs only; these cases need
+//! them).
+
+use crate::gup::stat_value;
+use crate::pattern;
+use crate::runner::{CaseError, CaseResult, Ctx};
+use crate::sys::{Fd, Map, PAGE};
+
+const MIB2: usize = 2 << 20;
+
+fn need_counters(ctx: &Ctx) -> Result<(), CaseError> {
+    if ctx.stats_dir().is_none() || stat_value(ctx, "pmd_faults").is_none() {
+        return Err(CaseError::Skip("needs the ferrofs PMD counters (--stats)".into()));
+    }
+    Ok(())
+}
+
+/// The named counters, in order.
+fn snap(ctx: &Ctx, names: &[&str]) -> Vec<i128> {
+    names
+        .iter()
+        .map(|n| stat_value(ctx, n).unwrap_or(0) as i128)
+        .collect()
+}
+
+const NAMES: [&str; 7] = [
+    "pmd_faults",
+    "pmd_entries_marked",
+    "pmd_entries_flushed",
+    "pmd_entries_removed",
+    "write_faults",
+    "entries_marked",
+    "entries_flushed",
+];
+
+fn delta(ctx: &mut Ctx, what: &str, before: &[i128], after: &[i128], want: [i128; 7]) {
+    for k in 0..NAMES.len() {
+        if want[k] >= 0 {
+            ctx.check_eq(&format!("{what}: {}", NAMES[k]), want[k], after[k] - before[k]);
+        }
+    }
+}
+
+fn fill_pattern(map: &Map, seed: u64, len: usize) {
+    let mut buf = vec![0u8; len];
+    pattern::fill(seed, 0, &mut buf);
+    map.copy_in(0, &buf);
+}
+
+fn check_pattern(ctx: &mut Ctx, what: &str, fd: &Fd, seed: u64, len: usize, zero: &[(usize, usize)]) -> Result<(), String> {
+    let mut back = vec![0u8; len];
+    fd.pread_exact(&mut back, 0)?;
+    let mut want = vec![0u8; len];
+    pattern::fill(seed, 0, &mut want);
+    for &(a, n) in zero {
+        want[a..a + n].fill(0);
+    }
+    if let Some(at) = (0..len).find(|&i| back[i] != want[i]) {
+        ctx.fail(&format!(
+            "{what}: offset {at}: expected {:#04x}, got {:#04x}",
+            want[at], back[at]
+        ));
+    }
+    Ok(())
+}
+
+pub fn pmd_write_faults_map_2mib_and_fsync_flushes_each_once(ctx: &mut Ctx) -> CaseResult {
+    need_counters(ctx)?;
+    let len = 4 * MIB2;
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.ftruncate(len as u64)?;
+    let map = Map::shared_rw(&fd, len)?;
+    ctx.check(map.addr() % MIB2 == 0, || {
+        format!("a 8 MiB mapping at {:#x}: not 2 MiB aligned (get_unmapped_area)", map.addr())
+    });
+    let s0 = snap(ctx, &NAMES);
+    // One store per 2 MiB region: one PMD fault each, no 4 KiB fault.
+    for r in 0..4 {
+        map.write(r * MIB2 + 100, 0x40 + r as u8);
+    }
+    let s1 = snap(ctx, &NAMES);
+    delta(ctx, "one store in each of 4 holes of 2 MiB", &s0, &s1, [4, 4, 0, 0, 0, 0, 0]);
+    // Stores anywhere else in those 2 MiB: no fault at all.
+    for p in (0..len).step_by(PAGE) {
+        map.write(p + 7, 1);
+    }
+    let s2 = snap(ctx, &NAMES);
+    delta(ctx, "stores to every page after that", &s1, &s2, [0, 0, 0, 0, 0, 0, 0]);
+    fd.fsync()?;
+    let s3 = snap(ctx, &NAMES);
+    delta(ctx, "fsync", &s2, &s3, [0, 0, 4, 0, -1, 0, 0]);
+    fd.fsync()?;
+    let s4 = snap(ctx, &NAMES);
+    delta(ctx, "second fsync", &s3, &s4, [0, 0, 0, 0, 0, 0, 0]);
+    // A store after the fsync faults the PMD in again and is flushed.
+    map.write(MIB2 + 5 * PAGE, 0x99);
+    fd.fsync()?;
+    let s5 = snap(ctx, &NAMES);
+    delta(ctx, "store after fsync, fsync", &s4, &s5, [1, 1, 1, 0, 0, 0, 0]);
+    // The extents are whole, aligned 2 MiB runs of the device.
+    let ext = fd.fiemap(0, len as u64).map_err(|e| format!("FIEMAP: {e}"))?;
+    let covered: u64 = ext.iter().map(|e| e.len).sum();
+    ctx.check_eq("bytes FIEMAP covers", len as u64, covered);
+    for e in &ext {
+        ctx.check(e.physical % MIB2 as u64 == 0 && e.len % MIB2 as u64 == 0, || {
+            format!("extent {e:?} is not whole aligned 2 MiB runs")
+        });
+    }
+    let mut b = [0u8; 1];
+    fd.pread_exact(&mut b, (MIB2 + 5 * PAGE) as u64)?;
+    ctx.check_eq("byte stored through the PMD, read back", 0x99, b[0]);
+    Ok(())
+}
+
+pub fn punch_inside_a_pmd_keeps_the_rest_dirty(ctx: &mut Ctx) -> CaseResult {
+    need_counters(ctx)?;
+    let len = 2 * MIB2;
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.ftruncate(len as u64)?;
+    let map = Map::shared_rw(&fd, len)?;
+    let seed = 0x9d11;
+    let s0 = snap(ctx, &NAMES);
+    fill_pattern(&map, seed, len);
+    let s1 = snap(ctx, &NAMES);
+    delta(ctx, "filling 4 MiB through the mapping", &s0, &s1, [2, 2, 0, 0, 0, 0, 0]);
+    // Punch 3 pages in the middle of the first extent.
+    let hole = (100 * PAGE, 3 * PAGE);
+    fd.fallocate(
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        hole.0 as u64,
+        hole.1 as u64,
+    )
+    .map_err(|e| format!("punch: {e}"))?;
+    let s2 = snap(ctx, &NAMES);
+    // The first extent's entry goes; its 509 other pages keep their dirty
+    // state as 4 KiB entries.
+    delta(ctx, "punch of 3 pages inside a dirty PMD", &s1, &s2, [0, 0, 0, 1, 0, 509, 0]);
+    fd.fsync()?;
+    let s3 = snap(ctx, &NAMES);
+    delta(ctx, "fsync after the punch", &s2, &s3, [0, 0, 1, 0, 0, 0, 509]);
+    check_pattern(ctx, "after the punch", &fd, seed, len, &[hole])?;
+    // The mapping sees the hole too (its PMD was dropped by the punch).
+    let mut v = [0u8; 8];
+    map.copy_out(hole.0, &mut v);
+    ctx.check(v == [0; 8], || format!("mapping over the punched page reads {v:?}"));
+    // Truncate into the second extent: the pages below the cut stay.
+    let cut = MIB2 + 10 * PAGE;
+    map.write(MIB2 + 3, 0x77); // dirty the second PMD again
+    drop(map);
+    let s4 = snap(ctx, &NAMES);
+    fd.ftruncate(cut as u64)?;
+    let s5 = snap(ctx, &NAMES);
+    delta(ctx, "truncate into a dirty PMD", &s4, &s5, [0, 0, 0, 1, 0, 10, -1]);
+    fd.fsync()?;
+    let mut back = vec![0u8; 16];
+    fd.pread_exact(&mut back, MIB2 as u64)?;
+    let mut want = vec![0u8; 16];
+    pattern::fill(seed, MIB2 as u64, &mut want);
+    want[3] = 0x77;
+    ctx.check(back == want, || format!("second extent's first bytes after truncate: {back:?}"));
+    ctx.check_eq("size after truncate", cut as u64, fd.size()?);
+    Ok(())
+}
