@@ -42,6 +42,8 @@ workload_under_trace() {
   assert_eq 0 "$(cat $TRACE/persist_violations)" "lines fsync or a MAP_SYNC fault left unflushed or unfenced"
   # The workload's MapWrite steps went through MAP_SYNC mappings.
   [ "$(cat $TRACE/sync_write_faults)" -gt 0 ] || fail "no MAP_SYNC write faults in the workload"
+  # Its 2 MiB MapWrite step allocated a whole extent and mapped it with a PMD.
+  [ "$(cat $TRACE/pmd_faults)" -gt 0 ] || fail "no PMD fault in the workload"
   umount $PM
   "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the traced workload: exit $?"
 }
@@ -74,6 +76,30 @@ map_sync_faults_leave_no_metadata_unflushed() {
   "$FT" verify $PM/s2 23 900000
   umount $PM
 }
+pmd_mappings_persist_and_leave_no_metadata_unflushed() {
+  # Files of whole 2 MiB extents written through 2 MiB-aligned mappings:
+  # write faults into 2 MiB holes allocate a whole extent and map it with
+  # one PMD. MAP_SYNC ones under the trace's fault assertion, msync ones
+  # through the PMD dirty entries; all read back after umount and mount.
+  unmount
+  "$MKFS" -q -f $DEV2
+  mount -t ferrofs -o dax,trace=64 $DEV2 $PM
+  local p0; p0=$(cat $TRACE/pmd_faults)
+  "$FT" mmap-fill $PM/h1 41 4194304 --sync=mapsync
+  "$FT" mmap-fill $PM/h2 42 8388608 --sync=msync
+  "$FT" mmap-fill $PM/h3 43 6291456 --sync=fsync
+  local pmd=$(( $(cat $TRACE/pmd_faults) - p0 ))
+  [ "$pmd" -ge 9 ] || fail "only $pmd PMD faults for 9 extents of 2 MiB"
+  [ "$(cat $TRACE/pmd_entries_flushed)" -ge 7 ] || fail "pmd_entries_flushed $(cat $TRACE/pmd_entries_flushed) < 7"
+  assert_eq 0 "$(cat $TRACE/persist_violations)" "lines a PMD fault or fsync left unflushed or unfenced"
+  umount $PM
+  mount -t ferrofs -o dax $DEV2 $PM
+  "$FT" verify $PM/h1 41 4194304
+  "$FT" verify $PM/h2 42 8388608
+  "$FT" verify $PM/h3 43 6291456
+  umount $PM
+  "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the PMD files: exit $?"
+}
 fsync_leaves_no_line_unflushed() {
   # The flush assertion with mmap stores (which the trace cannot see: the
   # lines the XArray said were dirty) and write(2).
@@ -91,4 +117,5 @@ t trace_option_is_checked trace_option_is_checked
 t workload_under_trace workload_under_trace
 t fsync_leaves_no_line_unflushed fsync_leaves_no_line_unflushed
 t map_sync_faults_leave_no_metadata_unflushed map_sync_faults_leave_no_metadata_unflushed
+t pmd_mappings_persist_and_leave_no_metadata_unflushed pmd_mappings_persist_and_leave_no_metadata_unflushed
 unmount

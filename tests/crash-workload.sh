@@ -37,7 +37,10 @@ while :; do
     0) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=msync ;;
     1) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=none ;;
     2) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=syncfs ;;
-    3) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=mapsync ;;
+    # Every other MAP_SYNC file is 4 MiB and more: whole 2 MiB extents
+    # mapped with PMDs.
+    3) if ((i % 10 == 8)); then len=$((4194304 + len)); fi
+       "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=mapsync ;;
     *) "$FT" fill /mnt/scratch/$name $seed $len ;;
   esac && echo "ACK $name $seed $len" && acked+=("$name")
   if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// Keeps the live data well inside a 16 MiB filesystem.
 const MAX_DATA: u64 = 4 << 20;
 const MAX_FILE: u64 = 300_000;
+/// One PMD extent (2 MiB).
+const HUGE: u64 = 2 << 20;
 
 /// One operation; paths are relative to the workload's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +353,30 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
                     seed: seed ^ ((out.len() as u64) << 20) ^ 0x4d53,
                 }
             }),
+            // A whole 2 MiB extent: MapWrite of the second 2 MiB of a file
+            // shorter than that (all holes), mapped with a PMD and
+            // allocated as one aligned group.
+            // Then a truncate through that extent (its PMD dirty state goes
+            // partly to 4 KiB entries) and one back to a small size.
+            92..=93 if m.data() < (1 << 20) && out.len() + 3 <= count => {
+                if let Some(path) = file.filter(|_| size < HUGE) {
+                    let op = Op::MapWrite {
+                        path: path.clone(),
+                        off: HUGE,
+                        len: HUGE,
+                        seed: seed ^ ((out.len() as u64) << 20) ^ 0x504d,
+                    };
+                    push(op, &mut m, &mut out);
+                    let cut = HUGE + 1 + rng.below(HUGE - 1);
+                    push(Op::Truncate { path: path.clone(), size: cut }, &mut m, &mut out);
+                    Some(Op::Truncate {
+                        path,
+                        size: rng.below(MAX_FILE),
+                    })
+                } else {
+                    None
+                }
+            }
             _ => Some(Op::Create(format!("w/many/n{name}"))),
         };
         if let Some(op) = op {
@@ -392,6 +418,17 @@ mod tests {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
         assert_eq!(kinds.len(), 12, "{v:?}");
+    }
+
+    #[test]
+    fn the_default_workload_writes_a_whole_2_mib_extent_and_cuts_it() {
+        // make check's seed (tests/50-persist.sh).
+        let v = ops(20261125, 300);
+        let k = v
+            .iter()
+            .position(|op| matches!(op, Op::MapWrite { len, .. } if *len == HUGE))
+            .expect("no 2 MiB MapWrite");
+        assert!(matches!(&v[k + 1], Op::Truncate { size, .. } if *size > HUGE && *size < 2 * HUGE));
     }
 
     #[test]

@@ -190,6 +190,11 @@ pub static CASES: &[Case] = &[
         needs_counters: false,
         run: stress::truncate_race_stress,
     },
+    Case {
+        name: "truncate_race_stress_pmd",
+        needs_counters: false,
+        run: stress::truncate_race_stress_pmd,
+    },
 ];
 
 /// Ten distinct pages of a 64-page file.

@@ -19,8 +19,11 @@ use crate::pattern::{self, Rng};
 use crate::runner::{CaseResult, Ctx};
 use crate::sys::{Fd, Map, PAGE};
 
+/// File A: 1 MiB (4 KiB PTEs), or 8 MiB for the PMD variant (four 2 MiB
+/// extents, mapped 2 MiB aligned, so stores fault PMDs in and truncates and
+/// punches cut through them).
 const A_PAGES: usize = 256;
-const A_LEN: usize = A_PAGES * PAGE;
+const A_PAGES_PMD: usize = 2048;
 /// File B is at most this long.
 const B_MAX: usize = 128 * PAGE;
 
@@ -97,6 +100,8 @@ fn restore_handler(old: &libc::sigaction) {
 /// What the threads share.
 struct Shared {
     stop: AtomicBool,
+    /// Pages of file A.
+    a_pages: usize,
     /// Pages of A below this are within EOF (lowered before a truncation,
     /// raised after the extension).
     safe_pages: AtomicUsize,
@@ -126,13 +131,13 @@ struct StorerStats {
 }
 
 /// Maps A over the whole region again (after the handler patched pages).
-fn remap(a: &Fd, base: usize) -> Result<(), String> {
-    // SAFETY: MAP_FIXED over our own region of A_LEN bytes, which no Rust
+fn remap(a: &Fd, base: usize, a_len: usize) -> Result<(), String> {
+    // SAFETY: MAP_FIXED over our own region of a_len bytes, which no Rust
     // reference points into; other threads' accesses see either mapping.
     let p = unsafe {
         libc::mmap(
             base as *mut libc::c_void,
-            A_LEN,
+            a_len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_FIXED,
             a.raw(),
@@ -149,6 +154,7 @@ fn remap(a: &Fd, base: usize) -> Result<(), String> {
 }
 
 fn storer(sh: &Shared, a: &Fd, base: usize, seed: u64) -> StorerStats {
+    let (a_pages, a_len) = (sh.a_pages, sh.a_pages * PAGE);
     let mut rng = Rng::new(seed);
     let mut st = StorerStats::default();
     let mut seen = BUS_FAULTS.load(SeqCst);
@@ -157,13 +163,13 @@ fn storer(sh: &Shared, a: &Fd, base: usize, seed: u64) -> StorerStats {
         if op < 90 {
             // Mostly within the safe size, sometimes anywhere (SIGBUS).
             let limit = if rng.below(4) == 0 {
-                A_PAGES
+                a_pages
             } else {
                 sh.safe_pages.load(SeqCst).max(1)
             };
             let off = rng.below(limit) * PAGE + rng.below(PAGE);
             let v = rng.next_u64() as u8;
-            // SAFETY: `off < A_LEN`, inside the live region; a raw volatile
+            // SAFETY: `off < a_len`, inside the live region; a raw volatile
             // store. Beyond EOF it faults and the handler patches the page.
             unsafe { ((base + off) as *mut u8).write_volatile(v) };
             st.stores += 1;
@@ -178,8 +184,8 @@ fn storer(sh: &Shared, a: &Fd, base: usize, seed: u64) -> StorerStats {
             }
             st.fsyncs += 1;
         } else {
-            let start = rng.below(A_PAGES);
-            let n = 1 + rng.below((A_PAGES - start).min(32));
+            let start = rng.below(a_pages);
+            let n = 1 + rng.below((a_pages - start).min(32));
             // SAFETY: the range lies inside the live region.
             let r = unsafe {
                 libc::msync(
@@ -198,7 +204,7 @@ fn storer(sh: &Shared, a: &Fd, base: usize, seed: u64) -> StorerStats {
         }
         let now = BUS_FAULTS.load(SeqCst);
         if now != seen {
-            if let Err(e) = remap(a, base) {
+            if let Err(e) = remap(a, base, a_len) {
                 sh.error(e);
             }
             seen = now;
@@ -216,13 +222,14 @@ struct TruncStats {
 }
 
 fn truncator(sh: &Shared, a: &Fd, seed: u64) -> TruncStats {
+    let (a_pages, a_len) = (sh.a_pages, sh.a_pages * PAGE);
     let mut rng = Rng::new(seed);
     let mut st = TruncStats::default();
     while !sh.stopped() {
         if st.punch_unsupported || rng.below(3) != 0 {
-            let mut len = rng.below(A_PAGES + 1) * PAGE;
+            let mut len = rng.below(a_pages + 1) * PAGE;
             if rng.below(2) == 0 {
-                len = (len + rng.below(PAGE)).min(A_LEN);
+                len = (len + rng.below(PAGE)).min(a_len);
             }
             sh.safe_pages.store(len / PAGE, SeqCst);
             if let Err(e) = a.ftruncate(len as u64) {
@@ -230,15 +237,15 @@ fn truncator(sh: &Shared, a: &Fd, seed: u64) -> TruncStats {
                 break;
             }
             std::thread::sleep(Duration::from_micros(rng.below(300) as u64));
-            if let Err(e) = a.ftruncate(A_LEN as u64) {
+            if let Err(e) = a.ftruncate(a_len as u64) {
                 sh.error(e);
                 break;
             }
-            sh.safe_pages.store(A_PAGES, SeqCst);
+            sh.safe_pages.store(a_pages, SeqCst);
             st.shrinks += 1;
         } else {
-            let start = rng.below(A_PAGES);
-            let n = 1 + rng.below((A_PAGES - start).min(16));
+            let start = rng.below(a_pages);
+            let n = 1 + rng.below((a_pages - start).min(16));
             let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
             match a.fallocate(mode, (start * PAGE) as u64, (n * PAGE) as u64) {
                 Ok(()) => st.punches += 1,
@@ -314,6 +321,18 @@ fn time_seed() -> u64 {
 }
 
 pub fn truncate_race_stress(ctx: &mut Ctx) -> CaseResult {
+    race_stress(ctx, A_PAGES)
+}
+
+/// The same with an 8 MiB file A: the storers' faults map 2 MiB extents
+/// with PMDs where they are whole (and re-fault them after every fsync and
+/// truncate), truncates and punches cut through them.
+pub fn truncate_race_stress_pmd(ctx: &mut Ctx) -> CaseResult {
+    race_stress(ctx, A_PAGES_PMD)
+}
+
+fn race_stress(ctx: &mut Ctx, a_pages: usize) -> CaseResult {
+    let a_len = a_pages * PAGE;
     let run_for = duration();
     let seed = std::env::var("FERROTEST_SEED")
         .ok()
@@ -324,17 +343,18 @@ pub fn truncate_race_stress(ctx: &mut Ctx) -> CaseResult {
         run_for.as_secs()
     ));
     let a = Fd::create(&ctx.file(""))?;
-    a.ftruncate(A_LEN as u64)?;
+    a.ftruncate(a_len as u64)?;
     let b = Fd::create(&ctx.file(".b"))?;
-    let map = Map::shared_rw(&a, A_LEN)?;
+    let map = Map::shared_rw(&a, a_len)?;
     let base = map.addr();
     let s0 = ctx.snap()?;
-    let old = install_handler(base, A_LEN)?;
+    let old = install_handler(base, a_len)?;
     BUS_FAULTS.store(0, SeqCst);
 
     let sh = Shared {
         stop: AtomicBool::new(false),
-        safe_pages: AtomicUsize::new(A_PAGES),
+        a_pages,
+        safe_pages: AtomicUsize::new(a_pages),
         errors: Mutex::new(Vec::new()),
     };
     let deadline = Instant::now() + run_for;
@@ -393,7 +413,7 @@ pub fn truncate_race_stress(ctx: &mut Ctx) -> CaseResult {
 
     map.unmap()?;
     a.fsync()?;
-    ctx.check_eq("size of A at the end", A_LEN as u64, a.size()?);
+    ctx.check_eq("size of A at the end", a_len as u64, a.size()?);
     if let Some((rounds, last)) = written {
         ctx.diag(&format!("writer: {rounds} rewrites of B"));
         match last {
