@@ -3,6 +3,7 @@
 //! pmem, no page cache. Writes use non-temporal (cache-flushing) copies, so a
 //! write is durable once the fence at its fsync/fdatasync (or O_DSYNC) runs.
 
+use crate::alloc::GROUP;
 use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
@@ -62,7 +63,17 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
     while pos < end {
         let inb = pos % BS;
         let n = core::cmp::min(BS - inb, end - pos) as usize;
-        let b = match inode::get_or_alloc_block(i, pos >> BLOCK_SHIFT) {
+        let lblk = pos >> BLOCK_SHIFT;
+        if lblk % GROUP == 0 && (lblk >= GROUP || end >= (lblk + GROUP) << BLOCK_SHIFT) {
+            // A write that fills a whole aligned 2 MiB, or a file past its
+            // first 2 MiB growing into the next: allocate the whole extent
+            // (if all of it is holes), so mappings of it can use a PMD.
+            if let Err(e) = inode::alloc_extent(i, lblk) {
+                err = Some(e);
+                break;
+            }
+        }
+        let b = match inode::get_or_alloc_block(i, lblk) {
             Ok((b, _)) => b,
             Err(e) => {
                 err = Some(e);
@@ -97,8 +108,16 @@ pub(crate) fn fallocate(i: &Inode, mode: i32, off: u64, len: u64) -> Result {
     let end = off.checked_add(len).ok_or(EFBIG)?;
     match mode {
         0 | FALLOC_FL_KEEP_SIZE => {
-            for l in (off >> BLOCK_SHIFT)..=((end - 1) >> BLOCK_SHIFT) {
+            let last = (end - 1) >> BLOCK_SHIFT;
+            let mut l = off >> BLOCK_SHIFT;
+            while l <= last {
+                // Whole aligned 2 MiB ranges get whole extents (PMD-mappable).
+                if l % GROUP == 0 && l + GROUP - 1 <= last && inode::alloc_extent(i, l)?.is_some() {
+                    l += GROUP;
+                    continue;
+                }
                 inode::get_or_alloc_block(i, l)?;
+                l += 1;
             }
             if mode == 0 && end > i.size() {
                 inode::zero_tail(i, i.size())?;
