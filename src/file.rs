@@ -14,6 +14,8 @@ use kernel::error::{code::*, Result};
 use kernel::prelude::*;
 
 const BS: u64 = BLOCK_SIZE as u64;
+/// Blocks one copy of read(2) or write(2) may cover (1 MiB).
+const RUN_MAX: u64 = 256;
 
 pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> {
     let fs = i.fs();
@@ -25,8 +27,17 @@ pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> 
     let mut done = 0usize;
     while to.count() > 0 && pos < size {
         let inb = pos % BS;
-        let n = core::cmp::min(core::cmp::min(BS - inb, size - pos), to.count() as u64) as usize;
-        let b = inode::get_block(i, pos >> BLOCK_SHIFT)?;
+        let lblk = pos >> BLOCK_SHIFT;
+        let want = core::cmp::min(size - pos, to.count() as u64);
+        let b = inode::get_block(i, lblk)?;
+        // A run of physically contiguous blocks is one copy (up to 1 MiB).
+        let mut run = 1u64;
+        if b != 0 {
+            while run < RUN_MAX && run * BS - inb < want && inode::get_block(i, lblk + run)? == b + run {
+                run += 1;
+            }
+        }
+        let n = core::cmp::min(run * BS - inb, want) as usize;
         let got = if b == 0 {
             to.zero(n)
         } else {
@@ -62,24 +73,38 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
     let mut err = None;
     while pos < end {
         let inb = pos % BS;
-        let n = core::cmp::min(BS - inb, end - pos) as usize;
         let lblk = pos >> BLOCK_SHIFT;
-        if lblk % GROUP == 0 && (lblk >= GROUP || end >= (lblk + GROUP) << BLOCK_SHIFT) {
-            // A write that fills a whole aligned 2 MiB, or a file past its
-            // first 2 MiB growing into the next: allocate the whole extent
-            // (if all of it is holes), so mappings of it can use a PMD.
-            if let Err(e) = inode::alloc_extent(i, lblk) {
-                err = Some(e);
-                break;
+        // Lockless first: i_rwsem (held exclusive) keeps truncate and punch
+        // out, so a block found stays the file's; a hole may be filled by a
+        // fault meanwhile, which get_or_alloc_block sorts out under map_lock.
+        let mut b = inode::get_block(i, lblk)?;
+        if b == 0 {
+            if lblk % GROUP == 0 && (lblk >= GROUP || end >= (lblk + GROUP) << BLOCK_SHIFT) {
+                // A write that fills a whole aligned 2 MiB, or a file past
+                // its first 2 MiB growing into the next: allocate the whole
+                // extent (if all of it is holes), so mappings of it can use
+                // a PMD.
+                if let Err(e) = inode::alloc_extent(i, lblk) {
+                    err = Some(e);
+                    break;
+                }
             }
+            b = match inode::get_or_alloc_block(i, lblk) {
+                Ok((b, _)) => b,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            };
         }
-        let b = match inode::get_or_alloc_block(i, lblk) {
-            Ok((b, _)) => b,
-            Err(e) => {
-                err = Some(e);
-                break;
-            }
-        };
+        // Extend over the physically contiguous blocks that follow, so one
+        // copy covers a run (up to 1 MiB) instead of one block.
+        let want = end - pos;
+        let mut run = 1u64;
+        while run < RUN_MAX && run * BS - inb < want && inode::get_block(i, lblk + run)? == b + run {
+            run += 1;
+        }
+        let n = core::cmp::min(run * BS - inb, want) as usize;
         let got = fs
             .pmem
             .copy_from_iter_flushcache(FsInfo::block_off(b) + inb, n, from)?;

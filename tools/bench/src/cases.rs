@@ -940,6 +940,55 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 11: bulk I/O as `dd bs=1M` does it: 256 MiB written with 1 MiB
+    /// pwrites into a new file, then fsync; overwritten the same way; read
+    /// back with 1 MiB preads. MiB/s, one sample per pass.
+    pub fn bulk(&mut self) -> Result<(), String> {
+        let size = BIG;
+        let path = self.path("c11.dat");
+        let chunk = vec![0x5au8; MIB as usize];
+        let passes = self.plan.sweeps.min(5);
+        let (mut w, mut o, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        let t = Instant::now();
+        for _ in 0..passes {
+            let _ = std::fs::remove_file(&path);
+            let fd = Fd::create(&path)?;
+            // The first pass allocates, the second overwrites.
+            for v in [&mut w, &mut o] {
+                let t0 = Instant::now();
+                let mut off = 0;
+                while off < size {
+                    fd.pwrite_all(&chunk, off)?;
+                    off += MIB;
+                }
+                fd.fsync()?;
+                v.push((size / MIB) as f64 / secs(t0));
+            }
+            let mut buf = vec![0u8; MIB as usize];
+            let t0 = Instant::now();
+            let mut off = 0;
+            while off < size {
+                let n = fd.pread(&mut buf, off)?;
+                if n == 0 {
+                    return Err("bulk read: short file".into());
+                }
+                off += n as u64;
+            }
+            r.push((size / MIB) as f64 / secs(t0));
+            std::hint::black_box(&buf);
+        }
+        let _ = std::fs::remove_file(&path);
+        let took = secs(t);
+        for (id, title, v) in [
+            ("c11.write", "bulk write of a new 256 MiB file, 1 MiB pwrites + fsync", w),
+            ("c11.overwrite", "bulk overwrite of it, 1 MiB pwrites + fsync", o),
+            ("c11.read", "bulk read of it, 1 MiB preads", r),
+        ] {
+            self.push(id.into(), 11, "bulk", None, title.into(), Unit::Rate("MiB/s"), true, v, took);
+        }
+        Ok(())
+    }
+
     /// Runs the selected cases: case 2 first, while the filesystem is empty
     /// (its largest file needs the room), then the others in order, sharing
     /// one 256 MiB file (cases 1, 3, 5 and 8). The series end up sorted by
@@ -975,6 +1024,7 @@ impl Bench {
                 8 => "the floor: user-space cache-line flush",
                 9 => "persist: MAP_SYNC + clwb vs msync",
                 10 => "fio libpmem engine",
+                11 => "bulk 1 MiB write, overwrite, read",
                 _ => continue,
             };
             // Case 8 runs with case 1 when both are selected.
@@ -1003,6 +1053,7 @@ impl Bench {
                 7 => self.metadata()?,
                 9 => self.persist()?,
                 10 => self.fio_libpmem()?,
+                11 => self.bulk()?,
                 8 => self.dirty_pages(
                     fd.ok_or_else(missing)?,
                     map.ok_or_else(missing)?,
