@@ -32,6 +32,10 @@ run: runs the benchmark cases in DIR, a directory on the mounted filesystem
    10  fio's libpmem engine, 4 KiB random writes over 64 MiB, IOPS
    11  bulk I/O as dd bs=1M: write a new 256 MiB file, overwrite it
        (1 MiB pwrites + fsync), read it (1 MiB preads), MiB/s
+   12  a new 256 MiB file on the fresh file system and after aging it (3
+       rounds of filling to 85% with files of 4 KiB-16 MiB and deleting
+       three quarters): PMD-mappable share (FIEMAP), read faults, fsync of
+       256 spread pages. Runs last and leaves the file system aged
 fsync-scaling: case 2 alone (files of 4 KiB, 64 MiB, 256 MiB and the
   largest that fits, at most --max-mib, default 768; --samples per size,
   default 15), then the ratio of the largest file's median fsync time to the
@@ -81,7 +85,7 @@ pub enum Command {
     FsyncScaling(ScalingArgs),
 }
 
-pub const ALL_CASES: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+pub const ALL_CASES: [u32; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 fn take(it: &mut impl Iterator<Item = String>, opt: &str) -> Result<String, String> {
     it.next().ok_or_else(|| format!("{opt} needs a value"))
@@ -96,7 +100,7 @@ fn parse_cases(s: &str) -> Result<Vec<u32>, String> {
     for part in s.split(',') {
         let n: u32 = number(part.trim(), "--cases")?;
         if !ALL_CASES.contains(&n) {
-            return Err(format!("--cases: no case {n} (1..11)"));
+            return Err(format!("--cases: no case {n} (1..12)"));
         }
         if !v.contains(&n) {
             v.push(n);
@@ -239,7 +243,7 @@ mod tests {
     fn errors() {
         assert!(p("run").is_err());
         assert!(p("run --dir").is_err());
-        assert!(p("run --dir /d --cases 12").is_err());
+        assert!(p("run --dir /d --cases 13").is_err());
         assert!(p("run --dir /d --cases x").is_err());
         assert!(p("run --dir /d --bogus").is_err());
         assert!(p("fsync-scaling --dir /d --max-mib 10").is_err());

@@ -989,6 +989,91 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 12: the same new 256 MiB file on the fresh file system and after
+    /// aging it ([`age`]): the share of it that can be mapped with 2 MiB
+    /// PMDs (from FIEMAP: aligned 2 MiB of the file backed by one
+    /// physically contiguous, 2 MiB-aligned run of the device; the
+    /// condition all three file systems need), first-touch read faults
+    /// over it through a 2 MiB-aligned mapping, and fsync after stores to
+    /// 256 pages spread over it. Runs last: it leaves the file system aged.
+    pub fn aging(&mut self) -> Result<(), String> {
+        for aged in [false, true] {
+            if aged {
+                let t = Instant::now();
+                let (files, rounds) = age(&self.dir, 0x5eed_a9e1, 3)?;
+                self.say(&format!(
+                    "aged: {rounds} fill/delete rounds, {files} files left [{:.1} s]",
+                    secs(t)
+                ));
+            }
+            let tag = if aged { "aged" } else { "fresh" };
+            let (path, fd) = self.make_file("c12.dat", BIG)?;
+            let share = pmd_share(&fd, BIG)?;
+            let pages = BIG as usize / PAGE;
+            let mut rates = Vec::new();
+            let mut sink = 0u64;
+            for _ in 0..self.plan.big_sweeps {
+                fd.fsync()?;
+                let map = Map::shared(&fd, BIG as usize)?;
+                let t0 = Instant::now();
+                for p in 0..pages {
+                    sink = sink.wrapping_add(map.load_word(p));
+                }
+                rates.push(pages as f64 / secs(t0));
+            }
+            std::hint::black_box(sink);
+            let map = Map::shared(&fd, BIG as usize)?;
+            let list = page_list(true, 256, pages);
+            let mut lat = Vec::new();
+            for i in 0..self.plan.latency {
+                for &p in &list {
+                    map.store_word(p, i as u64);
+                }
+                let t0 = Instant::now();
+                fd.fsync()?;
+                lat.push(secs(t0) * 1e6);
+            }
+            drop(map);
+            drop(fd);
+            sys::unlink(&path)?;
+            let t = 0.0;
+            self.push(
+                format!("c12.{tag}.share"),
+                12,
+                "aging",
+                None,
+                format!("{tag} file system: share of a new 256 MiB file that is PMD-mappable (FIEMAP)"),
+                Unit::Rate("%"),
+                true,
+                vec![share * 100.0],
+                t,
+            );
+            self.push(
+                format!("c12.{tag}.faults"),
+                12,
+                "aging",
+                None,
+                format!("{tag} file system: first-touch read faults over that file"),
+                Unit::Rate("pages/s"),
+                true,
+                rates,
+                t,
+            );
+            self.push(
+                format!("c12.{tag}.fsync256"),
+                12,
+                "aging",
+                None,
+                format!("{tag} file system: fsync after stores to 256 spread pages of it"),
+                Unit::Micros,
+                true,
+                lat,
+                t,
+            );
+        }
+        Ok(())
+    }
+
     /// Runs the selected cases: case 2 first, while the filesystem is empty
     /// (its largest file needs the room), then the others in order, sharing
     /// one 256 MiB file (cases 1, 3, 5 and 8). The series end up sorted by
@@ -1025,6 +1110,7 @@ impl Bench {
                 9 => "persist: MAP_SYNC + clwb vs msync",
                 10 => "fio libpmem engine",
                 11 => "bulk 1 MiB write, overwrite, read",
+                12 => "fresh and aged: PMD share, faults, fsync",
                 _ => continue,
             };
             // Case 8 runs with case 1 when both are selected.
@@ -1054,6 +1140,7 @@ impl Bench {
                 9 => self.persist()?,
                 10 => self.fio_libpmem()?,
                 11 => self.bulk()?,
+                12 => self.aging()?,
                 8 => self.dirty_pages(
                     fd.ok_or_else(missing)?,
                     map.ok_or_else(missing)?,
@@ -1072,6 +1159,86 @@ impl Bench {
         self.series.sort_by_key(|s| s.case);
         Ok(())
     }
+}
+
+/// The aging workload: `rounds` times, fill the file system to 85% with
+/// files of mixed sizes (log-uniform from 4 KiB to 16 MiB, each written by
+/// appends of 4 KiB to 256 KiB), then delete a random three quarters of
+/// the files. Deterministic for a seed. Returns (files left, rounds).
+pub fn age(dir: &Path, seed: u64, rounds: usize) -> Result<(usize, usize), String> {
+    let adir = dir.join("aging");
+    std::fs::create_dir_all(&adir).map_err(|e| format!("mkdir {}: {e}", adir.display()))?;
+    let mut rng = Rng::new(seed);
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut name = 0u64;
+    let chunk = vec![0x61u8; 256 * 1024];
+    for _ in 0..rounds {
+        loop {
+            let (total, free) = statvfs(&adir)?;
+            if free * 100 < total * 15 {
+                break;
+            }
+            // log2 of the size: 12 (4 KiB) .. 24 (16 MiB).
+            let bits = 12 + rng.below(13);
+            let size = (1u64 << bits) + rng.below(1u64 << bits);
+            let size = size.min(free.saturating_sub(total / 10)).max(4096);
+            name += 1;
+            let p = adir.join(format!("f{name}"));
+            let fd = Fd::create(&p)?;
+            let mut off = 0;
+            while off < size {
+                let n = (4096 * (1 + rng.below(64))).min(size - off) as usize;
+                fd.pwrite_all(&chunk[..n], off)?;
+                off += n as u64;
+            }
+            files.push(p);
+        }
+        let mut keep = Vec::new();
+        for p in files.drain(..) {
+            if rng.below(4) == 0 {
+                keep.push(p);
+            } else {
+                sys::unlink(&p)?;
+            }
+        }
+        files = keep;
+    }
+    Ok((files.len(), rounds))
+}
+
+/// (total, free) bytes of the file system holding `p`.
+fn statvfs(p: &Path) -> Result<(u64, u64), String> {
+    let c = sys::cpath(p)?;
+    // SAFETY: all-zero is a valid `struct statvfs`.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated, `st` writable.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statvfs {}: {}", p.display(), sys::last_err()));
+    }
+    let bs = st.f_frsize as u64;
+    Ok((st.f_blocks as u64 * bs, st.f_bavail as u64 * bs))
+}
+
+/// The share of the first `size` bytes of `fd` that a file system can map
+/// with 2 MiB PMDs: aligned 2 MiB ranges of the file lying inside one
+/// FIEMAP extent whose physical offset is congruent to the logical one
+/// modulo 2 MiB (the device's pmem starts 2 MiB aligned).
+fn pmd_share(fd: &Fd, size: u64) -> Result<f64, String> {
+    const M2: u64 = 2 << 20;
+    let ext = fd.fiemap(0, size).map_err(|e| format!("FIEMAP: {e}"))?;
+    let mut ok = 0u64;
+    for r in 0..size / M2 {
+        let lo = r * M2;
+        let hit = ext.iter().any(|e| {
+            e.logical <= lo
+                && e.logical + e.len >= lo + M2
+                && (e.physical + (lo - e.logical)) % M2 == 0
+        });
+        if hit {
+            ok += 1;
+        }
+    }
+    Ok(ok as f64 / (size / M2) as f64)
 }
 
 /// `jobs[0].write.iops` of fio's JSON output (a number after the first
