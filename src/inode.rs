@@ -334,6 +334,51 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
 /// contiguous and starting at a 2 MiB-aligned block. Lockless like
 /// [`get_block`]; callers hold the invalidate lock shared.
 pub(crate) fn extent_at(inode: &Inode, start: u64) -> Result<Option<u64>> {
+    // Fast path: the 512 pointers are consecutive words of one leaf
+    // indirect block (NDIRECT = 12, so an aligned 2 MiB never starts in the
+    // direct pointers, and only one 1024-pointer leaf in two splits it).
+    let idx = |p: &MapPath| -> Option<usize> {
+        match p {
+            MapPath::Direct(_) => None,
+            MapPath::Ind(a) => Some(a[0]),
+            MapPath::Dind(a) => Some(a[1]),
+            MapPath::Tind(a) => Some(a[2]),
+        }
+    };
+    let depth = |p: &MapPath| -> usize {
+        match p {
+            MapPath::Direct(_) => 0,
+            MapPath::Ind(_) => 1,
+            MapPath::Dind(_) => 2,
+            MapPath::Tind(_) => 3,
+        }
+    };
+    if let (Some(p0), Some(p1)) = (format::map_path(start), format::map_path(start + GROUP - 1)) {
+        if let (Some(i0), Some(i1)) = (idx(&p0), idx(&p1)) {
+            if depth(&p0) == depth(&p1) && i1 == i0 + GROUP as usize - 1 {
+                let mut path = [0u64; 3];
+                let n = map_path_blocks(inode, start, &mut path)?;
+                if n != depth(&p0) {
+                    return Ok(None); // a hole on the way
+                }
+                let fs = inode.fs();
+                let leaf = path[n - 1];
+                let b0 = check_ptr(fs, inode.ino(), fs.pmem.read_u32(ptr_off(leaf, i0))?)?;
+                // The whole extent inside the data area (a damaged pointer
+                // must not map past the device).
+                if b0 == 0 || b0 % GROUP != 0 || b0 + GROUP > fs.geo.blocks_count {
+                    return Ok(None);
+                }
+                for k in 1..GROUP as usize {
+                    // One aligned load per pointer, as get_block reads it.
+                    if fs.pmem.read_u32(ptr_off(leaf, i0 + k))? as u64 != b0 + k as u64 {
+                        return Ok(None);
+                    }
+                }
+                return Ok(Some(b0));
+            }
+        }
+    }
     let b0 = get_block(inode, start)?;
     if b0 == 0 || b0 % GROUP != 0 {
         return Ok(None);
