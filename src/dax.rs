@@ -64,9 +64,12 @@
 //!
 //! ## PMD mappings
 //!
-//! A fault in a VMA that covers an aligned 2 MiB of the file comes to
-//! `huge_fault` first (the core calls it when the PMD slot is empty, or for
-//! a store to a read-only PMD). If the 512 pages lie inside the file and
+//! A fault in a DAX VMA comes to `huge_fault` first (the core calls it
+//! when the PMD slot is empty, or for a store to a read-only PMD). For DAX
+//! VMAs the core does not check that a PMD fits (`__thp_vma_allowable_orders`
+//! returns early), so `huge_fault` does, as fs/dax.c does: the fault's
+//! address and file offset must agree modulo 2 MiB, and the aligned 2 MiB
+//! must lie inside the VMA. If the 512 pages lie inside the file and
 //! are backed by one whole extent (512 blocks, physically contiguous,
 //! starting on a 2 MiB boundary of the device), it is mapped with one
 //! devmap PMD (`vmf_insert_pfn_pmd`, so get_user_pages works on it as on
@@ -118,11 +121,13 @@
 //! - a fresh block is zeroed with flushing stores inside that transaction,
 //!   so after a crash the bytes the user did not store read as zero, never
 //!   as a former file's data;
-//! - the fault finds an existing block through a pointer another thread may
-//!   have just published, before that thread's transaction commits; but a
-//!   write fault always opens a transaction first, and transactions run one
-//!   at a time (the journal mutex), so it returns only after the
-//!   publishing transaction committed;
+//! - the fault may find an existing block (or extent) through a pointer
+//!   another thread has just published, before that thread's transaction
+//!   commits: a write fault on an allocated block takes no journal lock
+//!   (the lookup is lockless), so on a MAP_SYNC mapping it waits for the
+//!   running transaction first (`Journal::barrier`: the publishing
+//!   transaction holds the journal mutex until its commit is durable);
+//!   fsync and sync_fs wait the same way;
 //! - the file size never changes in a fault (a fault past EOF is SIGBUS):
 //!   it was made durable by the truncate, fallocate or write(2) that set
 //!   it, each a committed transaction;
@@ -250,7 +255,7 @@ fn map_hole(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
 /// fault with one devmap PMD, or VM_FAULT_FALLBACK to 4 KiB PTEs. See
 /// "PMD mappings" above.
 pub(crate) fn huge_fault(vmf: &VmFault, order: u32) -> vm_fault_t {
-    if order != PMD_ORDER || vmf.is_cow() {
+    if order != PMD_ORDER || vmf.is_cow() || !vmf.pmd_fits() {
         return VM_FAULT_FALLBACK;
     }
     let inode = vmf.inode();
@@ -283,7 +288,13 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
     let fs = inode.fs();
     let mut fresh = 0;
     let b0 = match inode::extent_at(inode, start) {
-        Ok(Some(b)) => b,
+        Ok(Some(b)) => {
+            if write && vmf.is_sync() {
+                // As for a page: the extent's pointers may not be committed.
+                fs.journal.barrier();
+            }
+            b
+        }
         Ok(None) if write => match inode::alloc_extent(inode, start) {
             Ok(Some(b)) => {
                 fresh = GROUP;
@@ -359,8 +370,22 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
     let _d = inode.dirty_lock().read();
-    let (block, fresh) = match inode::get_or_alloc_block(inode, pgoff) {
-        Ok(r) => r,
+    // An allocated block needs no transaction: the lockless lookup (one
+    // atomic load per pointer) finds it, and no mount-wide lock is taken.
+    // Only a hole opens one.
+    let (block, fresh) = match inode::get_block(inode, pgoff) {
+        Ok(0) => match inode::get_or_alloc_block(inode, pgoff) {
+            Ok(r) => r,
+            Err(e) => return to_fault(e),
+        },
+        Ok(b) => {
+            if vmf.is_sync() {
+                // The pointer may come from a transaction that has not
+                // committed yet: MAP_SYNC must not return before it has.
+                fs.journal.barrier();
+            }
+            (b, false)
+        }
         Err(e) => return to_fault(e),
     };
     if vmf.is_sync() {
@@ -411,8 +436,12 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
 /// fsync, fdatasync and msync(MS_SYNC) of `start..=end` (bytes).
 pub(crate) fn fsync(inode: &Inode, start: u64, end: u64, _datasync: bool) -> Result {
     inode.fs().count(Counter::FsyncCalls);
-    // Metadata (size, block map, times) was flushed as it was written; the
-    // walk's closing fence orders it with the data.
+    // Metadata (size, block map, times) is durable when its transaction
+    // commits. A fault may have mapped a block through a pointer whose
+    // transaction (another thread's allocation) was still running: wait for
+    // it, so the block map behind every store this fsync flushes is there.
+    // The walk's closing fence orders the metadata with the data.
+    inode.fs().journal.barrier();
     writeback(inode, start, end)
 }
 
@@ -604,6 +633,8 @@ pub(crate) fn drop_huge(inode: &Inode, first: u64, last: u64, keep: bool) {
 /// alone cannot promise this: it clears the inode's dirty state after our
 /// walk returns, forgetting pages re-marked during the walk.
 pub(crate) fn sync_all(fs: &FsInfo) -> Result {
+    // As in fsync: pointers faults saw belong to committed transactions.
+    fs.journal.barrier();
     let mut res = Ok(());
     fs.sync_list.drain(|inode| {
         if let Err(e) = writeback(inode, 0, u64::MAX) {

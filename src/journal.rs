@@ -107,6 +107,15 @@ impl Journal {
     }
 
     /// Start a transaction: waits for the one in progress.
+    /// Wait until the transaction running now, if any, has committed (or
+    /// rolled back in memory). A lockless reader that saw a pointer a
+    /// transaction published calls this before it promises durability
+    /// (fsync, a MAP_SYNC fault): the publishing transaction held the
+    /// journal mutex from before the pointer store until after its commit.
+    pub(crate) fn barrier(&self) {
+        drop(self.state.lock());
+    }
+
     pub(crate) fn begin<'a>(&'a self, pmem: &'a Pmem) -> Tx<'a> {
         let nofs = NoFs::enter();
         Tx {

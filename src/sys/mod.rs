@@ -81,6 +81,7 @@ extern "C" {
         pfn: kernel::ffi::c_ulong,
     ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_pmd_is_leaf(vmf: *mut bindings::vm_fault) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_pmd_fits(vmf: *mut bindings::vm_fault) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_vm_flags_set(
         vma: *mut bindings::vm_area_struct,
         flags: kernel::ffi::c_ulong,

@@ -34,6 +34,7 @@ void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa);
 vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn);
 int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn);
 int ferrofs_pmd_is_leaf(struct vm_fault *vmf);
+int ferrofs_pmd_fits(struct vm_fault *vmf);
 void ferrofs_init_sb_mutex(struct mutex *m);
 void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
@@ -177,6 +178,24 @@ int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn)
 	}
 	spin_unlock(ptl);
 	return ret;
+}
+
+/*
+ * Whether a PMD may map this fault (dax_fault_check_fallback's checks; the
+ * core does not make them for DAX VMAs, __thp_vma_allowable_orders returns
+ * early for them): the address and the file offset agree modulo 2 MiB, and
+ * the whole aligned 2 MiB lies inside the VMA.
+ */
+int ferrofs_pmd_fits(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long haddr = vmf->address & PMD_MASK;
+
+	if ((vmf->pgoff & (HPAGE_PMD_NR - 1)) != ((vmf->address >> PAGE_SHIFT) & (HPAGE_PMD_NR - 1)))
+		return 0;
+	if (haddr < vma->vm_start || haddr + PMD_SIZE > vma->vm_end)
+		return 0;
+	return 1;
 }
 
 /* The fault address is mapped by a PMD leaf (a PTE fault raced with a PMD

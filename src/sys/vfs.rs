@@ -740,6 +740,13 @@ impl VmFault {
         // SAFETY: a live fault: vmf->pmd is this fault's PMD slot.
         unsafe { super::ferrofs_pmd_is_leaf(self.0) != 0 }
     }
+    /// A PMD may map this fault: address and file offset agree modulo
+    /// 2 MiB and the aligned 2 MiB lies inside the VMA. The core checks
+    /// neither for DAX VMAs before calling `huge_fault`.
+    pub(crate) fn pmd_fits(&self) -> bool {
+        // SAFETY: a live fault: vmf->vma is valid.
+        unsafe { super::ferrofs_pmd_fits(self.0) != 0 }
+    }
     /// Map the 2 MiB extent at `pfn` (aligned) read-only with one PMD, as a
     /// devmap entry; VM_FAULT_FALLBACK where the slot holds a page table.
     /// The caller holds the inode's huge lock exclusive.

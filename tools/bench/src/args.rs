@@ -36,6 +36,10 @@ run: runs the benchmark cases in DIR, a directory on the mounted filesystem
        rounds of filling to 85% with files of 4 KiB-16 MiB and deleting
        three quarters): PMD-mappable share (FIEMAP), read faults, fsync of
        256 spread pages. Runs last and leaves the file system aged
+   13  scaling, 1 and 2 threads (and nproc): write faults over separate
+       files and one shared file, 4 KiB append + fsync to separate files,
+       create + fsync in separate directories and in one; totals and the
+       2-thread / 1-thread ratio
 fsync-scaling: case 2 alone (files of 4 KiB, 64 MiB, 256 MiB and the
   largest that fits, at most --max-mib, default 768; --samples per size,
   default 15), then the ratio of the largest file's median fsync time to the
@@ -85,7 +89,7 @@ pub enum Command {
     FsyncScaling(ScalingArgs),
 }
 
-pub const ALL_CASES: [u32; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+pub const ALL_CASES: [u32; 13] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
 fn take(it: &mut impl Iterator<Item = String>, opt: &str) -> Result<String, String> {
     it.next().ok_or_else(|| format!("{opt} needs a value"))
@@ -100,7 +104,7 @@ fn parse_cases(s: &str) -> Result<Vec<u32>, String> {
     for part in s.split(',') {
         let n: u32 = number(part.trim(), "--cases")?;
         if !ALL_CASES.contains(&n) {
-            return Err(format!("--cases: no case {n} (1..12)"));
+            return Err(format!("--cases: no case {n} (1..13)"));
         }
         if !v.contains(&n) {
             v.push(n);
@@ -243,7 +247,7 @@ mod tests {
     fn errors() {
         assert!(p("run").is_err());
         assert!(p("run --dir").is_err());
-        assert!(p("run --dir /d --cases 13").is_err());
+        assert!(p("run --dir /d --cases 14").is_err());
         assert!(p("run --dir /d --cases x").is_err());
         assert!(p("run --dir /d --bogus").is_err());
         assert!(p("fsync-scaling --dir /d --max-mib 10").is_err());

@@ -1074,14 +1074,170 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 13: scaling from 1 to 2 threads (and to `nproc` when there are
+    /// more cores): write faults on allocated blocks over separate files and
+    /// over one shared file (4 KiB PTEs only, each sweep after an fsync, so
+    /// every page faults), 4 KiB append + fsync to separate files, and
+    /// create + fsync in separate directories and in one. Rates are totals
+    /// over the threads; one series per thread count, and the ratio of the
+    /// 2-thread rate to the 1-thread rate.
+    pub fn scaling(&mut self) -> Result<(), String> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut counts = vec![1usize, 2];
+        if cpus > 2 {
+            counts.push(cpus);
+        }
+        let maxt = *counts.iter().max().unwrap_or(&2);
+        let len = 16 * MIB as usize;
+        let pages = len / PAGE;
+        // Files for the fault series, made once.
+        let mut files = Vec::new();
+        for t in 0..maxt {
+            files.push(self.make_file(&format!("c13.f{t}"), len as u64)?);
+        }
+        let (shared_path, shared) = self.make_file("c13.shared", (len * maxt) as u64)?;
+        let sweeps = self.plan.sweeps;
+        let batch = self.plan.batch;
+        let dir = self.path("c13");
+        type Work<'a> = dyn Fn(usize, usize) -> Result<f64, String> + Sync + 'a;
+        let run = |n: usize, work: &Work| -> Result<f64, String> {
+            let res: Vec<Result<f64, String>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..n).map(|t| s.spawn(move || work(t, n))).collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+                    .collect()
+            });
+            res.into_iter().sum()
+        };
+        // Each returns the operations per second of one thread.
+        let faults_sep = |t: usize, _n: usize| -> Result<f64, String> {
+            let fd = &files[t].1;
+            let map = Map::shared_4k_only(fd, len)?;
+            let mut best = Vec::new();
+            for i in 0..sweeps {
+                fd.fsync()?;
+                let t0 = Instant::now();
+                for p in 0..pages {
+                    map.store_word(p, i as u64);
+                }
+                best.push(pages as f64 / secs(t0));
+            }
+            Ok(crate::stats::Summary::of(&best).map_or(0.0, |s| s.median))
+        };
+        let faults_shared = |t: usize, _n: usize| -> Result<f64, String> {
+            let map = Map::shared_4k_only(&shared, len * maxt)?;
+            let mut best = Vec::new();
+            for i in 0..sweeps {
+                // Each thread's own region; fsync of its range cleans it.
+                let lo = t * pages;
+                let t0 = Instant::now();
+                for p in lo..lo + pages {
+                    map.store_word(p, i as u64);
+                }
+                best.push(pages as f64 / secs(t0));
+                map.msync(lo * PAGE, len, libc::MS_SYNC)?;
+            }
+            Ok(crate::stats::Summary::of(&best).map_or(0.0, |s| s.median))
+        };
+        let appends = |t: usize, _n: usize| -> Result<f64, String> {
+            let p = dir.join(format!("a{t}"));
+            let buf = vec![0x3cu8; PAGE];
+            let fd = Fd::create(&p)?;
+            let t0 = Instant::now();
+            for _ in 0..batch * 4 {
+                fd.write_all(&buf)?;
+                fd.fsync()?;
+            }
+            let r = (batch * 4) as f64 / secs(t0);
+            drop(fd);
+            sys::unlink(&p)?;
+            Ok(r)
+        };
+        let creates = |shared_dir: bool| {
+            let dir = &dir;
+            move |t: usize, _n: usize| -> Result<f64, String> {
+                let d = if shared_dir { dir.join("one") } else { dir.join(format!("d{t}")) };
+                let _ = std::fs::create_dir_all(&d);
+                let names: Vec<PathBuf> = (0..batch * 2).map(|i| d.join(format!("t{t}-{i}"))).collect();
+                let t0 = Instant::now();
+                for a in &names {
+                    let fd = Fd::open(a, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)?;
+                    fd.write_all(&[0x42u8; 128])?;
+                    fd.fsync()?;
+                }
+                let r = names.len() as f64 / secs(t0);
+                for a in &names {
+                    sys::unlink(a)?;
+                }
+                Ok(r)
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let cs = creates(false);
+        let co = creates(true);
+        let kinds: [(&str, &str, &Work); 5] = [
+            ("faults.sep", "write faults, separate files (4 KiB PTEs)", &faults_sep),
+            ("faults.shared", "write faults, one shared file (4 KiB PTEs)", &faults_shared),
+            ("append.sep", "4 KiB append + fsync, separate files", &appends),
+            ("create.sep", "create + 128 B + fsync, separate directories", &cs),
+            ("create.one", "create + 128 B + fsync, one directory", &co),
+        ];
+        let reps = if self.plan.batches > 7 { 5 } else { 3 };
+        let mut out = Vec::new();
+        for (id, title, work) in kinds {
+            let t = Instant::now();
+            let mut by_n = Vec::new();
+            for &n in &counts {
+                let mut v = Vec::new();
+                for _ in 0..reps {
+                    v.push(run(n, work)?);
+                }
+                by_n.push((n, v));
+            }
+            let med = |v: &[f64]| crate::stats::Summary::of(v).map_or(0.0, |s| s.median);
+            let one = med(&by_n[0].1);
+            for (n, v) in &by_n {
+                out.push((
+                    format!("c13.{id}.t{n}"),
+                    format!("{title}, {n} thread{}", if *n == 1 { "" } else { "s" }),
+                    Unit::Rate("ops/s"),
+                    v.clone(),
+                    secs(t),
+                ));
+            }
+            let two = by_n.iter().find(|(n, _)| *n == 2).map_or(0.0, |(_, v)| med(v));
+            out.push((
+                format!("c13.{id}.scale2"),
+                format!("{title}: 2 threads / 1 thread"),
+                Unit::Rate("x"),
+                vec![if one > 0.0 { two / one } else { 0.0 }],
+                0.0,
+            ));
+        }
+        for (id, title, unit, v, took) in out {
+            self.push(id, 13, "scaling", None, title, unit, true, v, took);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(shared);
+        sys::unlink(&shared_path)?;
+        for (p, fd) in files {
+            drop(fd);
+            sys::unlink(&p)?;
+        }
+        Ok(())
+    }
+
     /// Runs the selected cases: case 2 first, while the filesystem is empty
     /// (its largest file needs the room), then the others in order, sharing
     /// one 256 MiB file (cases 1, 3, 5 and 8). The series end up sorted by
     /// case.
     pub fn run(&mut self, cases: &[u32]) -> Result<(), String> {
         let has = |c: u32| cases.contains(&c);
+        // Case 2 first (its largest file needs the room), case 12 last (it
+        // leaves the file system aged).
         let mut order: Vec<u32> = cases.iter().copied().filter(|&c| c == 2).collect();
-        order.extend(cases.iter().copied().filter(|&c| c != 2));
+        order.extend(cases.iter().copied().filter(|&c| c != 2 && c != 12));
+        order.extend(cases.iter().copied().filter(|&c| c == 12));
         // The shared file, and for cases 1, 3 and 8 its pre-faulted mapping.
         let mut big: Option<(PathBuf, Fd, Option<Map>)> = None;
         for c in order {
@@ -1111,6 +1267,7 @@ impl Bench {
                 10 => "fio libpmem engine",
                 11 => "bulk 1 MiB write, overwrite, read",
                 12 => "fresh and aged: PMD share, faults, fsync",
+                13 => "scaling: 1 and 2 threads",
                 _ => continue,
             };
             // Case 8 runs with case 1 when both are selected.
@@ -1141,6 +1298,7 @@ impl Bench {
                 10 => self.fio_libpmem()?,
                 11 => self.bulk()?,
                 12 => self.aging()?,
+                13 => self.scaling()?,
                 8 => self.dirty_pages(
                     fd.ok_or_else(missing)?,
                     map.ok_or_else(missing)?,

@@ -181,6 +181,11 @@ pub static CASES: &[Case] = &[
         run: pmd::pmd_write_faults_map_2mib_and_fsync_flushes_each_once,
     },
     Case {
+        name: "skewed_and_small_mappings_of_pmd_extents_map_each_page",
+        needs_counters: true,
+        run: pmd::skewed_and_small_mappings_of_pmd_extents_map_each_page,
+    },
+    Case {
         name: "punch_inside_a_pmd_keeps_the_rest_dirty",
         needs_counters: true,
         run: pmd::punch_inside_a_pmd_keeps_the_rest_dirty,
