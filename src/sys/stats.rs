@@ -152,6 +152,31 @@ unsafe extern "C" fn store_mark(
     buf: *const kernel::ffi::c_char,
     count: usize,
 ) -> isize {
+    // SAFETY: the caller's promise, passed on.
+    let (t, bytes) = match unsafe { store_args(kobj, buf, count) } {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let text = core::str::from_utf8(bytes).unwrap_or("").trim();
+    let Ok(v) = text.parse::<u64>() else {
+        return -(bindings::EINVAL as isize);
+    };
+    t.mark(v);
+    count as isize
+}
+
+/// The trace and the written bytes of a `store` on one of our trace files,
+/// or the errno to return (no trace: ENODEV).
+///
+/// # Safety
+/// `kobj` is the first field of a live [`StatsObj`]; `buf` holds `count`
+/// readable bytes that outlive the returned slice (sysfs's page, for the
+/// `store` call).
+unsafe fn store_args<'a>(
+    kobj: *mut bindings::kobject,
+    buf: *const kernel::ffi::c_char,
+    count: usize,
+) -> core::result::Result<(&'a Trace, &'a [u8]), isize> {
     // SAFETY: the caller's promise: a live StatsObj, `count` readable bytes.
     let (obj, bytes) = unsafe {
         (
@@ -161,15 +186,11 @@ unsafe extern "C" fn store_mark(
     };
     let t = obj.trace.load(Ordering::Acquire);
     if t.is_null() {
-        return -(bindings::ENODEV as isize);
+        return Err(-(bindings::ENODEV as isize));
     }
-    let text = core::str::from_utf8(bytes).unwrap_or("").trim();
-    let Ok(v) = text.parse::<u64>() else {
-        return -(bindings::EINVAL as isize);
-    };
-    // SAFETY: the trace outlives the sysfs files (StatsObj::trace).
-    unsafe { (*t).mark(v) };
-    count as isize
+    // SAFETY: the trace outlives the sysfs files (StatsObj::trace), and so
+    // the store call.
+    Ok((unsafe { &*t }, bytes))
 }
 
 /// sysfs `store` of `trace_user`: stores a test workload made from user
@@ -187,23 +208,16 @@ unsafe extern "C" fn store_user(
     buf: *const kernel::ffi::c_char,
     count: usize,
 ) -> isize {
-    // SAFETY: the caller's promise: a live StatsObj, `count` readable bytes.
-    let (obj, bytes) = unsafe {
-        (
-            &*(kobj as *const StatsObj),
-            core::slice::from_raw_parts(buf, count),
-        )
+    // SAFETY: the caller's promise, passed on.
+    let (t, bytes) = match unsafe { store_args(kobj, buf, count) } {
+        Ok(a) => a,
+        Err(e) => return e,
     };
-    let t = obj.trace.load(Ordering::Acquire);
-    if t.is_null() {
-        return -(bindings::ENODEV as isize);
-    }
     let Some((head, data)) = bytes.split_first_chunk::<8>() else {
         return -(bindings::EINVAL as isize);
     };
     let off = u64::from_le_bytes(*head);
-    // SAFETY: the trace outlives the sysfs files (StatsObj::trace).
-    match unsafe { (*t).user(off, data) } {
+    match t.user(off, data) {
         Ok(()) => count as isize,
         Err(e) => e.to_errno() as isize,
     }

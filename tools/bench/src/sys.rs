@@ -28,36 +28,19 @@ pub struct Map {
 }
 
 impl Map {
-    /// Where the kernel places it: for ext4 and xfs that is 2 MiB aligned
-    /// when the length allows, so PMD (huge) faults are possible.
     /// A MAP_SHARED_VALIDATE | MAP_SYNC mapping (fails with EOPNOTSUPP
     /// where the file system does not support it).
     pub fn shared_sync(fd: &Fd, len: usize) -> Result<Map, String> {
-        // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
-        // existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                0x03 | 0x80000, // MAP_SHARED_VALIDATE | MAP_SYNC
-                fd.raw(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap MAP_SYNC {} ({len} bytes): {}", fd.name(), last_err()));
-        }
-        let p = p.cast::<u8>();
-        Ok(Map {
-            ptr: p,
-            len,
-            base: p,
-            base_len: len,
-        })
+        Map::shared_flags(fd, len, 0x03 | 0x80000) // MAP_SHARED_VALIDATE | MAP_SYNC
     }
 
+    /// Where the kernel places it: 2 MiB aligned when the length allows (on
+    /// all three file systems), so PMD (huge) faults are possible.
     pub fn shared(fd: &Fd, len: usize) -> Result<Map, String> {
+        Map::shared_flags(fd, len, libc::MAP_SHARED)
+    }
+
+    fn shared_flags(fd: &Fd, len: usize, flags: c_int) -> Result<Map, String> {
         // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED), so no
         // existing memory is affected.
         let p = unsafe {
@@ -65,7 +48,7 @@ impl Map {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                flags,
                 fd.raw(),
                 0,
             )
