@@ -1390,7 +1390,7 @@ fn pmd_share(fd: &Fd, size: u64) -> Result<f64, String> {
         let hit = ext.iter().any(|e| {
             e.logical <= lo
                 && e.logical + e.len >= lo + M2
-                && (e.physical + (lo - e.logical)) % M2 == 0
+                && (e.physical + (lo - e.logical)).is_multiple_of(M2)
         });
         if hit {
             ok += 1;
