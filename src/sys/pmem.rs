@@ -267,7 +267,10 @@ impl Pmem {
         let end = p + n;
         // `range` checked p..p+n lies in the mapping, so neither overflows.
         let lines = (end - start).div_ceil(CACHELINE) as u64;
-        flush_lines(self.insn, start, end);
+        // SAFETY: `range` checked that p..p+n lies in the device mapping,
+        // valid for the Pmem's life; `start` only rounds p down within the
+        // same (page-aligned) mapping.
+        unsafe { flush_lines(self.insn, start, end) };
         if let Some(t) = &self.trace {
             t.flush(off, n);
         }
@@ -376,11 +379,15 @@ unsafe fn store_words(dst: *mut u8, src: *const u8, n: usize) {
 /// Write back every cache line from `start` (line aligned) up to `end`:
 /// one tight loop per instruction, so a 2 MiB extent is 32768 instructions
 /// and a compare each, not a call and a match per line.
+///
+/// # Safety
+/// `start..end` must lie in a live kernel mapping (the pmem mapping): a
+/// flush of an unmapped address faults like a load.
 #[inline(never)]
-fn flush_lines(insn: FlushInsn, start: usize, end: usize) {
+unsafe fn flush_lines(insn: FlushInsn, start: usize, end: usize) {
     let mut a = start;
-    // SAFETY: `start..end` is inside the pmem mapping (callers check the
-    // range); these instructions only write back cache lines and do not
+    // SAFETY: every `a` lies in `start..end`, mapped (the caller's
+    // promise); these instructions only write back cache lines and do not
     // modify memory.
     unsafe {
         match insn {
