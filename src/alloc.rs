@@ -30,7 +30,17 @@ pub(crate) struct Allocator {
     groups: KVec<u16>,
     /// Where the search for a whole free group starts.
     next_group: usize,
+    /// Groups whose first block started a sequentially written file (see
+    /// [`Allocator::alloc_stream`]), most recent last; `u64::MAX` is empty.
+    /// Single blocks for anything else come from them only when no other
+    /// partly used group has room, so the file can grow into the rest of
+    /// the group and its first 2 MiB can be mapped with one PMD. An entry
+    /// lapses when the group fills or when newer streams push it out.
+    reserved: [u64; RESERVED],
 }
+
+/// How many stream groups are kept reserved at once.
+const RESERVED: usize = 16;
 
 /// Blocks per huge extent (2 MiB).
 pub(crate) const GROUP: u64 = 512;
@@ -86,6 +96,7 @@ impl Allocator {
             next_ino: format::ROOT_INO + 1,
             groups,
             next_group: 0,
+            reserved: [u64::MAX; RESERVED],
         })
     }
 
@@ -111,11 +122,13 @@ impl Allocator {
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let words = g.blocks_count.div_ceil(64);
         let start = self.next_block.clamp(g.data_start, g.blocks_count - 1) / 64;
-        // First pass: partly used groups only; second: any group.
-        for i in 0..2 * words {
+        // First pass: partly used groups not reserved for a stream; second:
+        // partly used ones; third: any group.
+        for i in 0..3 * words {
             let w = (start + i % words) % words;
             let gi = (w / GROUP_WORDS) as usize;
-            if i < words && self.groups.get(gi).copied() == Some(GROUP as u16) {
+            let whole = self.groups.get(gi).copied() == Some(GROUP as u16);
+            if (i < 2 * words && whole) || (i < words && self.is_reserved(gi as u64)) {
                 continue;
             }
             let off = bitmap + w * 8;
@@ -138,6 +151,52 @@ impl Allocator {
             return Ok(b);
         }
         Err(ENOSPC)
+    }
+
+    /// Allocate block `goal` if it is free (the block after the one that
+    /// backs the previous page of a file, so that a file written in order
+    /// lies in order), else any block as [`Allocator::alloc_block`] does.
+    pub(crate) fn alloc_block_near(&mut self, tx: &mut Tx<'_>, g: &Geometry, goal: u64) -> Result<u64> {
+        if goal >= g.data_start && goal < g.blocks_count && !tx.freed {
+            let off = (g.bitmap_start << format::BLOCK_SHIFT) + (goal / 64) * 8;
+            let v = tx.pmem().read_u64(off)?;
+            let m = 1u64 << (goal % 64);
+            if v & m == 0 {
+                tx.write_u64(off, v | m)?;
+                self.free_blocks -= 1;
+                self.group_add(goal, -1);
+                return Ok(goal);
+            }
+        }
+        self.alloc_block(tx, g)
+    }
+
+    /// Allocate the first block of a wholly free group and reserve the rest
+    /// of the group for the file that starts there (a large first write at
+    /// offset 0: its later blocks follow with [`Allocator::alloc_block_near`],
+    /// and its first 2 MiB become one aligned extent). Any block if no group
+    /// is wholly free.
+    pub(crate) fn alloc_stream(&mut self, tx: &mut Tx<'_>, g: &Geometry) -> Result<u64> {
+        let n = self.groups.len();
+        for i in 0..n {
+            let gi = (self.next_group + i) % n;
+            if self.groups[gi] != GROUP as u16 {
+                continue;
+            }
+            let first = gi as u64 * GROUP;
+            if first < g.data_start || first + GROUP > g.blocks_count {
+                continue;
+            }
+            self.next_group = (gi + 1) % n;
+            self.reserved.copy_within(1.., 0);
+            self.reserved[RESERVED - 1] = gi as u64;
+            return self.alloc_block_near(tx, g, first);
+        }
+        self.alloc_block(tx, g)
+    }
+
+    fn is_reserved(&self, gi: u64) -> bool {
+        self.reserved.contains(&gi)
     }
 
     pub(crate) fn free_block(&mut self, tx: &mut Tx<'_>, g: &Geometry, b: u64) -> Result {
@@ -164,8 +223,17 @@ impl Allocator {
     }
 
     fn group_add(&mut self, b: u64, d: i32) {
-        if let Some(c) = self.groups.get_mut((b / GROUP) as usize) {
+        let gi = b / GROUP;
+        if let Some(c) = self.groups.get_mut(gi as usize) {
             *c = (*c as i32 + d).clamp(0, GROUP as i32) as u16;
+            if *c == 0 {
+                // A full group needs no reservation.
+                for r in self.reserved.iter_mut() {
+                    if *r == gi {
+                        *r = u64::MAX;
+                    }
+                }
+            }
         }
     }
 

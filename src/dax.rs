@@ -231,7 +231,7 @@ fn map_readonly(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
 fn insert_block_ro(vmf: &VmFault, inode: &Inode, block: u64) -> vm_fault_t {
     match inode.fs().pmem.pfn(FsInfo::block_off(block)) {
         Ok(pfn) => {
-            vmf.associate(pfn);
+            vmf.associate(pfn, vmf.pgoff());
             vmf.insert_ro(pfn)
         }
         Err(e) => to_fault(e),
@@ -333,7 +333,7 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
     }
     let _h = inode.huge_lock().write();
     for i in 0..GROUP {
-        vmf.associate(pfn + i);
+        vmf.associate(pfn + i, start + i);
     }
     for _ in 0..4 {
         let r = vmf.insert_pmd_ro(pfn);
@@ -374,7 +374,7 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     // atomic load per pointer) finds it, and no mount-wide lock is taken.
     // Only a hole opens one.
     let (block, fresh) = match inode::get_block(inode, pgoff) {
-        Ok(0) => match inode::get_or_alloc_block(inode, pgoff) {
+        Ok(0) => match inode::get_or_alloc_block(inode, pgoff, false) {
             Ok(r) => r,
             Err(e) => return to_fault(e),
         },
@@ -413,7 +413,7 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
         Ok(false) => {}
         Err(e) => return to_fault(e),
     }
-    vmf.associate(pfn);
+    vmf.associate(pfn, pgoff);
     // A fresh block's allocation already zapped this page's zero-page PTEs
     // in every mapping (`inode::get_or_alloc_tx`). A few rounds: a PTE can
     // vanish between insert and upgrade (MADV_DONTNEED needs only the mmap

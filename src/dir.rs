@@ -116,7 +116,7 @@ pub(crate) fn add(tx: &mut Tx<'_>, dir: &Inode, name: &[u8], ino: u32, file_type
     let off = match target {
         Some(off) => off,
         None => {
-            let (b, _) = inode::get_or_alloc_tx(tx, dir, nblocks)?;
+            let (b, _) = inode::get_or_alloc_tx(tx, dir, nblocks, false)?;
             dir.set_size((nblocks + 1) * BLOCK_SIZE as u64);
             FsInfo::block_off(b)
         }

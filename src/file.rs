@@ -16,6 +16,9 @@ use kernel::prelude::*;
 const BS: u64 = BLOCK_SIZE as u64;
 /// Blocks one copy of read(2) or write(2) may cover (1 MiB).
 const RUN_MAX: u64 = 256;
+/// The size of a first write at offset 0 that starts a file at the head of
+/// a free 2 MiB group (`inode::alloc_data`).
+const STREAM_MIN: u64 = 256 << 10;
 
 pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> {
     let fs = i.fs();
@@ -89,7 +92,11 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
                     break;
                 }
             }
-            b = match inode::get_or_alloc_block(i, lblk) {
+            // A first write of 256 KiB or more at offset 0 starts the file
+            // at the head of a free 2 MiB group, reserved for it: written
+            // on in order, its first 2 MiB become one extent too.
+            let stream = lblk == 0 && end >= STREAM_MIN;
+            b = match inode::get_or_alloc_block(i, lblk, stream) {
                 Ok((b, _)) => b,
                 Err(e) => {
                     err = Some(e);
@@ -141,7 +148,7 @@ pub(crate) fn fallocate(i: &Inode, mode: i32, off: u64, len: u64) -> Result {
                     l += GROUP;
                     continue;
                 }
-                inode::get_or_alloc_block(i, l)?;
+                inode::get_or_alloc_block(i, l, false)?;
                 l += 1;
             }
             if mode == 0 && end > i.size() {

@@ -263,12 +263,36 @@ fn alloc_zeroed(tx: &mut Tx<'_>, fs: &FsInfo) -> Result<u64> {
 
 /// The block backing `lblk`, allocating it (zeroed) and any indirect blocks
 /// on the way, in one transaction. Returns (block, newly allocated).
-pub(crate) fn get_or_alloc_block(inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+/// `stream`: see [`alloc_data`].
+pub(crate) fn get_or_alloc_block(inode: &Inode, lblk: u64, stream: bool) -> Result<(u64, bool)> {
     let mut tx = inode.fs().tx();
-    get_or_alloc_tx(&mut tx, inode, lblk)
+    get_or_alloc_tx(&mut tx, inode, lblk, stream)
 }
 
-pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Result<(u64, bool)> {
+/// Where a data block goes: after the block of the page before it if that
+/// one is free (a file written in order lies in order); with `stream`, at
+/// the start of a wholly free group, which stays reserved for the file
+/// (`Allocator::alloc_stream`). Indirect blocks go anywhere else.
+fn alloc_data(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result<u64> {
+    let fs = inode.fs();
+    let prev = match lblk.checked_sub(1) {
+        Some(p) => get_block(inode, p)?,
+        None => 0,
+    };
+    let b = if stream && lblk % GROUP == 0 {
+        fs.alloc.lock().alloc_stream(tx, &fs.geo)?
+    } else if prev != 0 && (prev + 1) % GROUP != 0 {
+        fs.alloc.lock().alloc_block_near(tx, &fs.geo, prev + 1)?
+    } else {
+        fs.alloc.lock().alloc_block(tx, &fs.geo)?
+    };
+    tx.zero_fresh(FsInfo::block_off(b), BLOCK_SIZE)?;
+    Ok(b)
+}
+
+/// [`get_or_alloc_block`] inside the caller's transaction; `stream` as for
+/// [`alloc_data`].
+pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result<(u64, bool)> {
     let _g = inode.map_lock().lock();
     let fs = inode.fs();
     let mut d = load(inode)?;
@@ -284,17 +308,25 @@ pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64) -> Resu
         let mut fresh = false;
         let mut b = check_ptr(fs, inode.ino(), slot.get())?;
         if b == 0 {
-            b = alloc_zeroed(tx, fs)?;
+            b = if idx.is_empty() {
+                alloc_data(tx, inode, lblk, stream)?
+            } else {
+                alloc_zeroed(tx, fs)?
+            };
             new_blocks += 1;
             fresh = true;
             slot.set(b as u32);
         }
-        for &i in idx {
+        for (k, &i) in idx.iter().enumerate() {
             let off = ptr_off(b, i);
             let mut next = check_ptr(fs, inode.ino(), fs.pmem.read_u32(off)?)?;
             fresh = false;
             if next == 0 {
-                next = alloc_zeroed(tx, fs)?;
+                next = if k + 1 == idx.len() {
+                    alloc_data(tx, inode, lblk, stream)?
+                } else {
+                    alloc_zeroed(tx, fs)?
+                };
                 new_blocks += 1;
                 fresh = true;
                 tx.write_u32(off, next as u32)?;

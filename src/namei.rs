@@ -123,7 +123,7 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
             slot,
         )?;
         let i = ni.get();
-        let (b, _) = inode::get_or_alloc_tx(tx, i, 0)?;
+        let (b, _) = inode::get_or_alloc_tx(tx, i, 0, false)?;
         let off = FsInfo::block_off(b);
         // A block of this transaction, zeroed: the target stays NUL-terminated.
         tx.write_fresh(off, target)?;

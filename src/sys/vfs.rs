@@ -784,9 +784,11 @@ impl VmFault {
             _ => Upgrade::Other,
         }
     }
-    /// Tell the file page `pfn` which file and offset it holds (see the
-    /// shim), before any PTE maps it.
-    pub(crate) fn associate(&self, pfn: u64) {
+    /// Tell the file page `pfn` which file and page offset `index` it holds
+    /// (see the shim), before any PTE or PMD maps it. For a PMD, each of its
+    /// 512 pages gets its own index: shared futex keys and rmap walks read
+    /// the page's, not the fault's.
+    pub(crate) fn associate(&self, pfn: u64, index: u64) {
         let inode = self.inode();
         inode.mark_associated();
         // Every caller got `pfn` from Pmem::pfn (inside the device), and the
@@ -796,7 +798,7 @@ impl VmFault {
             super::ferrofs_page_associate(
                 pfn as c_ulong,
                 (*inode.raw()).i_mapping,
-                self.pgoff() as c_ulong,
+                index as c_ulong,
             )
         };
     }

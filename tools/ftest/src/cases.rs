@@ -191,6 +191,16 @@ pub static CASES: &[Case] = &[
         run: pmd::punch_inside_a_pmd_keeps_the_rest_dirty,
     },
     Case {
+        name: "futexes_in_pages_of_a_pmd_mapping_have_their_own_keys",
+        needs_counters: true,
+        run: pmd::futexes_in_pages_of_a_pmd_mapping_have_their_own_keys,
+    },
+    Case {
+        name: "sequential_writes_from_offset_0_make_every_2mib_one_extent",
+        needs_counters: true,
+        run: pmd::sequential_writes_from_offset_0_make_every_2mib_one_extent,
+    },
+    Case {
         name: "truncate_race_stress",
         needs_counters: false,
         run: stress::truncate_race_stress,

@@ -78,13 +78,13 @@ fn errno() -> i32 {
 
 use crate::coherence::secs_env;
 
-fn load_u32(addr: usize) -> u32 {
+pub(crate) fn load_u32(addr: usize) -> u32 {
     // SAFETY: callers pass a 4-byte aligned address inside a live mapping;
     // a raw volatile load, no Rust reference into memory others change.
     unsafe { (addr as *const u32).read_volatile() }
 }
 
-fn store_u32(addr: usize, v: u32) {
+pub(crate) fn store_u32(addr: usize, v: u32) {
     // SAFETY: as load_u32, into a live shared writable mapping.
     unsafe { (addr as *mut u32).write_volatile(v) }
 }
@@ -101,7 +101,7 @@ fn store_u64(addr: usize, v: u64) {
 
 /// futex(2) on the word at `addr` (a shared futex: no FUTEX_PRIVATE_FLAG);
 /// `timeout` is relative (FUTEX_WAIT). Returns the result or errno.
-fn futex(addr: usize, op: c_int, val: u32, timeout: Option<Duration>) -> Result<i64, i32> {
+pub(crate) fn futex(addr: usize, op: c_int, val: u32, timeout: Option<Duration>) -> Result<i64, i32> {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,

@@ -256,3 +256,171 @@ pub fn skewed_and_small_mappings_of_pmd_extents_map_each_page(ctx: &mut Ctx) -> 
     }
     Ok(())
 }
+
+/// The state letter of thread `tid` of this process (`S`: asleep).
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let i = stat.rfind(')')?;
+    stat[i + 1..].trim_start().chars().next()
+}
+
+/// A shared futex is keyed on the file and the page's offset in it (the
+/// page's `index`, which the fault sets). Every page of a PMD-mapped extent
+/// must carry its own offset: a thread waits on a word of page 5 of the
+/// extent, and FUTEX_WAKE of the word at the same place in page 9 must find
+/// nobody (a wrong index gives both pages one key, and the wake is stolen),
+/// while FUTEX_WAKE of page 5's word wakes the thread.
+pub fn futexes_in_pages_of_a_pmd_mapping_have_their_own_keys(ctx: &mut Ctx) -> CaseResult {
+    use crate::gup::{err_text, futex, load_u32};
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    need_counters(ctx)?;
+    let len = 2 * MIB2;
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.ftruncate(len as u64)?;
+    let map = Map::shared_rw(&fd, len)?;
+    if map.addr() % MIB2 != 0 {
+        return Err(CaseError::Fail(format!(
+            "a 4 MiB mapping at {:#x}: not 2 MiB aligned (get_unmapped_area)",
+            map.addr()
+        )));
+    }
+    let s0 = snap(ctx, &NAMES);
+    // The first store (page 0) maps the whole extent with one PMD.
+    map.write(0, 1);
+    let s1 = snap(ctx, &NAMES);
+    if s1[0] - s0[0] != 1 {
+        return Err(CaseError::Fail(format!(
+            "a store into a 2 MiB hole: {} PMD faults, expected 1",
+            s1[0] - s0[0]
+        )));
+    }
+    let (wait_page, wake_page, inpage) = (5usize, 9usize, 64usize);
+    let wait_addr = map.addr() + wait_page * PAGE + inpage;
+    let other_addr = map.addr() + wake_page * PAGE + inpage;
+    let tid = Arc::new(AtomicI32::new(0));
+    let t2 = tid.clone();
+    let waiter = std::thread::spawn(move || -> Result<i64, i32> {
+        // SAFETY: gettid has no preconditions.
+        t2.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // The word is 0 (a hole); wait while it is.
+        loop {
+            if load_u32(wait_addr) != 0 {
+                return Ok(0);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match futex(wait_addr, libc::FUTEX_WAIT, 0, Some(left)) {
+                Ok(_) | Err(libc::EAGAIN) | Err(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    // Wait until the thread sleeps (in FUTEX_WAIT: nothing else sleeps).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = tid.load(Ordering::SeqCst);
+        if t != 0 && thread_state(t) == Some('S') {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(CaseError::Fail("the waiting thread did not fall asleep in 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    match futex(other_addr, libc::FUTEX_WAKE, 1, None) {
+        Ok(0) => {}
+        Ok(n) => ctx.fail(&format!(
+            "FUTEX_WAKE of the word at page {wake_page} (+{inpage}) of a PMD-mapped extent woke {n} \
+             waiter(s), expected 0: the only waiter sleeps on page {wait_page}, so the two pages \
+             share a futex key (page index)"
+        )),
+        Err(e) => ctx.fail(&format!("FUTEX_WAKE of page {wake_page}: {}", err_text(e))),
+    }
+    // Wake the waiter for real: store, then wake its own word.
+    map.write(wait_page * PAGE + inpage, 1);
+    let mut woke = Ok(0);
+    for _ in 0..200 {
+        woke = futex(wait_addr, libc::FUTEX_WAKE, 1, None);
+        if waiter.is_finished() || matches!(woke, Ok(1)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match waiter.join() {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => ctx.fail(&format!("the waiter's FUTEX_WAIT: {}", err_text(e))),
+        Err(_) => ctx.fail("the waiting thread panicked"),
+    }
+    if let Err(e) = woke {
+        ctx.fail(&format!("FUTEX_WAKE of page {wait_page}: {}", err_text(e)));
+    }
+    Ok(())
+}
+
+/// Of the aligned 2 MiB ranges of `0..len`, those that FIEMAP shows inside
+/// one extent at a 2 MiB-aligned device offset (what a PMD needs).
+fn pmd_ranges(fd: &Fd, len: u64) -> Result<Vec<bool>, String> {
+    let ext = fd.fiemap(0, len).map_err(|e| format!("FIEMAP: {e}"))?;
+    let m = MIB2 as u64;
+    Ok((0..len / m)
+        .map(|r| {
+            let (a, b) = (r * m, (r + 1) * m);
+            ext.iter().any(|e| {
+                e.logical <= a && e.logical + e.len >= b && (e.physical + (a - e.logical)) % m == 0
+            })
+        })
+        .collect())
+}
+
+/// A file written in order from offset 0 with large writes (cp, dd, a
+/// database's first fill) lies in order: its first 2 MiB, too, are one
+/// aligned extent, mapped with one PMD. Written with 1 MiB and with 256 KiB
+/// writes; the bytes read back through the mapping.
+pub fn sequential_writes_from_offset_0_make_every_2mib_one_extent(ctx: &mut Ctx) -> CaseResult {
+    need_counters(ctx)?;
+    let len = 3 * MIB2;
+    for (k, chunk) in [1usize << 20, 256 << 10].into_iter().enumerate() {
+        let fd = Fd::create(&ctx.file(&format!("seq{k}")))?;
+        let mut buf = vec![0u8; len];
+        pattern::fill(70 + k as u64, 0, &mut buf);
+        for off in (0..len).step_by(chunk) {
+            fd.pwrite_all(&buf[off..off + chunk], off as u64)?;
+        }
+        fd.fsync()?;
+        let whole = pmd_ranges(&fd, len as u64)?;
+        ctx.check(whole.iter().all(|&w| w), || {
+            format!(
+                "a {} MiB file written with {} KiB writes from offset 0: 2 MiB ranges that are one \
+                 aligned extent (FIEMAP): {whole:?}, expected all",
+                len >> 20,
+                chunk >> 10
+            )
+        });
+        let map = Map::shared_ro(&fd, len)?;
+        if map.addr() % MIB2 != 0 {
+            return Err(CaseError::Fail(format!("a 6 MiB mapping at {:#x}: not 2 MiB aligned", map.addr())));
+        }
+        let s0 = snap(ctx, &NAMES);
+        let mut diff = None;
+        for r in 0..len / MIB2 {
+            for p in (r * MIB2..(r + 1) * MIB2).step_by(PAGE) {
+                if diff.is_none() && map.read(p + 11) != buf[p + 11] {
+                    diff = Some(p + 11);
+                }
+            }
+        }
+        let s1 = snap(ctx, &NAMES);
+        ctx.check_eq(
+            &format!("PMD faults reading every page of the file ({} KiB writes)", chunk >> 10),
+            (len / MIB2) as i128,
+            s1[0] - s0[0],
+        );
+        if let Some(at) = diff {
+            ctx.fail(&format!("offset {at}: the mapping reads {:#04x}, written {:#04x}", map.read(at), buf[at]));
+        }
+    }
+    Ok(())
+}
