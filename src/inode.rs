@@ -887,6 +887,8 @@ fn zero_in_block(inode: &Inode, lblk: u64, from: u64, to: u64) -> Result {
 pub(crate) fn evict(inode: &Inode) {
     let fs = inode.fs();
     if inode.nlink() == 0 {
+        // Freeing writes the medium: not while the file system is frozen.
+        let _iw = inode.start_intwrite();
         let _inv = inode.invalidate_lock().write();
         crate::dax::drop_huge(inode, 0, u64::MAX >> BLOCK_SHIFT, false);
         let (_, dirty) = inode.dirty.remove_range(0, u64::MAX >> 1);

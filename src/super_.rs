@@ -52,6 +52,17 @@ impl FsInfo {
         self.stats.inc(c)
     }
 
+    /// `freeze_fs`: writers, faults and internal writes are blocked and
+    /// every marked page was flushed; wait for the transaction running now
+    /// (none can start until thaw) and fence, so the medium holds a
+    /// committed, stable image until thaw.
+    pub(crate) fn freeze(&self) -> Result {
+        self.journal.barrier();
+        self.pmem.fence();
+        self.count(Counter::Freezes);
+        Ok(())
+    }
+
     pub(crate) fn statfs(&self) -> StatFs {
         let a = self.alloc.lock();
         let mut fsid = [0u8; 8];

@@ -89,6 +89,8 @@ extern "C" {
     pub(crate) fn ferrofs_iov_count(i: *const bindings::iov_iter) -> usize;
     pub(crate) fn ferrofs_sb_start_pagefault(sb: *mut bindings::super_block);
     pub(crate) fn ferrofs_sb_end_pagefault(sb: *mut bindings::super_block);
+    pub(crate) fn ferrofs_sb_start_intwrite(sb: *mut bindings::super_block);
+    pub(crate) fn ferrofs_sb_end_intwrite(sb: *mut bindings::super_block);
     pub(crate) fn ferrofs_insert_page(
         vmf: *mut bindings::vm_fault,
         pfn: kernel::ffi::c_ulong,

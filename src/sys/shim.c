@@ -40,6 +40,8 @@ void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
 void ferrofs_sb_start_pagefault(struct super_block *sb);
 void ferrofs_sb_end_pagefault(struct super_block *sb);
+void ferrofs_sb_start_intwrite(struct super_block *sb);
+void ferrofs_sb_end_intwrite(struct super_block *sb);
 
 struct dax_device *ferrofs_dax_get(struct block_device *bdev, u64 *start_off, void *holder)
 {
@@ -230,6 +232,17 @@ void ferrofs_sb_start_pagefault(struct super_block *sb)
 void ferrofs_sb_end_pagefault(struct super_block *sb)
 {
 	sb_end_pagefault(sb);
+}
+
+/* Internal writes (freeing an unlinked inode at eviction): wait for thaw. */
+void ferrofs_sb_start_intwrite(struct super_block *sb)
+{
+	sb_start_intwrite(sb);
+}
+
+void ferrofs_sb_end_intwrite(struct super_block *sb)
+{
+	sb_end_intwrite(sb);
 }
 
 #include <linux/statfs.h>

@@ -43,8 +43,11 @@ pub(crate) enum Counter {
     /// Trace mode: lines fsync, or a MAP_SYNC write fault, left unflushed
     /// or unfenced (must stay 0).
     PersistViolations,
+    /// fsfreeze: freezes done (journal quiesced) and thaws.
+    Freezes,
+    Thaws,
 }
-const NCOUNTERS: usize = 18;
+const NCOUNTERS: usize = 20;
 /// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
 const NATTRS: usize = NCOUNTERS + 3;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -66,6 +69,8 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"sync_maps",
     c"sync_write_faults",
     c"persist_violations",
+    c"freezes",
+    c"thaws",
     c"flush_insn",
     c"trace_mark",
     c"trace_user",

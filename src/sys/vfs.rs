@@ -265,6 +265,17 @@ impl Inode {
     pub(crate) fn was_associated(&self) -> bool {
         self.associated.load(core::sync::atomic::Ordering::Relaxed)
     }
+    /// Count an internal write of the file system (freeing an unlinked
+    /// inode) against freezing: waits while the file system is frozen,
+    /// and `freeze_super` waits for the guard to go.
+    pub(crate) fn start_intwrite(&self) -> IntWrite {
+        // SAFETY: a live inode's superblock (the inode holds it).
+        let sb = unsafe { (*self.raw()).i_sb };
+        // SAFETY: as above; paired with sb_end_intwrite in IntWrite's drop.
+        unsafe { super::ferrofs_sb_start_intwrite(sb) };
+        IntWrite(sb)
+    }
+
     /// Drop `pfn`'s link to this file (see the shim), if it has one.
     pub(crate) fn disassociate(&self, pfn: u64) {
         // SAFETY: a page of the mounted device with a struct page (checked
@@ -824,6 +835,17 @@ pub(crate) fn page_busy(pfn: u64) -> bool {
     unsafe { super::ferrofs_page_refs(pfn as c_ulong) > 1 }
 }
 
+/// An internal write in progress ([`Inode::start_intwrite`]).
+pub(crate) struct IntWrite(*mut bindings::super_block);
+
+impl Drop for IntWrite {
+    fn drop(&mut self) {
+        // SAFETY: started by start_intwrite on this superblock, which lives
+        // as long as the inode that the guard was taken through.
+        unsafe { super::ferrofs_sb_end_intwrite(self.0) };
+    }
+}
+
 /// What [`VmFault::pte_mkwrite`] found at the fault address.
 #[derive(PartialEq, Eq)]
 pub(crate) enum Upgrade {
@@ -977,6 +999,8 @@ static SOPS: Table<bindings::super_operations> = Table(bindings::super_operation
     statfs: Some(statfs),
     show_options: Some(show_options),
     sync_fs: Some(sync_fs),
+    freeze_fs: Some(freeze_fs),
+    unfreeze_fs: Some(unfreeze_fs),
     ..zeroed!()
 });
 
@@ -1244,6 +1268,24 @@ unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_i
         return 0;
     }
     from_result(|| crate::dax::sync_all(fs).map(|()| 0))
+}
+
+/// fsfreeze: by now `freeze_super` has blocked writers, page faults and
+/// internal writes, and `sync_fs` has flushed every marked page (which also
+/// took write access away from every mapped page, so a store faults and
+/// waits for thaw). What is left is the journal: no transaction may be
+/// running, so the medium is still from here until thaw.
+unsafe extern "C" fn freeze_fs(sb: *mut bindings::super_block) -> c_int {
+    // SAFETY: a mounted ferrofs superblock; s_fs_info is set until kill_sb.
+    let fs = unsafe { &*((*sb).s_fs_info as *const FsInfo) };
+    from_result(|| fs.freeze().map(|()| 0))
+}
+
+unsafe extern "C" fn unfreeze_fs(sb: *mut bindings::super_block) -> c_int {
+    // SAFETY: as in freeze_fs.
+    let fs = unsafe { &*((*sb).s_fs_info as *const FsInfo) };
+    fs.count(crate::sys::stats::Counter::Thaws);
+    0
 }
 
 // ---------------------------------------------------------------------------
