@@ -498,7 +498,7 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
                     Claim::Dropped => fs.count(Counter::RevalidateDrops),
                 }
             }
-            zap_claimed(inode, &hints[..n], &claimed[..n]);
+            zap_claimed(inode, &hints[..n], &claimed[..n], 1);
             // After the zap no new reference can be taken without a fault
             // (which marks). A page get_user_pages still holds may be
             // stored to through the kernel's mapping, which no PTE
@@ -545,30 +545,65 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
 }
 
 /// The PMD part of [`writeback`]: entries `first..=last` of `dirty_pmd`
-/// (indexes of 2 MiB extents). No fence: the caller's ends the walk.
+/// (indexes of 2 MiB extents), in batches as the 4 KiB walk: claim under
+/// dirty_lock exclusive and zap runs of adjacent claimed extents with one
+/// unmap each (one TLB flush per run, not per extent), then flush 2 MiB
+/// each. No fence: the caller's ends the walk.
 fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
     let fs = inode.fs();
     let mut i = first;
-    while let Some(b0) = inode.dirty_pmd.next_dirty(&mut i, last) {
-        let claimed = {
-            let _d = inode.dirty_lock().write();
-            let claimed = matches!(inode.dirty_pmd.claim(i, b0), Claim::Claimed);
-            if claimed {
-                inode.unmap_range((i * GROUP) << BLOCK_SHIFT, GROUP << BLOCK_SHIFT, false);
-                // A page of the extent that get_user_pages still holds:
-                // keep the entry marked (see the 4 KiB walk).
-                let pfn0 = fs.pmem.pfn(FsInfo::block_off(b0))?;
-                if (0..GROUP).any(|k| page_busy(pfn0 + k)) && inode.dirty_pmd.remark(i, b0) {
-                    fs.count(Counter::PinnedRemarks);
-                    fs.sync_list.add(inode);
+    let mut more = true;
+    while more {
+        let mut hints = [(0u64, 0u64); BATCH];
+        let mut n = 0;
+        while n < BATCH {
+            match inode.dirty_pmd.next_dirty(&mut i, last) {
+                Some(b0) => {
+                    hints[n] = (i, b0);
+                    n += 1;
+                    if i >= last {
+                        more = false;
+                        break;
+                    }
+                    i += 1;
                 }
-            } else {
-                fs.count(Counter::RevalidateDrops);
+                None => {
+                    more = false;
+                    break;
+                }
             }
-            claimed
-        };
-        if claimed {
-            let off = FsInfo::block_off(b0);
+        }
+        if n == 0 {
+            break;
+        }
+        let mut claimed = [false; BATCH];
+        {
+            let _d = inode.dirty_lock().write();
+            for k in 0..n {
+                let (pi, b0) = hints[k];
+                match inode.dirty_pmd.claim(pi, b0) {
+                    Claim::Claimed => claimed[k] = true,
+                    Claim::Dropped => fs.count(Counter::RevalidateDrops),
+                }
+            }
+            zap_claimed(inode, &hints[..n], &claimed[..n], GROUP);
+            // A page of the extent that get_user_pages still holds: keep
+            // the entry marked (see the 4 KiB walk).
+            let mut pinned = false;
+            for k in (0..n).filter(|&k| claimed[k]) {
+                let (pi, b0) = hints[k];
+                let pfn0 = fs.pmem.pfn(FsInfo::block_off(b0))?;
+                if (0..GROUP).any(|j| page_busy(pfn0 + j)) && inode.dirty_pmd.remark(pi, b0) {
+                    fs.count(Counter::PinnedRemarks);
+                    pinned = true;
+                }
+            }
+            if pinned {
+                fs.sync_list.add(inode);
+            }
+        }
+        for k in (0..n).filter(|&k| claimed[k]) {
+            let off = FsInfo::block_off(hints[k].1);
             let len = (GROUP as usize) << BLOCK_SHIFT;
             if let Some(t) = fs.pmem.trace() {
                 t.note_dirty(off, len);
@@ -577,10 +612,6 @@ fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
             fs.count(Counter::PmdEntriesFlushed);
             fs.stats.add(Counter::LinesFlushed, lines);
         }
-        if i >= last {
-            break;
-        }
-        i += 1;
     }
     Ok(())
 }
@@ -743,8 +774,9 @@ pub(crate) fn writeback_evicting(inode: &Inode) -> Result {
     Ok(())
 }
 
-/// Zap the PTEs of the claimed pages, one call per run of consecutive pages.
-fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool]) {
+/// Zap the mappings of the claimed entries (of `pages` pages each: 1, or
+/// GROUP for PMD entries), one call per run of consecutive entries.
+fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool], pages: u64) {
     let mut k = 0;
     while k < hints.len() {
         if !claimed[k] {
@@ -758,8 +790,8 @@ fn zap_claimed(inode: &Inode, hints: &[(u64, u64)], claimed: &[bool]) {
             end += 1;
         }
         inode.unmap_range(
-            start << BLOCK_SHIFT,
-            (end - start + 1) << BLOCK_SHIFT,
+            (start * pages) << BLOCK_SHIFT,
+            ((end - start + 1) * pages) << BLOCK_SHIFT,
             false,
         );
         k += 1;
