@@ -20,6 +20,12 @@ const RUN_MAX: u64 = 256;
 /// a free 2 MiB group (`inode::alloc_data`).
 const STREAM_MIN: u64 = 256 << 10;
 
+/// Blocks a copy of `want` bytes from `inb` into its first block touches,
+/// at most [`RUN_MAX`].
+fn blocks_for(inb: u64, want: u64) -> u64 {
+    core::cmp::min(RUN_MAX, (inb + core::cmp::min(want, RUN_MAX * BS)).div_ceil(BS))
+}
+
 pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> {
     let fs = i.fs();
     // Shared i_rwsem: a racing truncate cannot free (and reuse) a block
@@ -34,12 +40,11 @@ pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> 
         let want = core::cmp::min(size - pos, to.count() as u64);
         let b = inode::get_block(i, lblk)?;
         // A run of physically contiguous blocks is one copy (up to 1 MiB).
-        let mut run = 1u64;
-        if b != 0 {
-            while run < RUN_MAX && run * BS - inb < want && inode::get_block(i, lblk + run)? == b + run {
-                run += 1;
-            }
-        }
+        let run = if b != 0 {
+            inode::contiguous(i, lblk, b, blocks_for(inb, want))?
+        } else {
+            1
+        };
         let n = core::cmp::min(run * BS - inb, want) as usize;
         let got = if b == 0 {
             to.zero(n)
@@ -107,10 +112,7 @@ pub(crate) fn write(i: &Inode, k: &mut Kiocb, from: &mut IovIter) -> Result<usiz
         // Extend over the physically contiguous blocks that follow, so one
         // copy covers a run (up to 1 MiB) instead of one block.
         let want = end - pos;
-        let mut run = 1u64;
-        while run < RUN_MAX && run * BS - inb < want && inode::get_block(i, lblk + run)? == b + run {
-            run += 1;
-        }
+        let run = inode::contiguous(i, lblk, b, blocks_for(inb, want))?;
         let n = core::cmp::min(run * BS - inb, want) as usize;
         let got = fs
             .pmem

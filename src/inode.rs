@@ -224,6 +224,48 @@ pub(crate) fn get_block(inode: &Inode, lblk: u64) -> Result<u64> {
     Ok(b)
 }
 
+/// How many logical blocks from `lblk` (whose block is `b`, nonzero) map to
+/// `b`, `b + 1`, ...: at least 1, at most `max`. Lockless, like
+/// [`get_block`]. Inside one leaf indirect block this reads consecutive
+/// pointers of that leaf (one load each) instead of walking the tree for
+/// every block; across leaves and in the direct pointers it walks.
+pub(crate) fn contiguous(inode: &Inode, lblk: u64, b: u64, max: u64) -> Result<u64> {
+    let fs = inode.fs();
+    let mut run = 1u64;
+    while run < max {
+        let l = lblk + run;
+        let leaf_at = match format::map_path(l) {
+            Some(MapPath::Ind(a)) => Some((a[0], 1)),
+            Some(MapPath::Dind(a)) => Some((a[1], 2)),
+            Some(MapPath::Tind(a)) => Some((a[2], 3)),
+            _ => None,
+        };
+        let mut path = [0u64; 3];
+        match leaf_at {
+            Some((i0, depth)) if map_path_blocks(inode, l, &mut path)? == depth => {
+                let leaf = path[depth - 1];
+                let mut i = i0;
+                while run < max && i < PTRS_PER_BLOCK {
+                    let p = check_ptr(fs, inode.ino(), fs.pmem.read_u32(ptr_off(leaf, i))?)?;
+                    if p != b + run {
+                        return Ok(run);
+                    }
+                    run += 1;
+                    i += 1;
+                }
+            }
+            Some(_) => return Ok(run), // a hole on the way
+            None => {
+                if get_block(inode, l)? != b + run {
+                    return Ok(run);
+                }
+                run += 1;
+            }
+        }
+    }
+    Ok(run)
+}
+
 /// The indirect blocks on the path to logical block `lblk`, root first,
 /// into `out`; returns how many (0 for a direct block or a hole at the
 /// root). Lockless, like [`get_block`].
