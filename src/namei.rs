@@ -233,3 +233,44 @@ pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Resu
     inode::write_inode_tx(&mut tx, src)?;
     tx.commit()
 }
+
+/// renameat2(RENAME_EXCHANGE): swap what two names point at, atomically (one
+/// transaction). Both names exist (the VFS checked). A directory that moves
+/// to the other parent gets that parent, and the parents' link counts
+/// follow the subdirectories they gain and lose.
+pub(crate) fn exchange(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Result {
+    let a = old.inode().ok_or(ENOENT)?;
+    let b = new.inode().ok_or(ENOENT)?;
+    let a_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
+    let b_slot = dir::find(nd, new.name())?.ok_or(ENOENT)?;
+    let (a_dt, b_dt) = (format::dt_from_mode(a.mode()), format::dt_from_mode(b.mode()));
+    let mut tx = od.fs().tx();
+    dir::retarget(&mut tx, od, &a_slot, b.ino(), b_dt)?;
+    dir::retarget(&mut tx, nd, &b_slot, a.ino(), a_dt)?;
+    if od.ino() != nd.ino() {
+        if a.is_dir() {
+            inode::set_parent_tx(&mut tx, a, nd.ino())?;
+        }
+        if b.is_dir() {
+            inode::set_parent_tx(&mut tx, b, od.ino())?;
+        }
+        match (a.is_dir(), b.is_dir()) {
+            (true, false) => {
+                od.drop_nlink();
+                nd.inc_nlink();
+            }
+            (false, true) => {
+                nd.drop_nlink();
+                od.inc_nlink();
+            }
+            _ => {}
+        }
+        inode::write_inode_tx(&mut tx, od)?;
+        inode::write_inode_tx(&mut tx, nd)?;
+    }
+    a.touch_ctime();
+    b.touch_ctime();
+    inode::write_inode_tx(&mut tx, a)?;
+    inode::write_inode_tx(&mut tx, b)?;
+    tx.commit()
+}

@@ -95,4 +95,66 @@ assert os.path.exists('$MNT/frz-new')
 }
 t fsfreeze_blocks_writers_and_faults_until_thaw fsfreeze_blocks_writers_and_faults_until_thaw
 
+# renameat2 through ctypes (Python's os.rename has no flags).
+RENAME2='
+import ctypes, os, errno
+libc=ctypes.CDLL(None, use_errno=True)
+AT_FDCWD=-100
+NOREPLACE, EXCHANGE, WHITEOUT = 1, 2, 4
+def rename2(a, b, flags):
+    r=libc.syscall(316, AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
+    return 0 if r==0 else ctypes.get_errno()
+'
+
+rename_noreplace_refuses_an_existing_target() {
+  py "$RENAME2
+M='$MNT/rn'; os.makedirs(M, exist_ok=True)
+open(M+'/a','w').write('A'); open(M+'/b','w').write('B')
+e=rename2(M+'/a', M+'/b', NOREPLACE)
+assert e==errno.EEXIST, ('RENAME_NOREPLACE onto an existing name', errno.errorcode.get(e, e))
+assert open(M+'/a').read()=='A' and open(M+'/b').read()=='B'
+assert rename2(M+'/a', M+'/c', NOREPLACE)==0
+assert not os.path.exists(M+'/a') and open(M+'/c').read()=='A'
+e=rename2(M+'/c', M+'/d', WHITEOUT)
+assert e==errno.EINVAL, ('RENAME_WHITEOUT', errno.errorcode.get(e, e))
+"
+}
+t rename_noreplace_refuses_an_existing_target rename_noreplace_refuses_an_existing_target
+
+# RENAME_EXCHANGE of two files in one directory, and of a file and a
+# directory across directories: names swap atomically, link counts and
+# '..' follow, all of it across a remount and clean in fsck.
+rename_exchange_swaps_files_and_directories() {
+  py "$RENAME2
+M='$MNT/ex'; os.makedirs(M+'/p/sub', exist_ok=True); os.makedirs(M+'/q', exist_ok=True)
+open(M+'/f1','w').write('one'); open(M+'/f2','w').write('two')
+i1, i2 = os.stat(M+'/f1').st_ino, os.stat(M+'/f2').st_ino
+assert rename2(M+'/f1', M+'/f2', EXCHANGE)==0
+assert open(M+'/f1').read()=='two' and open(M+'/f2').read()=='one'
+assert os.stat(M+'/f1').st_ino==i2 and os.stat(M+'/f2').st_ino==i1
+open(M+'/p/sub/inner','w').write('in'); open(M+'/q/file','w').write('qf')
+e=rename2(M+'/q/nothere', M+'/f1', EXCHANGE)
+assert e==errno.ENOENT, ('RENAME_EXCHANGE with a missing name', errno.errorcode.get(e, e))
+np, nq = os.stat(M+'/p').st_nlink, os.stat(M+'/q').st_nlink
+assert rename2(M+'/p/sub', M+'/q/file', EXCHANGE)==0
+assert open(M+'/p/sub').read()=='qf' and open(M+'/q/file/inner').read()=='in'
+assert os.stat(M+'/p').st_nlink==np-1 and os.stat(M+'/q').st_nlink==nq+1, (os.stat(M+'/p').st_nlink, os.stat(M+'/q').st_nlink, np, nq)
+assert os.stat(M+'/q/file/..').st_ino==os.stat(M+'/q').st_ino
+"
+  remount
+  py "
+import os
+M='$MNT/ex'
+assert open(M+'/f1').read()=='two' and open(M+'/f2').read()=='one'
+assert open(M+'/p/sub').read()=='qf' and open(M+'/q/file/inner').read()=='in'
+assert os.stat(M+'/q/file/..').st_ino==os.stat(M+'/q').st_ino
+assert os.stat(M+'/p').st_nlink==2 and os.stat(M+'/q').st_nlink==3, (os.stat(M+'/p').st_nlink, os.stat(M+'/q').st_nlink)
+assert sorted(os.listdir(M+'/q/file/..'))==['file'], os.listdir(M+'/q/file/..')
+"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? after RENAME_EXCHANGE"
+  mount -t ferrofs -o dax $DEV $MNT
+}
+t rename_exchange_swaps_files_and_directories rename_exchange_swaps_files_and_directories
+
 umount $MNT

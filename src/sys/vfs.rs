@@ -1395,6 +1395,11 @@ unsafe extern "C" fn rename(
         )
     };
     from_result(|| {
+        // RENAME_NOREPLACE: the VFS refused an existing target already.
+        // RENAME_WHITEOUT (overlayfs) is not supported.
+        if flags == bindings::RENAME_EXCHANGE {
+            return crate::namei::exchange(od, o, nd, n).map(|()| 0);
+        }
         if flags & !bindings::RENAME_NOREPLACE != 0 {
             return Err(EINVAL);
         }
