@@ -287,7 +287,17 @@ pub(crate) fn huge_fault(vmf: &VmFault, order: u32) -> vm_fault_t {
 fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t {
     let fs = inode.fs();
     let mut fresh = 0;
-    let b0 = match inode::extent_at(inode, start) {
+    // An entry of dirty_pmd (marked or not) names an extent an earlier PMD
+    // fault found whole and associated; entries go (drop_huge) before any
+    // block of the extent is freed, under the invalidate lock exclusive,
+    // which this fault holds shared. So it stands for extent_at and for
+    // the 512 associations.
+    let cached = inode.dirty_pmd.load(start / GROUP);
+    let found = match cached {
+        Some(b) => Ok(Some(b)),
+        None => inode::extent_at(inode, start),
+    };
+    let b0 = match found {
         Ok(Some(b)) => {
             if write && vmf.is_sync() {
                 // As for a page: the extent's pointers may not be committed.
@@ -331,9 +341,16 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
             Err(e) => return to_fault(e),
         }
     }
+    if !write && cached.is_none() {
+        if let Err(e) = inode.dirty_pmd.record(start / GROUP, b0) {
+            return to_fault(e);
+        }
+    }
     let _h = inode.huge_lock().write();
-    for i in 0..GROUP {
-        vmf.associate(pfn + i, start + i);
+    if cached.is_none() {
+        for i in 0..GROUP {
+            vmf.associate(pfn + i, start + i);
+        }
     }
     for _ in 0..4 {
         let r = vmf.insert_pmd_ro(pfn);

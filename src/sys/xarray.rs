@@ -86,6 +86,27 @@ impl XArray {
         Ok(true)
     }
 
+    /// The block recorded at `index`, if any (marked or not). Lockless.
+    pub(crate) fn load(&self, index: u64) -> Option<u64> {
+        // SAFETY: valid xarray; xa_load takes the RCU read lock itself.
+        to_value(unsafe { bindings::xa_load(self.as_ptr(), index as _) })
+    }
+
+    /// Record that `index` is backed by `block`, leaving its mark as it is.
+    pub(crate) fn record(&self, index: u64, block: u64) -> Result {
+        // SAFETY: valid xarray; xa_store takes the lock, may allocate, and
+        // keeps the entry's marks.
+        let old = unsafe {
+            bindings::xa_store(
+                self.as_ptr(),
+                index as _,
+                mk_value(block),
+                bindings::GFP_KERNEL,
+            )
+        };
+        xa_err(old)
+    }
+
     /// Lockless search for the next marked entry at or after `*index`, up to
     /// `last`. Only a hint: revalidate with [`XArray::claim`].
     pub(crate) fn next_dirty(&self, index: &mut u64, last: u64) -> Option<u64> {

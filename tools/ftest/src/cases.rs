@@ -201,6 +201,11 @@ pub static CASES: &[Case] = &[
         run: pmd::sequential_writes_from_offset_0_make_every_2mib_one_extent,
     },
     Case {
+        name: "read_pmds_see_punches_and_truncates_that_follow",
+        needs_counters: true,
+        run: pmd::read_pmds_see_punches_and_truncates_that_follow,
+    },
+    Case {
         name: "truncate_race_stress",
         needs_counters: false,
         run: stress::truncate_race_stress,

@@ -424,3 +424,57 @@ pub fn sequential_writes_from_offset_0_make_every_2mib_one_extent(ctx: &mut Ctx)
     }
     Ok(())
 }
+
+/// Read faults map whole extents with PMDs (and remember them); a hole
+/// punched inside one and filled again by write(2), and a truncate through
+/// another followed by new data, must be seen by the next mappings: the
+/// page reads the new bytes, not the freed block, and no PMD maps a range
+/// that is no longer one extent.
+pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseResult {
+    need_counters(ctx)?;
+    let len = 2 * MIB2;
+    let fd = Fd::create(&ctx.file(""))?;
+    let mut buf = vec![0u8; len];
+    pattern::fill(90, 0, &mut buf);
+    fd.pwrite_all(&buf, 0)?;
+    fd.fsync()?;
+    let read_all = |ctx: &mut Ctx, what: &str, want: &[u8]| -> Result<i128, String> {
+        let map = Map::shared_ro(&fd, len)?;
+        let s0 = snap(ctx, &NAMES);
+        let mut bad = None;
+        for p in (0..len).step_by(PAGE) {
+            for off in [p, p + PAGE - 1] {
+                if bad.is_none() && map.read(off) != want[off] {
+                    bad = Some(off);
+                }
+            }
+        }
+        let s1 = snap(ctx, &NAMES);
+        if let Some(at) = bad {
+            ctx.fail(&format!("{what}: offset {at}: the mapping reads {:#04x}, expected {:#04x}", map.read(at), want[at]));
+        }
+        Ok(s1[0] - s0[0])
+    };
+    let n = read_all(ctx, "first read", &buf)?;
+    ctx.check_eq("PMD faults of the first read", 2, n);
+    // Punch page 100 of extent 0 and write it again: a new 4 KiB block.
+    let p = 100 * PAGE;
+    fd.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, p as u64, PAGE as u64)
+        .map_err(|e| format!("punch: {e}"))?;
+    let new = vec![0x5au8; PAGE];
+    fd.pwrite_all(&new, p as u64)?;
+    buf[p..p + PAGE].copy_from_slice(&new);
+    // Truncate into extent 1 and grow again with new bytes after the cut.
+    let cut = MIB2 + 300 * PAGE;
+    fd.ftruncate(cut as u64)?;
+    fd.ftruncate(len as u64)?;
+    let tail = vec![0xc3u8; len - cut - 8 * PAGE];
+    fd.pwrite_all(&tail, (cut + 8 * PAGE) as u64)?;
+    buf[cut..cut + 8 * PAGE].fill(0);
+    buf[cut + 8 * PAGE..].copy_from_slice(&tail);
+    let n = read_all(ctx, "after the punch and the truncate", &buf)?;
+    let whole = pmd_ranges(&fd, len as u64)?;
+    let want = whole.iter().filter(|&&w| w).count() as i128;
+    ctx.check_eq("PMD faults after them (one per range still one extent)", want, n);
+    Ok(())
+}
