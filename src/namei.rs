@@ -86,6 +86,29 @@ pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> 
     Ok(())
 }
 
+/// O_TMPFILE: a file with no name. On the medium its link count is 0 from
+/// the start (in the creating transaction), so after a crash the next mount
+/// frees it as an orphan; linkat gives it a name in one transaction
+/// ([`link`]). In memory the count is 1 until d_tmpfile drops it.
+pub(crate) fn tmpfile(idmap: &IdMap, dir: &Inode, mode: u16) -> Result<NewInode> {
+    let fs = dir.fs();
+    with_new(fs, |tx, slot| {
+        let ino = inode::create_on_media(tx, fs, mode, 0, 0, dir.ino())?;
+        let ni = match NewInode::new(dir, idmap, ino, mode, Kind::File) {
+            Ok(ni) => slot.insert(ni),
+            Err(e) => {
+                let _ = fs.alloc.lock().free_inode(tx, &fs.geo, ino);
+                return Err(e);
+            }
+        };
+        let i = ni.get();
+        i.set_nlink(0);
+        let r = inode::init_new_tx(tx, i, dir.ino());
+        i.set_nlink(1);
+        r
+    })
+}
+
 pub(crate) fn mkdir(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
     let ni = with_new(dir.fs(), |tx, slot| {
         let ni = new_object(

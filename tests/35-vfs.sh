@@ -157,4 +157,54 @@ assert sorted(os.listdir(M+'/q/file/..'))==['file'], os.listdir(M+'/q/file/..')
 }
 t rename_exchange_swaps_files_and_directories rename_exchange_swaps_files_and_directories
 
+# O_TMPFILE: a nameless file that takes data (write and a mapping), can be
+# given a name with linkat (kept across a remount), and whose blocks come
+# back when it is closed without one. O_EXCL makes it unlinkable.
+o_tmpfile_files_work_and_are_freed_or_linked() {
+  py "
+import os, mmap, errno, ctypes
+libc=ctypes.CDLL(None, use_errno=True)
+def linkfd(fd, dst):
+    # linkat(AT_FDCWD, /proc/self/fd/N, AT_FDCWD, dst, AT_SYMLINK_FOLLOW)
+    if libc.linkat(-100, f'/proc/self/fd/{fd}'.encode(), -100, dst.encode(), 0x400)!=0:
+        e=ctypes.get_errno(); raise OSError(e, os.strerror(e))
+M='$MNT/tmpd'; os.makedirs(M, exist_ok=True)
+def free(): s=os.statvfs(M); return s.f_bfree
+before=free()
+fd=os.open(M, os.O_TMPFILE|os.O_RDWR, 0o640)
+assert os.listdir(M)==[], os.listdir(M)
+os.write(fd, b'T'*(1<<20)); os.fsync(fd)
+assert free() <= before-256, (before, free())
+st=os.fstat(fd); assert st.st_nlink==0 and st.st_size==1<<20, st
+os.close(fd)
+assert free()==before, ('blocks of a closed O_TMPFILE file not freed', before, free())
+fd=os.open(M, os.O_TMPFILE|os.O_RDWR, 0o600)
+os.write(fd, b'x'*8192)
+m=mmap.mmap(fd, 8192); m[100:104]=b'MMAP'; m.flush(); m.close()
+linkfd(fd, M+'/named')
+assert os.fstat(fd).st_nlink==1
+os.fsync(fd); os.close(fd)
+fd=os.open(M, os.O_TMPFILE|os.O_RDWR|os.O_EXCL, 0o600)
+try:
+    linkfd(fd, M+'/never')
+    raise SystemExit('linkat of an O_TMPFILE|O_EXCL file succeeded')
+except OSError as e:
+    assert e.errno==errno.ENOENT, e
+os.close(fd)
+assert os.listdir(M)==['named'], os.listdir(M)
+"
+  remount
+  py "
+import os
+d=open('$MNT/tmpd/named','rb').read()
+assert len(d)==8192 and d[100:104]==b'MMAP' and d[:100]==b'x'*100, d[:110]
+assert os.stat('$MNT/tmpd/named').st_nlink==1
+assert oct(os.stat('$MNT/tmpd/named').st_mode & 0o777)=='0o600'
+"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? after O_TMPFILE files"
+  mount -t ferrofs -o dax $DEV $MNT
+}
+t o_tmpfile_files_work_and_are_freed_or_linked o_tmpfile_files_work_and_are_freed_or_linked
+
 umount $MNT

@@ -571,6 +571,24 @@ impl NewInode {
         unsafe { Inode::from_raw(self.0) }
     }
 
+    /// O_TMPFILE: attach to the open `file`'s dentry (d_tmpfile drops the
+    /// link count to 0 and makes the inode linkable), unlock, and finish the
+    /// open.
+    ///
+    /// # Safety
+    /// `file` is the file the VFS passed to `tmpfile`, not yet opened.
+    pub(crate) unsafe fn instantiate_tmpfile(self, file: *mut bindings::file) -> c_int {
+        let p = self.0;
+        core::mem::forget(self);
+        // SAFETY: `p` is a locked new inode whose reference passes to the
+        // file's dentry; `file` is the VFS's (the caller's promise).
+        unsafe {
+            bindings::d_tmpfile(file, p);
+            bindings::unlock_new_inode(p);
+            bindings::finish_open(file, (*file).f_path.dentry, None)
+        }
+    }
+
     /// Publish: attach to `dentry` and unlock.
     pub(crate) fn instantiate(self, dentry: &Dentry) {
         let p = self.0;
@@ -1012,6 +1030,7 @@ static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_opera
     rmdir: Some(rmdir),
     rename: Some(rename),
     link: Some(link),
+    tmpfile: Some(tmpfile),
     symlink: Some(symlink),
     setattr: Some(setattr),
     getattr: Some(getattr),
@@ -1319,6 +1338,21 @@ unsafe extern "C" fn create(
     from_result(|| {
         crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|()| 0)
     })
+}
+
+unsafe extern "C" fn tmpfile(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    file: *mut bindings::file,
+    mode: bindings::umode_t,
+) -> c_int {
+    // SAFETY: VFS passes a live directory and the file being opened.
+    let dir = unsafe { Inode::from_raw(dir) };
+    match crate::namei::tmpfile(&IdMap(idmap), dir, mode | crate::format::S_IFREG) {
+        // SAFETY: `file` is the one the VFS passed for this open.
+        Ok(ni) => unsafe { ni.instantiate_tmpfile(file) },
+        Err(e) => e.to_errno(),
+    }
 }
 
 unsafe extern "C" fn mkdir(
