@@ -35,7 +35,19 @@ pub const BLOCK_SIZE: usize = 4096;
 pub const BLOCK_SHIFT: u32 = 12;
 /// `b"FERROFS\0"`.
 pub const MAGIC: [u8; 8] = *b"FERROFS\0";
-pub const VERSION: u32 = 1;
+/// The format version mkfs writes. Version 2 gives inode `flags` a meaning
+/// ([`INODE_FL_IMMUTABLE`], [`INODE_FL_APPEND`]); version 1 is the same
+/// layout with every inode's flags 0, and still mounts. The module raises
+/// a version 1 superblock to 2 in the transaction that first sets a flag,
+/// so a module that knows only version 1 refuses the image instead of
+/// ignoring the flags.
+pub const VERSION: u32 = 2;
+/// The oldest version this code reads.
+pub const VERSION_MIN: u32 = 1;
+/// Inode flags (version 2): chattr +i and +a.
+pub const INODE_FL_IMMUTABLE: u16 = 1;
+pub const INODE_FL_APPEND: u16 = 2;
+pub const INODE_FL_KNOWN: u16 = INODE_FL_IMMUTABLE | INODE_FL_APPEND;
 pub const ROOT_INO: u32 = 1;
 pub const SUPERBLOCK_SIZE: usize = 512;
 pub const INODE_SIZE: usize = 256;
@@ -351,7 +363,7 @@ impl Superblock {
         if self.magic != MAGIC {
             return Err(FormatError::BadMagic);
         }
-        if self.version.get() != VERSION {
+        if self.version.get() < VERSION_MIN || self.version.get() > VERSION {
             return Err(FormatError::UnknownVersion(self.version.get()));
         }
         let computed = self.compute_checksum();
@@ -511,6 +523,9 @@ impl Inode {
         let fmt = self.mode.get() & S_IFMT;
         if fmt != S_IFDIR && fmt != S_IFREG && fmt != S_IFLNK {
             return Err(FormatError::BadInode("unknown file type"));
+        }
+        if self.flags.get() & !INODE_FL_KNOWN != 0 {
+            return Err(FormatError::BadInode("unknown inode flags"));
         }
         let ptr_ok = |b: u32| (b as u64) < blocks_count;
         let all = self

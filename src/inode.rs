@@ -74,6 +74,51 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     Ok(())
 }
 
+const FS_IMMUTABLE_FL: u32 = 0x10;
+const FS_APPEND_FL: u32 = 0x20;
+
+/// The VFS's FS_*_FL flags for on-media inode flags.
+pub(crate) fn fs_flags_of(disk: u16) -> u32 {
+    let mut f = 0;
+    if disk & format::INODE_FL_IMMUTABLE != 0 {
+        f |= FS_IMMUTABLE_FL;
+    }
+    if disk & format::INODE_FL_APPEND != 0 {
+        f |= FS_APPEND_FL;
+    }
+    f
+}
+
+/// chattr: store FS_IMMUTABLE_FL / FS_APPEND_FL (the only ones `flags` may
+/// hold, checked by the caller) in the inode, with its ctime, in one
+/// transaction, then let the VFS enforce them. The first flag on a version
+/// 1 image raises the superblock to version 2 in the same transaction.
+pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
+    let fs = inode.fs();
+    let mut disk = 0u16;
+    if flags & FS_IMMUTABLE_FL != 0 {
+        disk |= format::INODE_FL_IMMUTABLE;
+    }
+    if flags & FS_APPEND_FL != 0 {
+        disk |= format::INODE_FL_APPEND;
+    }
+    let mut tx = fs.tx();
+    if disk != 0 {
+        fs.raise_version(&mut tx)?;
+    }
+    inode.touch_ctime();
+    {
+        let _g = inode.map_lock().lock();
+        let mut d = load(inode)?;
+        d.flags.set(disk);
+        fill_attrs(inode, &mut d);
+        store(&mut tx, inode, &mut d)?;
+    }
+    tx.commit()?;
+    inode.set_fs_flags(flags);
+    Ok(())
+}
+
 /// The parent directory number of directory `inode`: one aligned load, since
 /// rename of a directory rewrites it without the lock readdir holds.
 pub(crate) fn parent(inode: &Inode) -> Result<u32> {

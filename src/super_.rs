@@ -2,7 +2,7 @@
 //! Mount: options, the DAX device, superblock validation, per-mount state.
 
 use crate::alloc::Allocator;
-use crate::format::{self, Geometry, Superblock};
+use crate::format::{self, Geometry, Pod, Superblock};
 use crate::journal::{Journal, Tx};
 use crate::sys::locks::Mutex;
 use crate::sys::pmem::{FlushInsn, Pmem};
@@ -26,6 +26,8 @@ pub(crate) struct FsInfo {
     /// The device makes a store durable once it is written back from the
     /// CPU caches (`dax_synchronous`; not virtio-pmem): MAP_SYNC is allowed.
     pub(crate) synchronous: bool,
+    /// The superblock's format version (1 or 2; see format::VERSION).
+    version: core::sync::atomic::AtomicU32,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
     _dax: DaxDevice,
 }
@@ -60,6 +62,24 @@ impl FsInfo {
         self.journal.barrier();
         self.pmem.fence();
         self.count(Counter::Freezes);
+        Ok(())
+    }
+
+    /// Inside `tx`: make the superblock say version 2 ([`format::VERSION`]),
+    /// before the transaction writes anything only version 2 defines.
+    /// Callers hold the journal (their `tx`), which orders raisers.
+    pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>) -> Result {
+        use core::sync::atomic::Ordering;
+        if self.version.load(Ordering::Relaxed) >= format::VERSION {
+            return Ok(());
+        }
+        let mut raw: Superblock = self.pmem.read_pod(0)?;
+        raw.version.set(format::VERSION);
+        raw.update_checksum();
+        tx.write(0, raw.as_bytes())?;
+        // Set before the commit: if it fails, the next raise writes the
+        // same bytes again; a version 2 superblock is never lowered.
+        self.version.store(format::VERSION, Ordering::Relaxed);
         Ok(())
     }
 
@@ -243,6 +263,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
             uuid: raw.uuid,
             sb: sb.raw(),
             synchronous,
+            version: core::sync::atomic::AtomicU32::new(raw.version.get()),
             _dax: dax,
         },
         GFP_KERNEL,

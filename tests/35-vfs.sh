@@ -207,4 +207,83 @@ assert oct(os.stat('$MNT/tmpd/named').st_mode & 0o777)=='0o600'
 }
 t o_tmpfile_files_work_and_are_freed_or_linked o_tmpfile_files_work_and_are_freed_or_linked
 
+# The superblock's format version, read past the block device's page cache.
+sb_version() {
+  dd if=$DEV bs=4096 count=1 iflag=direct status=none | od -An -tu4 -j8 -N4 | tr -d ' '
+}
+attr_token() { lsattr -d "$1" | awk '{print $1}' | tr -d -; }
+
+# chattr +i and +a: stored in the inode (format version 2), enforced by the
+# VFS (EPERM for writes, truncates, unlinks, renames, links, chmod; an
+# append-only file takes only O_APPEND writes and no shared writable
+# mapping), kept across a remount, and cleared again by chattr -i -a.
+chattr_immutable_and_append_only_are_enforced_and_kept() {
+  mkdir -p $MNT/attr
+  echo data > $MNT/attr/i; echo log > $MNT/attr/a
+  chattr +i $MNT/attr/i; chattr +a $MNT/attr/a
+  assert_eq i "$(attr_token $MNT/attr/i)" "lsattr of the immutable file"
+  assert_eq a "$(attr_token $MNT/attr/a)" "lsattr of the append-only file"
+  local check='
+import os, errno, mmap
+M="'$MNT'/attr"
+def refused(what, fn, want=errno.EPERM):
+    try:
+        fn()
+    except OSError as e:
+        assert e.errno==want, (what, errno.errorcode.get(e.errno))
+        return
+    raise SystemExit(what+": allowed")
+refused("open(O_WRONLY) of an immutable file", lambda: os.open(M+"/i", os.O_WRONLY))
+refused("truncate of an immutable file", lambda: os.truncate(M+"/i", 0))
+refused("unlink of an immutable file", lambda: os.unlink(M+"/i"))
+refused("rename of an immutable file", lambda: os.rename(M+"/i", M+"/i2"))
+refused("link to an immutable file", lambda: os.link(M+"/i", M+"/i3"))
+refused("chmod of an immutable file", lambda: os.chmod(M+"/i", 0o600))
+assert open(M+"/i").read()=="data\n"
+refused("open(O_WRONLY) without O_APPEND of an append-only file", lambda: os.open(M+"/a", os.O_WRONLY))
+refused("truncate of an append-only file", lambda: os.truncate(M+"/a", 0))
+refused("unlink of an append-only file", lambda: os.unlink(M+"/a"))
+fd=os.open(M+"/a", os.O_RDWR|os.O_APPEND)
+refused("a shared writable mapping of an append-only file", lambda: mmap.mmap(fd, 4), errno.EACCES)
+os.write(fd, b"more\n"); os.fsync(fd); os.close(fd)
+c=open(M+"/a").read()
+assert c.startswith("log\nmore\n") and c.endswith("more\n") and len(c)>=9, c
+'
+  py "$check"
+  assert_eq 2 "$(sb_version)" "superblock version after the first chattr"
+  remount
+  assert_eq i "$(attr_token $MNT/attr/i)" "lsattr of the immutable file after a remount"
+  assert_eq a "$(attr_token $MNT/attr/a)" "lsattr of the append-only file after a remount"
+  py "$check"
+  chattr -i $MNT/attr/i; chattr -a $MNT/attr/a
+  assert_eq "" "$(attr_token $MNT/attr/i)" "lsattr after chattr -i"
+  rm $MNT/attr/i $MNT/attr/a
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? after chattr"
+  mount -t ferrofs -o dax $DEV $MNT
+}
+t chattr_immutable_and_append_only_are_enforced_and_kept chattr_immutable_and_append_only_are_enforced_and_kept
+
+# A version 1 image (before inode flags) mounts and works as it is; the
+# first chattr flag raises it to version 2, which an older module refuses.
+version_1_images_mount_and_the_first_flag_raises_them() {
+  umount $MNT
+  "$MKFS" -q -f $DEV
+  "$FT" sbpatch $DEV version 1 --fix-csum >/dev/null
+  assert_eq 1 "$(sb_version)" "version after sbpatch"
+  mount -t ferrofs -o dax $DEV $MNT
+  "$FT" fill $MNT/old 4 100000
+  remount
+  "$FT" verify $MNT/old 4 100000
+  assert_eq 1 "$(sb_version)" "version after writes without flags"
+  chattr +a $MNT/old
+  assert_eq 2 "$(sb_version)" "version after the first chattr flag"
+  chattr -a $MNT/old
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? on the raised image"
+  mount -t ferrofs -o dax $DEV $MNT
+  "$FT" verify $MNT/old 4 100000
+}
+t version_1_images_mount_and_the_first_flag_raises_them version_1_images_mount_and_the_first_flag_raises_them
+
 umount $MNT

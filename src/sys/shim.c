@@ -40,6 +40,11 @@ void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
 void ferrofs_sb_start_pagefault(struct super_block *sb);
 void ferrofs_sb_end_pagefault(struct super_block *sb);
+struct fileattr;
+unsigned int ferrofs_inode_fs_flags(struct inode *inode);
+void ferrofs_fileattr_fill(struct fileattr *fa, unsigned int flags);
+long ferrofs_fileattr_flags(const struct fileattr *fa);
+void ferrofs_inode_set_fs_flags(struct inode *inode, unsigned int flags);
 void ferrofs_sb_start_intwrite(struct super_block *sb);
 void ferrofs_sb_end_intwrite(struct super_block *sb);
 
@@ -532,4 +537,50 @@ bool ferrofs_dirty_folio(struct address_space *mapping, struct folio *folio);
 bool ferrofs_dirty_folio(struct address_space *mapping, struct folio *folio)
 {
 	return noop_dirty_folio(mapping, folio);
+}
+
+#include <linux/fileattr.h>
+
+/*
+ * chattr/lsattr (FS_IOC_GETFLAGS/SETFLAGS) through ->fileattr_get/set.
+ * ferrofs keeps FS_IMMUTABLE_FL and FS_APPEND_FL; in the VFS inode they
+ * are S_IMMUTABLE and S_APPEND, which the VFS enforces.
+ */
+#define FERROFS_FL_USER (FS_IMMUTABLE_FL | FS_APPEND_FL)
+
+unsigned int ferrofs_inode_fs_flags(struct inode *inode)
+{
+	unsigned int f = 0, i = READ_ONCE(inode->i_flags);
+
+	if (i & S_IMMUTABLE)
+		f |= FS_IMMUTABLE_FL;
+	if (i & S_APPEND)
+		f |= FS_APPEND_FL;
+	return f;
+}
+
+void ferrofs_fileattr_fill(struct fileattr *fa, unsigned int flags)
+{
+	fileattr_fill_flags(fa, flags);
+}
+
+/* The FS_*_FL flags to set, or -EOPNOTSUPP for anything ferrofs lacks. */
+long ferrofs_fileattr_flags(const struct fileattr *fa)
+{
+	if (fileattr_has_fsx(fa))
+		return -EOPNOTSUPP;
+	if (fa->flags & ~FERROFS_FL_USER)
+		return -EOPNOTSUPP;
+	return fa->flags;
+}
+
+void ferrofs_inode_set_fs_flags(struct inode *inode, unsigned int flags)
+{
+	unsigned int s = 0;
+
+	if (flags & FS_IMMUTABLE_FL)
+		s |= S_IMMUTABLE;
+	if (flags & FS_APPEND_FL)
+		s |= S_APPEND;
+	inode_set_flags(inode, s, S_IMMUTABLE | S_APPEND);
 }

@@ -194,6 +194,17 @@ impl Inode {
         }
     }
 
+    /// The chattr flags the VFS enforces for this inode (FS_IMMUTABLE_FL,
+    /// FS_APPEND_FL).
+    pub(crate) fn fs_flags(&self) -> u32 {
+        // SAFETY: live inode; one read of i_flags.
+        unsafe { super::ferrofs_inode_fs_flags(self.raw()) }
+    }
+    /// Set S_IMMUTABLE and S_APPEND from FS_IMMUTABLE_FL and FS_APPEND_FL.
+    pub(crate) fn set_fs_flags(&self, flags: u32) {
+        // SAFETY: live inode; inode_set_flags updates i_flags atomically.
+        unsafe { super::ferrofs_inode_set_fs_flags(self.raw(), flags) }
+    }
     pub(crate) fn touch_ctime(&self) {
         // SAFETY: live inode.
         unsafe { bindings::inode_set_ctime_current(self.raw()) };
@@ -358,6 +369,7 @@ impl Inode {
             (*i).i_ctime_nsec = d.ctime_nsec.get();
             (*i).i_generation = d.generation.get();
         }
+        self.set_fs_flags(crate::inode::fs_flags_of(d.flags.get()));
         self.set_blocks(d.blocks.get());
         self.set_ops(kind);
     }
@@ -1034,6 +1046,8 @@ static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_opera
     symlink: Some(symlink),
     setattr: Some(setattr),
     getattr: Some(getattr),
+    fileattr_get: Some(fileattr_get),
+    fileattr_set: Some(fileattr_set),
     ..zeroed!()
 });
 
@@ -1041,6 +1055,8 @@ static FILE_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_oper
     setattr: Some(setattr),
     getattr: Some(getattr),
     fiemap: Some(fiemap),
+    fileattr_get: Some(fileattr_get),
+    fileattr_set: Some(fileattr_set),
     ..zeroed!()
 });
 
@@ -1338,6 +1354,28 @@ unsafe extern "C" fn create(
     from_result(|| {
         crate::namei::create(&IdMap(idmap), dir, d, mode | crate::format::S_IFREG).map(|()| 0)
     })
+}
+
+unsafe extern "C" fn fileattr_get(dentry: *mut bindings::dentry, fa: *mut bindings::fileattr) -> c_int {
+    // SAFETY: the VFS passes a live, positive dentry and its fileattr.
+    let inode = unsafe { Inode::from_raw((*dentry).d_inode) };
+    // SAFETY: `fa` is the caller's.
+    unsafe { super::ferrofs_fileattr_fill(fa, inode.fs_flags()) };
+    0
+}
+
+unsafe extern "C" fn fileattr_set(
+    _idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    fa: *mut bindings::fileattr,
+) -> c_int {
+    // SAFETY: the VFS passes a live, positive dentry (inode locked, the
+    // permission and CAP_LINUX_IMMUTABLE checks done) and its fileattr.
+    let (inode, f) = unsafe { (Inode::from_raw((*dentry).d_inode), super::ferrofs_fileattr_flags(fa)) };
+    if f < 0 {
+        return f as c_int;
+    }
+    from_result(|| crate::inode::set_fs_flags(inode, f as u32).map(|()| 0))
 }
 
 unsafe extern "C" fn tmpfile(

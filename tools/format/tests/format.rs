@@ -119,10 +119,35 @@ fn superblock_with_bad_magic_is_rejected_as_bad_magic() {
 
 #[test]
 fn superblock_with_unknown_version_is_rejected_with_that_version() {
-    let mut sb = fresh_superblock(1024);
-    sb.version.set(2);
-    sb.update_checksum();
-    assert_eq!(sb.validate(1024), Err(FormatError::UnknownVersion(2)));
+    for v in [0, VERSION + 1, 99] {
+        let mut sb = fresh_superblock(1024);
+        sb.version.set(v);
+        sb.update_checksum();
+        assert_eq!(sb.validate(1024), Err(FormatError::UnknownVersion(v)));
+    }
+}
+
+#[test]
+fn superblocks_of_versions_1_and_2_are_accepted() {
+    assert_eq!(VERSION, 2);
+    for v in [VERSION_MIN, VERSION] {
+        let mut sb = fresh_superblock(1024);
+        sb.version.set(v);
+        sb.update_checksum();
+        assert!(sb.validate(1024).is_ok(), "version {v}");
+    }
+}
+
+#[test]
+fn inodes_with_unknown_flags_are_rejected() {
+    let mut d = Inode::zeroed();
+    d.mode.set(S_IFREG | 0o644);
+    d.nlink.set(1);
+    for (flags, ok) in [(0, true), (INODE_FL_IMMUTABLE, true), (INODE_FL_APPEND, true), (4, false), (0x8000, false)] {
+        d.flags.set(flags);
+        d.update_checksum(5);
+        assert_eq!(d.validate(5, 1024).is_ok(), ok, "flags {flags:#x}");
+    }
 }
 
 #[test]
