@@ -177,22 +177,24 @@ impl Allocator {
     /// and its first 2 MiB become one aligned extent). Any block if no group
     /// is wholly free.
     pub(crate) fn alloc_stream(&mut self, tx: &mut Tx<'_>, g: &Geometry) -> Result<u64> {
+        let Some((_, gi)) = self.whole_group(g, 0) else {
+            return self.alloc_block(tx, g);
+        };
+        self.next_group = (gi + 1) % self.groups.len();
+        self.reserved.copy_within(1.., 0);
+        self.reserved[RESERVED - 1] = gi as u64;
+        self.alloc_block_near(tx, g, gi as u64 * GROUP)
+    }
+
+    /// The first group that the free counts say is wholly free and that
+    /// lies inside the data area, searching cyclically from `next_group`,
+    /// skipping the first `skip`: (its distance from `next_group`, index).
+    fn whole_group(&self, g: &Geometry, skip: usize) -> Option<(usize, usize)> {
         let n = self.groups.len();
-        for i in 0..n {
-            let gi = (self.next_group + i) % n;
-            if self.groups[gi] != GROUP as u16 {
-                continue;
-            }
+        (skip..n).map(|i| (i, (self.next_group + i) % n)).find(|&(_, gi)| {
             let first = gi as u64 * GROUP;
-            if first < g.data_start || first + GROUP > g.blocks_count {
-                continue;
-            }
-            self.next_group = (gi + 1) % n;
-            self.reserved.copy_within(1.., 0);
-            self.reserved[RESERVED - 1] = gi as u64;
-            return self.alloc_block_near(tx, g, first);
-        }
-        self.alloc_block(tx, g)
+            self.groups[gi] == GROUP as u16 && first >= g.data_start && first + GROUP <= g.blocks_count
+        })
     }
 
     fn is_reserved(&self, gi: u64) -> bool {
@@ -249,15 +251,10 @@ impl Allocator {
         let n = self.groups.len();
         let pmem = tx.pmem();
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
-        for i in 0..n {
-            let gi = (self.next_group + i) % n;
-            if self.groups[gi] != GROUP as u16 {
-                continue;
-            }
+        let mut skip = 0;
+        while let Some((i, gi)) = self.whole_group(g, skip) {
+            skip = i + 1;
             let first = gi as u64 * GROUP;
-            if first < g.data_start || first + GROUP > g.blocks_count {
-                continue;
-            }
             let off = bitmap + gi as u64 * GROUP_WORDS * 8;
             // The in-memory count says free; the bitmap is the truth.
             let mut words = [0u8; (GROUP_WORDS * 8) as usize];

@@ -152,7 +152,7 @@ use crate::sys::vfs::{
     page_busy, Inode, Upgrade, VmFault, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE, VM_FAULT_OOM,
     VM_FAULT_SIGBUS,
 };
-use crate::sys::xarray::Claim;
+use crate::sys::xarray::{Claim, XArray};
 use kernel::bindings::vm_fault_t;
 
 const PMD_ORDER: u32 = kernel::bindings::PMD_ORDER;
@@ -465,6 +465,25 @@ pub(crate) fn fsync(inode: &Inode, start: u64, end: u64, _datasync: bool) -> Res
 /// Hints taken from one lockless search before they are revalidated.
 const BATCH: usize = 32;
 
+/// The lockless part of a writeback walk: up to [`BATCH`] (index, block)
+/// hints of marked entries of `xa` in `*index..=last`, moving `*index` past
+/// them. Returns how many, and whether the range may hold more.
+fn next_hints(xa: &XArray, index: &mut u64, last: u64, hints: &mut [(u64, u64); BATCH]) -> (usize, bool) {
+    let mut n = 0;
+    while n < BATCH {
+        let Some(block) = xa.next_dirty(index, last) else {
+            return (n, false);
+        };
+        hints[n] = (*index, block);
+        n += 1;
+        if *index >= last {
+            return (n, false);
+        }
+        *index += 1;
+    }
+    (n, true)
+}
+
 /// Write back every dirty page of `start..=end` (bytes): the heart of fsync.
 /// Cost follows the number of marked entries, not the file size: the XArray
 /// search skips unmarked subtrees.
@@ -482,24 +501,8 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
     while more {
         // 1. Lockless search: hints only.
         let mut hints = [(0u64, 0u64); BATCH];
-        let mut n = 0;
-        while n < BATCH {
-            match inode.dirty.next_dirty(&mut index, last) {
-                Some(block) => {
-                    hints[n] = (index, block);
-                    n += 1;
-                    if index >= last {
-                        more = false;
-                        break;
-                    }
-                    index += 1;
-                }
-                None => {
-                    more = false;
-                    break;
-                }
-            }
-        }
+        let n;
+        (n, more) = next_hints(&inode.dirty, &mut index, last, &mut hints);
         if n == 0 {
             break;
         }
@@ -572,24 +575,8 @@ fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
     let mut more = true;
     while more {
         let mut hints = [(0u64, 0u64); BATCH];
-        let mut n = 0;
-        while n < BATCH {
-            match inode.dirty_pmd.next_dirty(&mut i, last) {
-                Some(b0) => {
-                    hints[n] = (i, b0);
-                    n += 1;
-                    if i >= last {
-                        more = false;
-                        break;
-                    }
-                    i += 1;
-                }
-                None => {
-                    more = false;
-                    break;
-                }
-            }
-        }
+        let n;
+        (n, more) = next_hints(&inode.dirty_pmd, &mut i, last, &mut hints);
         if n == 0 {
             break;
         }

@@ -65,16 +65,7 @@ impl XArray {
     /// Record that `index` is backed by `block` and may be dirty. Returns true
     /// if the entry was not marked before (a new dirty entry).
     pub(crate) fn mark_dirty(&self, index: u64, block: u64) -> Result<bool> {
-        // SAFETY: valid xarray; xa_store takes the lock and may allocate.
-        let old = unsafe {
-            bindings::xa_store(
-                self.as_ptr(),
-                index as _,
-                mk_value(block),
-                bindings::GFP_KERNEL,
-            )
-        };
-        xa_err(old)?;
+        self.record(index, block)?;
         let _g = self.lock();
         // SAFETY: valid xarray, lock held as __xa_set_mark requires.
         unsafe {
