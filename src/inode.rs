@@ -17,6 +17,7 @@ use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
 use crate::sys::vfs::{Inode, Kind};
 use kernel::error::{code::*, Result};
+use kernel::bindings::{FS_APPEND_FL, FS_IMMUTABLE_FL};
 use kernel::prelude::*;
 
 /// Read and check inode `inode.ino()` from pmem into the VFS inode (I_NEW).
@@ -74,8 +75,6 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     Ok(())
 }
 
-const FS_IMMUTABLE_FL: u32 = 0x10;
-const FS_APPEND_FL: u32 = 0x20;
 
 /// The VFS's FS_*_FL flags for on-media inode flags.
 pub(crate) fn fs_flags_of(disk: u16) -> u32 {
@@ -103,9 +102,7 @@ pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
         disk |= format::INODE_FL_APPEND;
     }
     let mut tx = fs.tx();
-    if disk != 0 {
-        fs.raise_version(&mut tx)?;
-    }
+    let raised = disk != 0 && fs.raise_version(&mut tx)?;
     inode.touch_ctime();
     {
         let _g = inode.map_lock().lock();
@@ -115,6 +112,9 @@ pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
         store(&mut tx, inode, &mut d)?;
     }
     tx.commit()?;
+    if raised {
+        fs.version_raised();
+    }
     inode.set_fs_flags(flags);
     Ok(())
 }

@@ -67,20 +67,24 @@ impl FsInfo {
 
     /// Inside `tx`: make the superblock say version 2 ([`format::VERSION`]),
     /// before the transaction writes anything only version 2 defines.
-    /// Callers hold the journal (their `tx`), which orders raisers.
-    pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>) -> Result {
-        use core::sync::atomic::Ordering;
-        if self.version.load(Ordering::Relaxed) >= format::VERSION {
-            return Ok(());
+    /// Returns whether it wrote the superblock; the caller calls
+    /// [`FsInfo::version_raised`] once `tx` has committed (a rolled-back
+    /// raise leaves version 1, and the next flag raises again). Callers
+    /// hold the journal (their `tx`), which orders raisers.
+    pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>) -> Result<bool> {
+        if self.version.load(core::sync::atomic::Ordering::Relaxed) >= format::VERSION {
+            return Ok(false);
         }
         let mut raw: Superblock = self.pmem.read_pod(0)?;
         raw.version.set(format::VERSION);
         raw.update_checksum();
         tx.write(0, raw.as_bytes())?;
-        // Set before the commit: if it fails, the next raise writes the
-        // same bytes again; a version 2 superblock is never lowered.
-        self.version.store(format::VERSION, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
+    }
+
+    /// The transaction of [`FsInfo::raise_version`] committed.
+    pub(crate) fn version_raised(&self) {
+        self.version.store(format::VERSION, core::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn statfs(&self) -> StatFs {

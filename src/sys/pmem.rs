@@ -267,9 +267,10 @@ impl Pmem {
         let end = p + n;
         // `range` checked p..p+n lies in the mapping, so neither overflows.
         let lines = (end - start).div_ceil(CACHELINE) as u64;
-        // SAFETY: `range` checked that p..p+n lies in the device mapping,
-        // valid for the Pmem's life; `start` only rounds p down within the
-        // same (page-aligned) mapping.
+        // `range` checked that p..p+n lies in the device mapping, valid for
+        // the Pmem's life; `start` only rounds p down within the same
+        // (page-aligned) mapping.
+        // SAFETY: so start..end is mapped, as flush_lines requires.
         unsafe { flush_lines(self.insn, start, end) };
         if let Some(t) = &self.trace {
             t.flush(off, n);
@@ -386,9 +387,9 @@ unsafe fn store_words(dst: *mut u8, src: *const u8, n: usize) {
 #[inline(never)]
 unsafe fn flush_lines(insn: FlushInsn, start: usize, end: usize) {
     let mut a = start;
-    // SAFETY: every `a` lies in `start..end`, mapped (the caller's
-    // promise); these instructions only write back cache lines and do not
-    // modify memory.
+    // Every `a` lies in `start..end`, mapped (the caller's promise); these
+    // instructions only write back cache lines and do not modify memory.
+    // SAFETY: as just said: each flushed address is mapped.
     unsafe {
         match insn {
             FlushInsn::Clwb => {
