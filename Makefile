@@ -1,6 +1,6 @@
 # ferrofs: `make run` shows it working, `make check` tests it. Both set up
 # everything they need on a fresh Debian 12 machine (see README.md).
-.PHONY: all setup kernel module tools run check bench crash-test shell lint clean
+.PHONY: all setup kernel module tools run check bench fstests crash-test shell lint clean
 
 # Set-up and every build step (packages, bindgen, kernel, module, tools).
 all:
@@ -29,6 +29,11 @@ check:
 # ferrofs against ext4 -o dax and xfs -o dax in one guest; results/bench/<time>/.
 bench:
 	@bash scripts/bench.sh
+
+# fstests on ferrofs and ext4 -o dax in one guest (not part of check: long);
+# FSTESTS_LIST=, FSTESTS_GROUP=, FSTYP=, FSTESTS_SRC=; results/fstests/<time>/.
+fstests:
+	@bash scripts/fstests.sh
 
 # Power cuts: SIGKILL the guest mid-workload, reboot, check every fsync that
 # returned (CRASH_ROUNDS=N).

@@ -34,7 +34,7 @@ for r in $(seq 1 "$rounds"); do
   # A line cut by the kill (no newline yet) was never acknowledged.
   log_file=$OUT/output.log
   if [ -n "$(tail -c 1 "$log_file")" ]; then sed '$d' "$log_file"; else cat "$log_file"; fi |
-    tr -d '\r' | grep -E '^(ACK|DEL|MV|MVSTART|RMSTART) ' >> "$RESULTS/acks.txt" || true
+    tr -d '\r' | grep -E '^(ACK|DEL|MV|MVSTART|RMSTART|XA|XARM|XARMSTART) ' >> "$RESULTS/acks.txt" || true
   log "crash round $r: $(grep -c '^ACK' "$log_file" || true) files acknowledged this round"
   cp "$RESULTS/acks.txt" "$OUT/acks.txt"
   rc=0

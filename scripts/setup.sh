@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Install what ferrofs needs on a Debian 12 machine. Idempotent: each step is
 # skipped when it is already done.
+#
+#   scripts/setup.sh [--fstests]
+#
+# --fstests adds what building and running fstests needs (`make fstests`;
+# the list is the one in ../shared/fstests/README.md).
 source "$(dirname "$0")/common.sh"
 
 PKGS=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
@@ -8,6 +13,11 @@ PKGS=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
       busybox-static qemu-system-x86 qemu-utils xfsprogs e2fsprogs kmod
       python3 python3-matplotlib make gcc xz-utils dwarves util-linux
       libpmem-dev libpmemobj-dev pmdk-tools fio python3-lmdb liblmdb-dev)
+if [ "${1:-}" = --fstests ]; then
+  PKGS+=(autoconf automake libtool pkg-config uuid-dev xfslibs-dev libattr1-dev
+         libacl1-dev libaio-dev libgdbm-dev libgdbm-compat-dev liburing-dev libcap-dev
+         acl attr bc psmisc gawk file quota dbench)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

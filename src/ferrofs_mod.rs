@@ -26,6 +26,7 @@ mod journal;
 mod namei;
 mod super_;
 mod sys;
+mod xattr;
 
 module! {
     type: FerroFs,

@@ -36,12 +36,18 @@ pub const BLOCK_SHIFT: u32 = 12;
 /// `b"FERROFS\0"`.
 pub const MAGIC: [u8; 8] = *b"FERROFS\0";
 /// The format version mkfs writes. Version 2 gives inode `flags` a meaning
-/// ([`INODE_FL_IMMUTABLE`], [`INODE_FL_APPEND`]); version 1 is the same
-/// layout with every inode's flags 0, and still mounts. The module raises
-/// a version 1 superblock to 2 in the transaction that first sets a flag,
-/// so a module that knows only version 1 refuses the image instead of
-/// ignoring the flags.
-pub const VERSION: u32 = 2;
+/// ([`INODE_FL_IMMUTABLE`], [`INODE_FL_APPEND`]); version 3 gives the inode
+/// an extended attribute block (`xattr`, see "Extended attributes" below).
+/// Versions 1 and 2 are the same layout with every inode's flags (version
+/// 1) and `xattr` field 0, and still mount. The module raises an older
+/// superblock in the transaction that first uses what a newer version adds
+/// (a flag: 2, an xattr block: 3), so a module that does not know it
+/// refuses the image instead of ignoring it.
+pub const VERSION: u32 = 3;
+/// The first version with inode flags.
+pub const VERSION_FLAGS: u32 = 2;
+/// The first version with extended attribute blocks.
+pub const VERSION_XATTR: u32 = 3;
 /// The oldest version this code reads.
 pub const VERSION_MIN: u32 = 1;
 /// Inode flags (version 2): chattr +i and +a.
@@ -103,6 +109,9 @@ pub enum FormatError {
     BadInode(&'static str),
     BadDirent(&'static str),
     BadJournal(&'static str),
+    BadXattr(&'static str),
+    /// The extended attributes do not fit in their block.
+    XattrNoSpace,
 }
 
 impl FormatError {
@@ -118,6 +127,8 @@ impl FormatError {
             FormatError::BadInode(why) => why,
             FormatError::BadDirent(why) => why,
             FormatError::BadJournal(why) => why,
+            FormatError::BadXattr(why) => why,
+            FormatError::XattrNoSpace => "extended attributes do not fit in their block",
         }
     }
 }
@@ -454,7 +465,10 @@ pub struct Inode {
     pub tindirect: Le32,
     /// Parent directory, for directories.
     pub parent: Le32,
-    pub reserved: [u8; 116],
+    /// Block of extended attributes ([`XattrHeader`]), 0 for none
+    /// (version 3; 0 in older images).
+    pub xattr: Le32,
+    pub reserved: [u8; 112],
     pub checksum: Le32,
 }
 const _: () = assert!(core::mem::size_of::<Inode>() == INODE_SIZE);
@@ -486,7 +500,8 @@ impl Inode {
             dindirect: Le32::new(0),
             tindirect: Le32::new(0),
             parent: Le32::new(0),
-            reserved: [0; 116],
+            xattr: Le32::new(0),
+            reserved: [0; 112],
             checksum: Le32::new(0),
         }
     }
@@ -531,7 +546,7 @@ impl Inode {
         let all = self
             .direct
             .iter()
-            .chain([&self.indirect, &self.dindirect, &self.tindirect])
+            .chain([&self.indirect, &self.dindirect, &self.tindirect, &self.xattr])
             .all(|p| ptr_ok(p.get()));
         if !all {
             return Err(FormatError::BadInode("block pointer past the end"));
@@ -890,4 +905,209 @@ impl<'a> Iterator for Records<'a> {
         self.pos = pos + record_size(len);
         Some(Ok(Record { pos, target, data }))
     }
+}
+
+// ---------------------------------------------------------------------------
+// Extended attributes (version 3)
+//
+// An inode's extended attributes live in one block of their own, pointed to
+// by the inode's `xattr` field and counted in its `blocks`. The block starts
+// with an [`XattrHeader`]; `used` bytes of entries follow, packed, each
+//
+//   index: u8, name_len: u8, value_len: Le16, name[name_len], value[value_len]
+//
+// `index` is the namespace ([`XATTR_USER`] ... [`XATTR_ACL_DEFAULT`]) and
+// `name` the rest of the name after its prefix (empty for the two ACLs). No
+// two entries have the same index and name. The header's check is FNV-1a
+// over its first 16 bytes and the `used` bytes of entries; its `ino` names
+// the owner, so a block that two inodes point to is caught.
+//
+// A block is never changed in place: a change writes a whole new block, then
+// one transaction points the inode at it and frees the old one. A block
+// with no entries is never kept (the inode's `xattr` goes back to 0).
+
+pub const XATTR_MAGIC: [u8; 4] = *b"FRXA";
+pub const XATTR_HEADER_SIZE: usize = 24;
+pub const XATTR_ENTRY_HEADER: usize = 4;
+/// Bytes for entries in a block.
+pub const XATTR_SPACE: usize = BLOCK_SIZE - XATTR_HEADER_SIZE;
+/// Namespaces: `user.`, `trusted.`, `security.`, and the POSIX ACLs
+/// `system.posix_acl_access` and `system.posix_acl_default`.
+pub const XATTR_USER: u8 = 1;
+pub const XATTR_TRUSTED: u8 = 2;
+pub const XATTR_SECURITY: u8 = 3;
+pub const XATTR_ACL_ACCESS: u8 = 4;
+pub const XATTR_ACL_DEFAULT: u8 = 5;
+/// Longest name after the prefix (the VFS allows 255 in all).
+pub const XATTR_NAME_MAX: usize = 255;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct XattrHeader {
+    pub magic: [u8; 4],
+    /// The inode that owns the block.
+    pub ino: Le32,
+    pub count: Le16,
+    /// Bytes of entries after the header.
+    pub used: Le16,
+    pub reserved: [u8; 4],
+    pub check: Le64,
+}
+const _: () = assert!(core::mem::size_of::<XattrHeader>() == XATTR_HEADER_SIZE);
+// SAFETY: repr(C), only byte-array fields, size asserted above.
+unsafe impl Pod for XattrHeader {
+    const SIZE: usize = XATTR_HEADER_SIZE;
+}
+
+/// One entry of an xattr block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XattrEntry<'a> {
+    pub index: u8,
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl XattrEntry<'_> {
+    /// Bytes the entry takes in a block.
+    pub fn size(&self) -> usize {
+        XATTR_ENTRY_HEADER + self.name.len() + self.value.len()
+    }
+}
+
+/// The check of an xattr block: header bytes 0..16, then the entries.
+pub fn xattr_check(block: &[u8], used: usize) -> u64 {
+    let h = fnv1a64_update(FNV1A64_INIT, &block[..16]);
+    fnv1a64_update(h, &block[XATTR_HEADER_SIZE..XATTR_HEADER_SIZE + used])
+}
+
+fn xattr_index_ok(index: u8, name_len: usize) -> bool {
+    match index {
+        XATTR_USER | XATTR_TRUSTED | XATTR_SECURITY => name_len > 0,
+        XATTR_ACL_ACCESS | XATTR_ACL_DEFAULT => name_len == 0,
+        _ => false,
+    }
+}
+
+/// The entries of a checked xattr block.
+#[derive(Clone)]
+pub struct XattrIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for XattrIter<'a> {
+    type Item = XattrEntry<'a>;
+    fn next(&mut self) -> Option<XattrEntry<'a>> {
+        // The block was checked by `xattr_entries`: every entry is whole.
+        if self.rest.len() < XATTR_ENTRY_HEADER {
+            return None;
+        }
+        let index = self.rest[0];
+        let nlen = self.rest[1] as usize;
+        let vlen = u16::from_le_bytes([self.rest[2], self.rest[3]]) as usize;
+        let end = XATTR_ENTRY_HEADER + nlen + vlen;
+        if end > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let e = XattrEntry {
+            index,
+            name: &self.rest[XATTR_ENTRY_HEADER..XATTR_ENTRY_HEADER + nlen],
+            value: &self.rest[XATTR_ENTRY_HEADER + nlen..end],
+        };
+        self.rest = &self.rest[end..];
+        Some(e)
+    }
+}
+
+/// Checks xattr block `block` (a whole block) of inode `ino` and returns its
+/// entries: magic, owner, check, and every entry within `used`, of a known
+/// namespace, with `count` entries in all. Duplicate names are not looked
+/// for here (fsck does).
+pub fn xattr_entries(block: &[u8], ino: u32) -> Result<XattrIter<'_>, FormatError> {
+    if block.len() != BLOCK_SIZE {
+        return Err(FormatError::BadXattr("not a whole block"));
+    }
+    let hdr = XattrHeader::from_bytes(block).ok_or(FormatError::BadXattr("not a whole block"))?;
+    if hdr.magic != XATTR_MAGIC {
+        return Err(FormatError::BadXattr("bad magic"));
+    }
+    if hdr.ino.get() != ino {
+        return Err(FormatError::BadXattr("block of another inode"));
+    }
+    let used = hdr.used.get() as usize;
+    if used > XATTR_SPACE {
+        return Err(FormatError::BadXattr("entries past the end of the block"));
+    }
+    if xattr_check(block, used) != hdr.check.get() {
+        return Err(FormatError::BadXattr("bad check"));
+    }
+    let area = &block[XATTR_HEADER_SIZE..XATTR_HEADER_SIZE + used];
+    let mut off = 0usize;
+    let mut n = 0u32;
+    while off < used {
+        if used - off < XATTR_ENTRY_HEADER {
+            return Err(FormatError::BadXattr("torn entry"));
+        }
+        let nlen = area[off + 1] as usize;
+        let vlen = u16::from_le_bytes([area[off + 2], area[off + 3]]) as usize;
+        if !xattr_index_ok(area[off], nlen) {
+            return Err(FormatError::BadXattr("unknown namespace or bad name"));
+        }
+        let size = XATTR_ENTRY_HEADER + nlen + vlen;
+        if size > used - off {
+            return Err(FormatError::BadXattr("entry past the end"));
+        }
+        off += size;
+        n += 1;
+    }
+    if n != hdr.count.get() as u32 {
+        return Err(FormatError::BadXattr("entry count does not match"));
+    }
+    Ok(XattrIter { rest: area })
+}
+
+/// Writes a whole xattr block for inode `ino` holding `entries` into `out`.
+/// Fails (leaving `out` partly written) when they do not fit or one is not
+/// valid.
+pub fn xattr_build<'a>(
+    out: &mut [u8],
+    ino: u32,
+    entries: impl Iterator<Item = XattrEntry<'a>>,
+) -> Result<(), FormatError> {
+    if out.len() != BLOCK_SIZE {
+        return Err(FormatError::BadXattr("not a whole block"));
+    }
+    out.fill(0);
+    let mut off = XATTR_HEADER_SIZE;
+    let mut count = 0u16;
+    for e in entries {
+        if !xattr_index_ok(e.index, e.name.len()) || e.name.len() > XATTR_NAME_MAX {
+            return Err(FormatError::BadXattr("unknown namespace or bad name"));
+        }
+        let vlen = u16::try_from(e.value.len()).map_err(|_| FormatError::XattrNoSpace)?;
+        if e.size() > BLOCK_SIZE - off {
+            return Err(FormatError::XattrNoSpace);
+        }
+        out[off] = e.index;
+        out[off + 1] = e.name.len() as u8;
+        out[off + 2..off + 4].copy_from_slice(&vlen.to_le_bytes());
+        let n = off + XATTR_ENTRY_HEADER;
+        out[n..n + e.name.len()].copy_from_slice(e.name);
+        out[n + e.name.len()..n + e.name.len() + e.value.len()].copy_from_slice(e.value);
+        off += e.size();
+        count = count.checked_add(1).ok_or(FormatError::XattrNoSpace)?;
+    }
+    let used = off - XATTR_HEADER_SIZE;
+    let mut hdr = XattrHeader {
+        magic: XATTR_MAGIC,
+        ino: Le32::new(ino),
+        count: Le16::new(count),
+        used: Le16::new(used as u16),
+        reserved: [0; 4],
+        check: Le64::new(0),
+    };
+    out[..XATTR_HEADER_SIZE].copy_from_slice(hdr.as_bytes());
+    hdr.check.set(xattr_check(out, used));
+    out[..XATTR_HEADER_SIZE].copy_from_slice(hdr.as_bytes());
+    Ok(())
 }

@@ -102,7 +102,7 @@ pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
         disk |= format::INODE_FL_APPEND;
     }
     let mut tx = fs.tx();
-    let raised = disk != 0 && fs.raise_version(&mut tx)?;
+    let raised = disk != 0 && fs.raise_version(&mut tx, format::VERSION_FLAGS)?;
     inode.touch_ctime();
     {
         let _g = inode.map_lock().lock();
@@ -113,7 +113,7 @@ pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
     }
     tx.commit()?;
     if raised {
-        fs.version_raised();
+        fs.version_raised(format::VERSION_FLAGS);
     }
     inode.set_fs_flags(flags);
     Ok(())
@@ -206,6 +206,19 @@ pub(crate) fn init_new_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result
     let mut d = load(inode)?;
     fill_attrs(inode, &mut d);
     d.parent.set(parent);
+    store(tx, inode, &mut d)
+}
+
+/// Point the inode at xattr block `new` (0: none) instead of `old`, with
+/// its block count and the VFS inode's attributes (see `xattr.rs`).
+pub(crate) fn set_xattr_block_tx(tx: &mut Tx<'_>, inode: &Inode, new: u64, old: u64) -> Result {
+    let _g = inode.map_lock().lock();
+    let mut d = load(inode)?;
+    let blocks = d.blocks.get().saturating_sub(u64::from(old != 0)).saturating_add(u64::from(new != 0));
+    d.blocks.set(blocks);
+    d.xattr.set(u32::try_from(new).map_err(|_| EINVAL)?);
+    inode.set_blocks(blocks);
+    fill_attrs(inode, &mut d);
     store(tx, inode, &mut d)
 }
 
@@ -1000,7 +1013,8 @@ pub(crate) fn evict(inode: &Inode) {
                 pr_err!("inode {}: freeing blocks failed: {:?}\n", inode.ino(), e);
             }
             let mut tx = fs.tx();
-            let r = fs.alloc.lock().free_inode(&mut tx, &fs.geo, inode.ino());
+            let r = crate::xattr::free_tx(&mut tx, inode)
+                .and_then(|()| fs.alloc.lock().free_inode(&mut tx, &fs.geo, inode.ino()));
             if let Err(e) = r.and_then(|()| tx.commit()) {
                 pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }

@@ -2,6 +2,11 @@
 //! Name operations: lookup, create, mkdir, symlink, link, unlink, rmdir,
 //! rename. The VFS holds the directories' `i_rwsem` around each call.
 //!
+//! The mount has POSIX ACLs (SB_POSIXACL), so the VFS leaves the umask to
+//! us: every new file and directory goes through `vfs::acl_create`, which
+//! applies it or the parent's default ACL, and gets the inherited ACLs in
+//! its creating transaction.
+//!
 //! Each operation is one journal transaction: after a crash it happened
 //! entirely or not at all. An inode whose last name goes away keeps its
 //! blocks until eviction (it may still be open); if the system goes down
@@ -17,6 +22,7 @@ use crate::inode;
 use crate::journal::Tx;
 use crate::super_::FsInfo;
 use crate::sys::vfs::{self, Dentry, IdMap, Inode, InodeRef, Kind, NewInode};
+use crate::xattr;
 use kernel::error::{code::*, Result};
 
 fn check_name(name: &[u8]) -> Result {
@@ -78,10 +84,18 @@ fn with_new(
 }
 
 pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
+    let mut mode = mode;
+    let acls = vfs::acl_create(dir, &mut mode)?;
+    let mut changed = None;
     let ni = with_new(dir.fs(), |tx, slot| {
         let ni = new_object(tx, idmap, dir, dentry, mode, Kind::File, slot)?;
+        changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
         dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_REG)
     })?;
+    if let Some(c) = changed {
+        c.committed(dir.fs());
+    }
+    acls.cache(ni.get());
     ni.instantiate(dentry);
     Ok(())
 }
@@ -92,7 +106,10 @@ pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> 
 /// ([`link`]). In memory the count is 1 until d_tmpfile drops it.
 pub(crate) fn tmpfile(idmap: &IdMap, dir: &Inode, mode: u16) -> Result<NewInode> {
     let fs = dir.fs();
-    with_new(fs, |tx, slot| {
+    let mut mode = mode;
+    let acls = vfs::acl_create(dir, &mut mode)?;
+    let mut changed = None;
+    let ni = with_new(fs, |tx, slot| {
         let ino = inode::create_on_media(tx, fs, mode, 0, 0, dir.ino())?;
         let ni = match NewInode::new(dir, idmap, ino, mode, Kind::File) {
             Ok(ni) => slot.insert(ni),
@@ -103,29 +120,36 @@ pub(crate) fn tmpfile(idmap: &IdMap, dir: &Inode, mode: u16) -> Result<NewInode>
         };
         let i = ni.get();
         i.set_nlink(0);
-        let r = inode::init_new_tx(tx, i, dir.ino());
+        let r = inode::init_new_tx(tx, i, dir.ino())
+            .and_then(|()| xattr::init_tx(tx, i, &acls.values));
         i.set_nlink(1);
-        r
-    })
+        changed = Some(r?);
+        Ok(())
+    })?;
+    if let Some(c) = changed {
+        c.committed(fs);
+    }
+    acls.cache(ni.get());
+    Ok(ni)
 }
 
 pub(crate) fn mkdir(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> Result {
+    let mut mode = mode | format::S_IFDIR;
+    let acls = vfs::acl_create(dir, &mut mode)?;
+    let mut changed = None;
     let ni = with_new(dir.fs(), |tx, slot| {
-        let ni = new_object(
-            tx,
-            idmap,
-            dir,
-            dentry,
-            mode | format::S_IFDIR,
-            Kind::Dir,
-            slot,
-        )?;
+        let ni = new_object(tx, idmap, dir, dentry, mode, Kind::Dir, slot)?;
         ni.get().set_nlink(2);
         inode::write_inode_tx(tx, ni.get())?;
+        changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
         dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_DIR)?;
         dir.inc_nlink();
         inode::write_inode_tx(tx, dir)
     })?;
+    if let Some(c) = changed {
+        c.committed(dir.fs());
+    }
+    acls.cache(ni.get());
     ni.instantiate(dentry);
     Ok(())
 }

@@ -26,7 +26,7 @@ pub(crate) struct FsInfo {
     /// The device makes a store durable once it is written back from the
     /// CPU caches (`dax_synchronous`; not virtio-pmem): MAP_SYNC is allowed.
     pub(crate) synchronous: bool,
-    /// The superblock's format version (1 or 2; see format::VERSION).
+    /// The superblock's format version (1 to 3; see format::VERSION).
     version: core::sync::atomic::AtomicU32,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
     _dax: DaxDevice,
@@ -65,26 +65,27 @@ impl FsInfo {
         Ok(())
     }
 
-    /// Inside `tx`: make the superblock say version 2 ([`format::VERSION`]),
-    /// before the transaction writes anything only version 2 defines.
-    /// Returns whether it wrote the superblock; the caller calls
+    /// Inside `tx`: make the superblock say at least version `to`
+    /// ([`format::VERSION_FLAGS`], [`format::VERSION_XATTR`]), before the
+    /// transaction writes anything only that version defines. Returns
+    /// whether it wrote the superblock; the caller then calls
     /// [`FsInfo::version_raised`] once `tx` has committed (a rolled-back
-    /// raise leaves version 1, and the next flag raises again). Callers
-    /// hold the journal (their `tx`), which orders raisers.
-    pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>) -> Result<bool> {
-        if self.version.load(core::sync::atomic::Ordering::Relaxed) >= format::VERSION {
+    /// raise leaves the old version, and the next user raises again).
+    /// Callers hold the journal (their `tx`), which orders raisers.
+    pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result<bool> {
+        if self.version.load(core::sync::atomic::Ordering::Relaxed) >= to {
             return Ok(false);
         }
         let mut raw: Superblock = self.pmem.read_pod(0)?;
-        raw.version.set(format::VERSION);
+        raw.version.set(to);
         raw.update_checksum();
         tx.write(0, raw.as_bytes())?;
         Ok(true)
     }
 
-    /// The transaction of [`FsInfo::raise_version`] committed.
-    pub(crate) fn version_raised(&self) {
-        self.version.store(format::VERSION, core::sync::atomic::Ordering::Relaxed);
+    /// The transaction of [`FsInfo::raise_version`]`(.., to)` committed.
+    pub(crate) fn version_raised(&self, to: u32) {
+        self.version.fetch_max(to, core::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn statfs(&self) -> StatFs {

@@ -1,6 +1,7 @@
 #!/bin/bash
 # What the tools that test a Linux file system expect of it beyond files and
-# directories: fsfreeze, rename flags, O_TMPFILE, chattr flags. Each case
+# directories: fsfreeze, rename flags, O_TMPFILE, chattr flags, extended
+# attributes and POSIX ACLs. Each case
 # checks what reads back (bytes, errnos, counters, the device itself).
 source "$(dirname "$0")/lib.sh"
 load_module
@@ -250,7 +251,7 @@ c=open(M+"/a").read()
 assert c.startswith("log\nmore\n") and c.endswith("more\n") and len(c)>=9, c
 '
   py "$check"
-  assert_eq 2 "$(sb_version)" "superblock version after the first chattr"
+  assert_eq 3 "$(sb_version)" "superblock version (mkfs writes 3)"
   remount
   assert_eq i "$(attr_token $MNT/attr/i)" "lsattr of the immutable file after a remount"
   assert_eq a "$(attr_token $MNT/attr/a)" "lsattr of the append-only file after a remount"
@@ -279,11 +280,169 @@ version_1_images_mount_and_the_first_flag_raises_them() {
   chattr +a $MNT/old
   assert_eq 2 "$(sb_version)" "version after the first chattr flag"
   chattr -a $MNT/old
+  setfattr -n user.first -v 1 $MNT/old
+  assert_eq 3 "$(sb_version)" "version after the first extended attribute"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? on the raised image"
   mount -t ferrofs -o dax $DEV $MNT
   "$FT" verify $MNT/old 4 100000
+  assert_eq 1 "$(getfattr --only-values -n user.first $MNT/old)" "the xattr after a remount"
 }
 t version_1_images_mount_and_the_first_flag_raises_them version_1_images_mount_and_the_first_flag_raises_them
+
+# Extended attributes: user., trusted. and security. names on files and
+# directories, set, listed, read and removed with the errnos of xattr(7),
+# counted in st_blocks, refused past one block (ENOSPC, the old ones kept),
+# kept across a remount, freed with the file, and fsck clean.
+xattrs_are_set_listed_read_removed_and_kept() {
+  mkdir -p $MNT/xa/d
+  echo data > $MNT/xa/f
+  ln -s f $MNT/xa/l
+  local check='
+import os, errno, ctypes
+M="'$MNT'/xa"
+def refused(what, fn, want):
+    try:
+        fn()
+    except OSError as e:
+        assert e.errno==want, (what, errno.errorcode.get(e.errno))
+        return
+    raise SystemExit(what+": allowed")
+f, d = M+"/f", M+"/d"
+want = {
+  f: {"user.a": b"1", "user.empty": b"", "user."+"n"*250: b"long name",
+      "user.bin": bytes(range(256))*8, "trusted.t": b"T", "security.s": b"S"},
+  d: {"user.dir": b"D"},
+}
+def check_all():
+    for p, kv in want.items():
+        assert sorted(os.listxattr(p)) == sorted(kv), (p, os.listxattr(p))
+        for k, v in kv.items():
+            assert os.getxattr(p, k) == v, (p, k)
+check = check_all
+'
+  py "$check
+import sys
+for p, kv in want.items():
+    for k, v in kv.items():
+        os.setxattr(p, k, v)
+check_all()
+assert os.stat(f).st_blocks == 8 + 8, os.stat(f).st_blocks
+refused('XATTR_CREATE of an existing name', lambda: os.setxattr(f, 'user.a', b'x', os.XATTR_CREATE), errno.EEXIST)
+refused('XATTR_REPLACE of a missing name', lambda: os.setxattr(f, 'user.none', b'x', os.XATTR_REPLACE), errno.ENODATA)
+refused('getxattr of a missing name', lambda: os.getxattr(f, 'user.none'), errno.ENODATA)
+refused('removexattr of a missing name', lambda: os.removexattr(f, 'user.none'), errno.ENODATA)
+refused('a name of 256 bytes', lambda: os.setxattr(f, 'user.'+'n'*251, b'x'), errno.ERANGE)
+refused('user. names on a symlink', lambda: os.setxattr(M+'/l', 'user.a', b'x', follow_symlinks=False), errno.EPERM)
+refused('an unknown namespace', lambda: os.setxattr(f, 'bogus.a', b'x'), errno.EOPNOTSUPP)
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(1)
+assert libc.getxattr(f.encode(), b'user.a', buf, 1) == 1 and buf.raw == b'1'
+assert libc.getxattr(f.encode(), b'user.bin', buf, 1) == -1 and ctypes.get_errno() == errno.ERANGE
+assert libc.getxattr(f.encode(), b'user.bin', None, 0) == 2048
+assert libc.listxattr(f.encode(), buf, 1) == -1 and ctypes.get_errno() == errno.ERANGE
+os.setxattr(f, 'user.a', b'2', os.XATTR_REPLACE); want[f]['user.a'] = b'2'
+# Past one block: refused, and nothing of the old set is lost.
+refused('attributes past one block', lambda: os.setxattr(f, 'user.big', b'x'*2000), errno.ENOSPC)
+check_all()
+os.removexattr(f, 'user.empty'); del want[f]['user.empty']
+check_all()
+# An unprivileged user sees no trusted. names and may not set them, and
+# may not set user. names on a file it may not write.
+pid = os.fork()
+if pid == 0:
+    try:
+        os.setgid(3001); os.setuid(3001)
+        assert 'trusted.t' not in os.listxattr(f), os.listxattr(f)
+        refused('trusted. by a user', lambda: os.setxattr(f, 'trusted.u', b'x'), errno.EPERM)
+        refused('user. on a file of another', lambda: os.setxattr(f, 'user.u', b'x'), errno.EACCES)
+        os._exit(0)
+    except BaseException as e:
+        print(e); os._exit(1)
+_, st = os.waitpid(pid, 0)
+assert st == 0, 'unprivileged checks failed'
+"
+  remount
+  py "$check
+del want[f]['user.empty']; want[f]['user.a'] = b'2'
+check_all()
+b0 = os.stat(M+'/d').st_blocks
+for k in list(want[M+'/d']):
+    os.removexattr(M+'/d', k)
+assert os.listxattr(M+'/d') == []
+assert b0 - os.stat(M+'/d').st_blocks == 8, (b0, os.stat(M+'/d').st_blocks)
+"
+  assert_eq 3 "$(sb_version)" "superblock version with xattrs"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with xattrs"
+  mount -t ferrofs -o dax $DEV $MNT
+  # The file's data block and its xattr block come back when it goes.
+  local free0
+  free0=$(stat -f -c %f $MNT)
+  rm $MNT/xa/f
+  assert_eq "$((free0 + 2))" "$(stat -f -c %f $MNT)" "free blocks after removing a file with xattrs"
+  rm -r $MNT/xa
+}
+t xattrs_are_set_listed_read_removed_and_kept xattrs_are_set_listed_read_removed_and_kept
+
+# POSIX ACLs: an ACL entry grants what the mode does not, chmod changes the
+# mask, a directory's default ACL is inherited by new files and
+# directories (with the umask ignored, as POSIX says), an ACL that says no
+# more than the mode bits becomes the mode, and all of it survives a
+# remount.
+acls_are_enforced_inherited_and_kept() {
+  mkdir -p $MNT/acl/inherit
+  echo secret > $MNT/acl/f
+  chmod 0600 $MNT/acl/f
+  local as_user='
+import os, errno, sys
+def try_open(p, flags):
+    try:
+        os.close(os.open(p, flags)); return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+def as_user(fn):
+    pid = os.fork()
+    if pid == 0:
+        os.setgid(3001); os.setuid(3001)
+        print(fn()); sys.stdout.flush(); os._exit(0)
+    os.waitpid(pid, 0)
+'
+  u() { py "$as_user
+as_user(lambda: try_open('$1', os.$2))"; }
+  assert_eq EACCES "$(u $MNT/acl/f O_RDONLY)" "read by another user without an ACL"
+  setfacl -m u:3001:r $MNT/acl/f
+  assert_eq ok "$(u $MNT/acl/f O_RDONLY)" "read granted by the ACL"
+  assert_eq EACCES "$(u $MNT/acl/f O_WRONLY)" "write not granted by the ACL"
+  getfacl -cn $MNT/acl/f | grep -qx 'user:3001:r--' || fail "getfacl: $(getfacl -cn $MNT/acl/f)"
+  chmod 0600 $MNT/acl/f
+  assert_eq EACCES "$(u $MNT/acl/f O_RDONLY)" "read after chmod 0600 masked the ACL"
+  getfacl -cn $MNT/acl/f | grep -qx 'mask::---' || fail "mask after chmod: $(getfacl -cn $MNT/acl/f)"
+  chmod 0640 $MNT/acl/f
+  setfacl -d -m u:3001:rwx $MNT/acl/inherit
+  (umask 077; echo x > $MNT/acl/inherit/new; mkdir $MNT/acl/inherit/sub)
+  getfacl -cn $MNT/acl/inherit/new | grep -qx 'user:3001:rwx.*' || fail "inherited: $(getfacl -cn $MNT/acl/inherit/new)"
+  getfacl -cn $MNT/acl/inherit/sub | grep -qx 'default:user:3001:rwx' || fail "inherited default: $(getfacl -cn $MNT/acl/inherit/sub)"
+  assert_eq ok "$(u $MNT/acl/inherit/new O_RDONLY)" "read of an inherited ACL"
+  # A minimal ACL is the mode: nothing stored.
+  echo m > $MNT/acl/minimal
+  setfacl -m u::rw,g::r,o::- $MNT/acl/minimal
+  assert_eq "640" "$(stat -c %a $MNT/acl/minimal)" "mode set by a minimal ACL"
+  assert_eq "" "$(getfattr -m - -d $MNT/acl/minimal 2>/dev/null)" "xattrs of a minimal ACL"
+  local before after
+  before=$(getfacl -Rcn $MNT/acl | sort | md5sum)
+  remount
+  after=$(getfacl -Rcn $MNT/acl | sort | md5sum)
+  assert_eq "$before" "$after" "getfacl -R after a remount"
+  assert_eq ok "$(u $MNT/acl/f O_RDONLY)" "read granted by the ACL after a remount"
+  assert_eq ok "$(u $MNT/acl/inherit/new O_RDONLY)" "read of an inherited ACL after a remount"
+  setfacl -b $MNT/acl/f
+  assert_eq EACCES "$(u $MNT/acl/f O_RDONLY)" "read after setfacl -b"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with ACLs"
+  mount -t ferrofs -o dax $DEV $MNT
+  rm -r $MNT/acl
+}
+t acls_are_enforced_inherited_and_kept acls_are_enforced_inherited_and_kept
 
 umount $MNT

@@ -10,14 +10,16 @@ acknowledged_operations_survive_the_kill() {
   kmsg_mark
   mount -t ferrofs -o dax $DEV2 /mnt/scratch || fail "mount after the kill failed"
   kmsg_since | grep -E 'ferrofs: (journal|.*orphan)' || true
-  local n=0 d=0 m=0 u=0
-  declare -A deleted moved rmstart mvstart
+  local n=0 d=0 m=0 u=0 x=0
+  declare -A deleted moved rmstart mvstart xarm xarmstart
   while read -r op name new; do
     case $op in
       DEL) deleted[$name]=1 ;;
       MV) moved[$name]=$new ;;
       RMSTART) rmstart[$name]=1 ;;
       MVSTART) mvstart[$name]=$new ;;
+      XARM) xarm[$name]=1 ;;
+      XARMSTART) xarmstart[$name]=1 ;;
     esac
   done < /mnt/out/acks.txt
   while read -r op name seed len; do
@@ -30,13 +32,30 @@ acknowledged_operations_survive_the_kill() {
            if [ -n "${rmstart[$at]:-}" ] && [ ! -e /mnt/scratch/$at ]; then u=$((u + 1)); continue; fi
            "$FT" verify /mnt/scratch/$at $seed $len || fail "$name (now $at): acknowledged, lost or wrong"
            n=$((n + 1)) ;;
+      XA) local at=$name
+           while [ -n "${moved[$at]:-}" ]; do at=${moved[$at]}; done
+           [ -n "${deleted[$at]:-}" ] && continue
+           if [ -n "${mvstart[$at]:-}" ] && [ ! -e /mnt/scratch/$at ]; then at=${mvstart[$at]}; fi
+           [ -e /mnt/scratch/$at ] || continue  # caught in an unacknowledged unlink
+           local got
+           got=$(getfattr --only-values -n user.seed /mnt/scratch/$at 2>/dev/null) || got=ABSENT
+           if [ -n "${xarm[$name]:-}" ]; then
+             [ "$got" = ABSENT ] || fail "$name (now $at): user.seed removal acknowledged, still '$got'"
+           elif [ -z "${xarmstart[$name]:-}" ]; then
+             [ "$got" = "$seed" ] || fail "$name (now $at): user.seed acknowledged as $seed, got '$got'"
+           fi
+           x=$((x + 1)) ;;
       MV) [ ! -e /mnt/scratch/$name ] || fail "$name: rename to $seed acknowledged, old name still there"
            m=$((m + 1)) ;;
       DEL) [ ! -e /mnt/scratch/$name ] || fail "$name: deletion acknowledged, file still there"
            d=$((d + 1)) ;;
     esac
   done < /mnt/out/acks.txt
-  echo "$n acknowledged files intact, $m renames and $d deletions hold ($u caught mid-call)"
+  echo "$n acknowledged files intact, $x extended attributes, $m renames and $d deletions hold ($u caught mid-call)"
+  # The workload sets one right after its second file's ACK.
+  if (( $(grep -c '^ACK' /mnt/out/acks.txt) >= 3 && $(grep -c '^XA ' /mnt/out/acks.txt) == 0 )); then
+    fail "the workload acknowledged no extended attribute"
+  fi
   umount /mnt/scratch
 }
 the_open_unlinked_file_is_freed_at_mount() {

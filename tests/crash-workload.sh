@@ -8,6 +8,8 @@
 #                        the new file's holes were written back with clwb and
 #                        fenced from user space, with no system call)
 #   MV NAME NEW          NAME was renamed to NEW (rename(2) returned)
+#   XA NAME SEED         NAME has the extended attribute user.seed = SEED
+#   XARM NAME            NAME's user.seed was removed (XARMSTART before)
 #   DEL NAME             NAME is gone (unlink(2) returned)
 #   MVSTART/RMSTART ...  printed before the call: the kill may land between
 #                        the call and its acknowledgement
@@ -43,6 +45,14 @@ while :; do
        "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=mapsync ;;
     *) "$FT" fill /mnt/scratch/$name $seed $len ;;
   esac && echo "ACK $name $seed $len" && acked+=("$name")
+  # Extended attributes: one transaction each, durable when they return.
+  if ((i % 2 == 0)) && [ -e /mnt/scratch/$name ]; then
+    setfattr -n user.seed -v "$seed" /mnt/scratch/$name && echo "XA $name $seed"
+    if ((i % 6 == 0)); then
+      echo "XARMSTART $name"
+      setfattr -x user.seed /mnt/scratch/$name && echo "XARM $name"
+    fi
+  fi
   if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then
     last=$((${#acked[@]} - 1))
     from=${acked[$last]}; to=r$round/sub/m$i

@@ -4,6 +4,10 @@
 //! ferrofs lock order (outermost first); every path takes a prefix of it:
 //!
 //! 1. `i_rwsem` (VFS inode lock: write, truncate, fallocate, directory ops)
+//! 1b. `xattr_lock` (per inode rwsem): exclusive around an extended
+//!    attribute change, which then opens a transaction (6, 7, 8); shared
+//!    around a read, which takes nothing else. A read may come with any
+//!    `i_rwsem` held (ACL checks); nothing takes it with 2-10 held.
 //! 2. `mmap_lock` (held by the core around faults)
 //! 3. `invalidate_lock` (mapping): shared in faults and the fsync walk,
 //!    exclusive in truncate, hole punch and eviction

@@ -27,6 +27,10 @@ pub(crate) fn enotempty() -> Error {
 pub(crate) fn euclean() -> Error {
     Error::from_errno(-(bindings::EUCLEAN as i32))
 }
+/// No such attribute (ENODATA, which the kernel crate does not name).
+pub(crate) fn enodata() -> Error {
+    Error::from_errno(-(bindings::ENODATA as i32))
+}
 pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
@@ -72,6 +76,42 @@ extern "C" {
     );
     pub(crate) fn ferrofs_init_sb_mutex(m: *mut bindings::mutex);
     pub(crate) fn ferrofs_init_huge(huge: *mut bindings::rw_semaphore, xa: *mut bindings::xarray);
+    pub(crate) fn ferrofs_init_xattr_lock(sem: *mut bindings::rw_semaphore);
+    pub(crate) fn ferrofs_xattr_handlers() -> *const *mut bindings::xattr_handler;
+    pub(crate) fn ferrofs_acl_from_xattr(
+        value: *const kernel::ffi::c_void,
+        size: usize,
+        out: *mut *mut bindings::posix_acl,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_acl_xattr_size(acl: *const bindings::posix_acl) -> kernel::ffi::c_long;
+    pub(crate) fn ferrofs_acl_to_xattr(
+        acl: *const bindings::posix_acl,
+        buf: *mut kernel::ffi::c_void,
+        size: usize,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_acl_release(acl: *mut bindings::posix_acl);
+    pub(crate) fn ferrofs_acl_create(
+        dir: *mut bindings::inode,
+        mode: *mut bindings::umode_t,
+        def: *mut *mut bindings::posix_acl,
+        acl: *mut *mut bindings::posix_acl,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_acl_chmod(
+        idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn ferrofs_set_cached_acl(
+        inode: *mut bindings::inode,
+        ty: kernel::ffi::c_int,
+        acl: *mut bindings::posix_acl,
+    );
+    pub(crate) fn ferrofs_acl_update_mode(
+        idmap: *mut bindings::mnt_idmap,
+        inode: *mut bindings::inode,
+        mode: *mut bindings::umode_t,
+        acl: *mut *mut bindings::posix_acl,
+    ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_insert_pmd(
         vmf: *mut bindings::vm_fault,
         pfn: kernel::ffi::c_ulong,

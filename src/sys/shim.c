@@ -17,6 +17,9 @@
 #include <linux/pagemap.h>
 #include <linux/wait_bit.h>
 #include <linux/fiemap.h>
+#include <linux/xattr.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <asm/cpufeature.h>
 
 struct dax_device *ferrofs_dax_get(struct block_device *bdev, u64 *start_off, void *holder);
@@ -31,6 +34,22 @@ int ferrofs_flush_insn(void);
 void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
 			      struct mutex *map, struct xarray *xa);
 void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa);
+void ferrofs_init_xattr_lock(struct rw_semaphore *sem);
+int ferrofs_acl_from_xattr(const void *value, size_t size, struct posix_acl **out);
+const struct xattr_handler **ferrofs_xattr_handlers(void);
+int ferrofs_xattr_get_rs(int index, struct inode *inode, const char *name, void *buf,
+			 size_t size);
+int ferrofs_xattr_set_rs(int index, struct inode *inode, const char *name, const void *value,
+			 size_t size, int flags);
+long ferrofs_acl_xattr_size(const struct posix_acl *acl);
+int ferrofs_acl_to_xattr(const struct posix_acl *acl, void *buf, size_t size);
+void ferrofs_acl_release(struct posix_acl *acl);
+int ferrofs_acl_create(struct inode *dir, umode_t *mode, struct posix_acl **def,
+		       struct posix_acl **acl);
+int ferrofs_acl_chmod(struct mnt_idmap *idmap, struct dentry *dentry, umode_t mode);
+void ferrofs_set_cached_acl(struct inode *inode, int type, struct posix_acl *acl);
+int ferrofs_acl_update_mode(struct mnt_idmap *idmap, struct inode *inode, umode_t *mode,
+			    struct posix_acl **acl);
 vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn);
 int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn);
 int ferrofs_pmd_is_leaf(struct vm_fault *vmf);
@@ -133,6 +152,12 @@ void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa)
 {
 	init_rwsem(huge);
 	xa_init(xa);
+}
+
+/* Its own lockdep class: the extended attribute lock. */
+void ferrofs_init_xattr_lock(struct rw_semaphore *sem)
+{
+	init_rwsem(sem);
 }
 
 /*
@@ -583,4 +608,98 @@ void ferrofs_inode_set_fs_flags(struct inode *inode, unsigned int flags)
 	if (flags & FS_APPEND_FL)
 		s |= S_APPEND;
 	inode_set_flags(inode, s, S_IMMUTABLE | S_APPEND);
+}
+
+/*
+ * Extended attribute handlers, one per namespace; .flags is the namespace's
+ * on-media index (format.rs: XATTR_USER, XATTR_TRUSTED, XATTR_SECURITY).
+ * They forward to Rust (vfs.rs); bindgen sees struct xattr_handler as
+ * opaque, so the tables live here.
+ */
+static int ferrofs_xattr_get(const struct xattr_handler *h, struct dentry *dentry,
+			     struct inode *inode, const char *name, void *buf, size_t size)
+{
+	return ferrofs_xattr_get_rs(h->flags, inode, name, buf, size);
+}
+
+static int ferrofs_xattr_set(const struct xattr_handler *h, struct mnt_idmap *idmap,
+			     struct dentry *dentry, struct inode *inode, const char *name,
+			     const void *value, size_t size, int flags)
+{
+	return ferrofs_xattr_set_rs(h->flags, inode, name, value, size, flags);
+}
+
+static const struct xattr_handler ferrofs_xattr_user = {
+	.prefix = XATTR_USER_PREFIX, .flags = 1,
+	.get = ferrofs_xattr_get, .set = ferrofs_xattr_set,
+};
+static const struct xattr_handler ferrofs_xattr_trusted = {
+	.prefix = XATTR_TRUSTED_PREFIX, .flags = 2,
+	.get = ferrofs_xattr_get, .set = ferrofs_xattr_set,
+};
+static const struct xattr_handler ferrofs_xattr_security = {
+	.prefix = XATTR_SECURITY_PREFIX, .flags = 3,
+	.get = ferrofs_xattr_get, .set = ferrofs_xattr_set,
+};
+static const struct xattr_handler * const ferrofs_xattr_table[] = {
+	&ferrofs_xattr_user, &ferrofs_xattr_trusted, &ferrofs_xattr_security, NULL,
+};
+
+const struct xattr_handler **ferrofs_xattr_handlers(void)
+{
+	return (const struct xattr_handler **)ferrofs_xattr_table;
+}
+
+/* POSIX ACLs: the xattr form of the VFS (posix_acl_xattr_header and
+ * entries, ids in the initial namespace) is what ferrofs stores. */
+static_assert(SB_POSIXACL == 1ul << 16);
+static_assert(ACL_TYPE_ACCESS == 0x8000 && ACL_TYPE_DEFAULT == 0x4000);
+
+/* 0 and *out (NULL for an empty value), or -errno. */
+int ferrofs_acl_from_xattr(const void *value, size_t size, struct posix_acl **out)
+{
+	struct posix_acl *acl = posix_acl_from_xattr(&init_user_ns, value, size);
+
+	if (IS_ERR(acl))
+		return PTR_ERR(acl);
+	*out = acl;
+	return 0;
+}
+
+long ferrofs_acl_xattr_size(const struct posix_acl *acl)
+{
+	return posix_acl_xattr_size(acl->a_count);
+}
+
+/* Bytes written, or -errno (ERANGE: @size too small). */
+int ferrofs_acl_to_xattr(const struct posix_acl *acl, void *buf, size_t size)
+{
+	return posix_acl_to_xattr(&init_user_ns, acl, buf, size);
+}
+
+void ferrofs_acl_release(struct posix_acl *acl)
+{
+	posix_acl_release(acl);
+}
+
+int ferrofs_acl_create(struct inode *dir, umode_t *mode, struct posix_acl **def,
+		       struct posix_acl **acl)
+{
+	return posix_acl_create(dir, mode, def, acl);
+}
+
+int ferrofs_acl_chmod(struct mnt_idmap *idmap, struct dentry *dentry, umode_t mode)
+{
+	return posix_acl_chmod(idmap, dentry, mode);
+}
+
+void ferrofs_set_cached_acl(struct inode *inode, int type, struct posix_acl *acl)
+{
+	set_cached_acl(inode, type, acl);
+}
+
+int ferrofs_acl_update_mode(struct mnt_idmap *idmap, struct inode *inode, umode_t *mode,
+			    struct posix_acl **acl)
+{
+	return posix_acl_update_mode(idmap, inode, mode, acl);
 }

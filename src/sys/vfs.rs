@@ -18,6 +18,7 @@ use crate::super_::FsInfo;
 use kernel::bindings;
 use kernel::error::{code::*, from_result, Error, Result};
 use kernel::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use kernel::prelude::{KVec, GFP_KERNEL};
 use kernel::types::Opaque;
 
 /// `statfs` magic: "FRRF".
@@ -28,6 +29,11 @@ pub(crate) const FALLOC_FL_KEEP_SIZE: c_int = 0x01;
 pub(crate) const FALLOC_FL_PUNCH_HOLE: c_int = 0x02;
 const FMODE_CAN_ODIRECT: u32 = 1 << 22;
 const SB_NOSEC: c_ulong = 1 << 28;
+/// SB_POSIXACL (a BIT() macro bindgen drops; the shim asserts the value).
+const SB_POSIXACL: c_ulong = 1 << 16;
+/// ACL types (uapi/linux/posix_acl.h; asserted in the shim).
+const ACL_TYPE_ACCESS: c_int = 0x8000;
+const ACL_TYPE_DEFAULT: c_int = 0x4000;
 const MAX_LFS_FILESIZE: i64 = i64::MAX;
 
 // ---------------------------------------------------------------------------
@@ -47,6 +53,9 @@ pub(crate) struct Inode {
     /// table and a PMD leaf at once.
     huge_lock: Opaque<bindings::rw_semaphore>,
     dirty_lock: Opaque<bindings::rw_semaphore>,
+    /// Exclusive while extended attributes change, shared while they are
+    /// read (see `xattr.rs`).
+    xattr_lock: Opaque<bindings::rw_semaphore>,
     sync_lock: RawMutex,
     map_lock: RawMutex,
     /// On the mount's [`SyncList`] while it may hold dirty marks.
@@ -118,6 +127,13 @@ impl Inode {
     pub(crate) fn mode(&self) -> u16 {
         // SAFETY: reading a field of a live inode.
         unsafe { (*self.raw()).i_mode }
+    }
+
+    /// Set the mode bits; the caller holds `i_rwsem` (set_acl) and stores
+    /// the inode afterwards.
+    pub(crate) fn set_mode(&self, mode: u16) {
+        // SAFETY: a field store to a live inode, serialised by i_rwsem.
+        unsafe { (*self.raw()).i_mode = mode };
     }
 
     pub(crate) fn is_dir(&self) -> bool {
@@ -226,6 +242,10 @@ impl Inode {
     pub(crate) fn dirty_lock(&self) -> &RwSem {
         // SAFETY: initialised in alloc_inode and alive as long as the inode.
         unsafe { RwSem::from_raw(self.dirty_lock.get()) }
+    }
+    pub(crate) fn xattr_lock(&self) -> &RwSem {
+        // SAFETY: initialised in alloc_inode and alive as long as the inode.
+        unsafe { RwSem::from_raw(self.xattr_lock.get()) }
     }
     pub(crate) fn huge_lock(&self) -> &RwSem {
         // SAFETY: initialised in alloc_inode and alive as long as the inode.
@@ -985,6 +1005,10 @@ impl NewSuper {
             // a link count checked at iget never wraps.
             (*s).s_max_links = crate::format::NLINK_MAX;
             (*s).s_flags |= SB_NOSEC;
+            (*s).s_xattr = super::ferrofs_xattr_handlers();
+            // POSIX ACLs: the VFS then leaves the umask to us
+            // (posix_acl_create in `acl_create`).
+            (*s).s_flags |= SB_POSIXACL;
         }
         Ok(())
     }
@@ -1048,6 +1072,9 @@ static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_opera
     getattr: Some(getattr),
     fileattr_get: Some(fileattr_get),
     fileattr_set: Some(fileattr_set),
+    listxattr: Some(listxattr),
+    get_inode_acl: Some(get_inode_acl),
+    set_acl: Some(set_acl),
     ..zeroed!()
 });
 
@@ -1057,6 +1084,9 @@ static FILE_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_oper
     fiemap: Some(fiemap),
     fileattr_get: Some(fileattr_get),
     fileattr_set: Some(fileattr_set),
+    listxattr: Some(listxattr),
+    get_inode_acl: Some(get_inode_acl),
+    set_acl: Some(set_acl),
     ..zeroed!()
 });
 
@@ -1064,8 +1094,15 @@ static SYMLINK_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_o
     get_link: Some(bindings::simple_get_link),
     setattr: Some(setattr),
     getattr: Some(getattr),
+    listxattr: Some(listxattr),
     ..zeroed!()
 });
+
+// The xattr handlers (one per namespace, `flags` = the namespace's
+// on-media index) are C statics in the shim: bindgen sees `struct
+// xattr_handler` as opaque. They forward to `ferrofs_xattr_get_rs` and
+// `ferrofs_xattr_set_rs` below. The VFS strips the prefix before calling
+// them, and lists names through `listxattr` (ours), not the handlers.
 
 static DIR_FOPS: Table<bindings::file_operations> = Table(bindings::file_operations {
     llseek: Some(bindings::generic_file_llseek),
@@ -1216,6 +1253,7 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
             (*p).dirty.as_ptr(),
         );
         super::ferrofs_init_huge((*p).huge_lock.get(), (*p).dirty_pmd.as_ptr());
+        super::ferrofs_init_xattr_lock((*p).xattr_lock.get());
         super::ferrofs_list_init((*p).sync_link.get());
         core::ptr::addr_of_mut!((*p).associated).write(core::sync::atomic::AtomicBool::new(false));
         (*p).vfs.get()
@@ -1378,6 +1416,264 @@ unsafe extern "C" fn fileattr_set(
     from_result(|| crate::inode::set_fs_flags(inode, f as u32).map(|()| 0))
 }
 
+/// A kernel buffer of the VFS as a slice: empty for NULL or size 0 (the
+/// caller asks for the length only).
+///
+/// # Safety
+/// `p` is NULL or points to `size` writable bytes for `'a`.
+unsafe fn kbuf<'a>(p: *mut c_void, size: usize) -> &'a mut [u8] {
+    if p.is_null() || size == 0 {
+        return &mut [];
+    }
+    // SAFETY: the caller's promise.
+    unsafe { core::slice::from_raw_parts_mut(p as *mut u8, size) }
+}
+
+/// The `get` of the shim's xattr handlers.
+#[no_mangle]
+unsafe extern "C" fn ferrofs_xattr_get_rs(
+    index: c_int,
+    inode: *mut bindings::inode,
+    name: *const c_char,
+    buffer: *mut c_void,
+    size: usize,
+) -> c_int {
+    // SAFETY: the VFS calls one of our handlers (through the shim) with a
+    // live inode, the name after the prefix (NUL-terminated) and a kernel
+    // buffer of `size` bytes or NULL.
+    let (inode, name, buf) = unsafe {
+        (
+            Inode::from_raw(inode),
+            core::ffi::CStr::from_ptr(name as *const core::ffi::c_char).to_bytes(),
+            kbuf(buffer, size),
+        )
+    };
+    match crate::xattr::get(inode, index as u8, name, buf) {
+        // At most a block.
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The `set` of the shim's xattr handlers.
+#[no_mangle]
+unsafe extern "C" fn ferrofs_xattr_set_rs(
+    index: c_int,
+    inode: *mut bindings::inode,
+    name: *const c_char,
+    value: *const c_void,
+    size: usize,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: the VFS calls one of our handlers (through the shim) with a
+    // live inode (i_rwsem held, permission checked), the name after the
+    // prefix, and the value (a kernel buffer of `size` bytes; NULL to remove).
+    let (inode, name) = unsafe {
+        (
+            Inode::from_raw(inode),
+            core::ffi::CStr::from_ptr(name as *const core::ffi::c_char).to_bytes(),
+        )
+    };
+    let value: Option<&[u8]> = if value.is_null() {
+        None
+    } else if size == 0 {
+        Some(&[])
+    } else {
+        // SAFETY: as above: `size` readable bytes.
+        Some(unsafe { core::slice::from_raw_parts(value as *const u8, size) })
+    };
+    from_result(|| crate::xattr::set(inode, index as u8, name, value, flags).map(|()| 0))
+}
+
+unsafe extern "C" fn listxattr(dentry: *mut bindings::dentry, buffer: *mut c_char, size: usize) -> isize {
+    // SAFETY: the VFS passes a live, positive dentry and a kernel buffer of
+    // `size` bytes or NULL.
+    let (inode, buf) = unsafe { (Inode::from_raw((*dentry).d_inode), kbuf(buffer as *mut c_void, size)) };
+    // SAFETY: capable() checks the current task.
+    let trusted = unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) };
+    match crate::xattr::list(inode, buf, trusted, true) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+unsafe extern "C" fn get_inode_acl(
+    inode: *mut bindings::inode,
+    ty: c_int,
+    rcu: bool,
+) -> *mut bindings::posix_acl {
+    if rcu {
+        // Reading the block sleeps: the VFS retries outside RCU.
+        return ECHILD.to_ptr();
+    }
+    // SAFETY: the VFS passes a live inode.
+    let inode = unsafe { Inode::from_raw(inode) };
+    match read_acl(inode, ty) {
+        Ok(Some(acl)) => acl.into_raw(),
+        Ok(None) => core::ptr::null_mut(),
+        Err(e) => e.to_ptr(),
+    }
+}
+
+unsafe extern "C" fn set_acl(
+    idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    acl: *mut bindings::posix_acl,
+    ty: c_int,
+) -> c_int {
+    // SAFETY: the VFS passes a positive dentry (i_rwsem held, ownership
+    // checked) and an ACL it holds a reference to for the call, or NULL.
+    let inode = unsafe { Inode::from_raw((*dentry).d_inode) };
+    from_result(|| write_acl(inode, idmap, acl, ty).map(|()| 0))
+}
+
+/// A counted reference to a `posix_acl`, dropped with posix_acl_release.
+pub(crate) struct Acl(*mut bindings::posix_acl);
+
+impl Acl {
+    fn into_raw(self) -> *mut bindings::posix_acl {
+        let p = self.0;
+        core::mem::forget(self);
+        p
+    }
+
+    /// The ACL in the VFS's xattr form, as ferrofs stores it.
+    fn to_xattr(acl: *const bindings::posix_acl) -> Result<KVec<u8>> {
+        // SAFETY: `acl` is a live ACL the caller holds.
+        let size = unsafe { super::ferrofs_acl_xattr_size(acl) };
+        let size = usize::try_from(size).map_err(|_| EINVAL)?;
+        let mut v = KVec::from_elem(0u8, size, GFP_KERNEL)?;
+        // SAFETY: `v` has `size` bytes; `acl` as above.
+        let r = unsafe { super::ferrofs_acl_to_xattr(acl, v.as_mut_ptr() as *mut c_void, size) };
+        if r < 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(v)
+    }
+}
+
+impl Drop for Acl {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference.
+        unsafe { super::ferrofs_acl_release(self.0) };
+    }
+}
+
+fn acl_index(ty: c_int) -> Result<u8> {
+    match ty {
+        ACL_TYPE_ACCESS => Ok(crate::format::XATTR_ACL_ACCESS),
+        ACL_TYPE_DEFAULT => Ok(crate::format::XATTR_ACL_DEFAULT),
+        _ => Err(EINVAL),
+    }
+}
+
+/// The stored ACL of type `ty`, or None.
+fn read_acl(inode: &Inode, ty: c_int) -> Result<Option<Acl>> {
+    let index = acl_index(ty)?;
+    let mut buf = KVec::from_elem(0u8, crate::format::BLOCK_SIZE, GFP_KERNEL)?;
+    let n = match crate::xattr::get(inode, index, b"", &mut buf) {
+        Ok(n) => n,
+        Err(e) if e == crate::sys::enodata() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut acl = core::ptr::null_mut();
+    // SAFETY: `buf` holds `n` bytes; `acl` receives a new reference.
+    let r = unsafe { super::ferrofs_acl_from_xattr(buf.as_ptr() as *const c_void, n, &mut acl) };
+    if r != 0 {
+        return Err(Error::from_errno(r));
+    }
+    Ok(if acl.is_null() { None } else { Some(Acl(acl)) })
+}
+
+/// set_acl: store `acl` (NULL: remove) as type `ty`; an access ACL that
+/// says no more than the mode bits is folded into the mode instead.
+fn write_acl(inode: &Inode, idmap: *mut bindings::mnt_idmap, acl: *mut bindings::posix_acl, ty: c_int) -> Result {
+    let index = acl_index(ty)?;
+    if ty == ACL_TYPE_DEFAULT && !inode.is_dir() {
+        return if acl.is_null() { Ok(()) } else { Err(EACCES) };
+    }
+    let mut acl = acl;
+    let old_mode = inode.mode();
+    let mut mode = old_mode;
+    if ty == ACL_TYPE_ACCESS && !acl.is_null() {
+        // SAFETY: live inode (i_rwsem held) and the caller's ACL; it may
+        // set `acl` to NULL (no reference is dropped).
+        let r = unsafe { super::ferrofs_acl_update_mode(idmap, inode.raw(), &mut mode, &mut acl) };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+    }
+    let value = if acl.is_null() { None } else { Some(Acl::to_xattr(acl)?) };
+    inode.set_mode(mode);
+    match crate::xattr::set(inode, index, b"", value.as_deref(), 0) {
+        Ok(()) => {}
+        // Removing an ACL that is not there; the mode may still change.
+        Err(e) if e == crate::sys::enodata() && value.is_none() => {
+            if mode != old_mode {
+                inode.touch_ctime();
+                crate::inode::write_inode(inode)?;
+            }
+        }
+        Err(e) => {
+            inode.set_mode(old_mode);
+            return Err(e);
+        }
+    }
+    // SAFETY: live inode; set_cached_acl takes its own reference.
+    unsafe { super::ferrofs_set_cached_acl(inode.raw(), ty, acl) };
+    Ok(())
+}
+
+/// The ACLs a new inode inherits from `dir` (posix_acl_create), in the
+/// form ferrofs stores, with `mode` adjusted (the umask, when `dir` has no
+/// default ACL). Computed before the creating transaction: reading `dir`'s
+/// ACL takes its xattr lock.
+pub(crate) struct NewAcls {
+    default: Option<Acl>,
+    access: Option<Acl>,
+    /// (index, xattr-form value) of each.
+    pub(crate) values: KVec<(u8, KVec<u8>)>,
+}
+
+pub(crate) fn acl_create(dir: &Inode, mode: &mut u16) -> Result<NewAcls> {
+    let mut m: bindings::umode_t = *mode;
+    let (mut def, mut acc) = (core::ptr::null_mut(), core::ptr::null_mut());
+    // SAFETY: a live directory (its i_rwsem held by the VFS); each pointer
+    // receives a new reference or NULL.
+    let r = unsafe { super::ferrofs_acl_create(dir.raw(), &mut m, &mut def, &mut acc) };
+    if r != 0 {
+        return Err(Error::from_errno(r));
+    }
+    let default = (!def.is_null()).then(|| Acl(def));
+    let access = (!acc.is_null()).then(|| Acl(acc));
+    let mut values = KVec::new();
+    if let Some(a) = &default {
+        values.push((crate::format::XATTR_ACL_DEFAULT, Acl::to_xattr(a.0)?), GFP_KERNEL)?;
+    }
+    if let Some(a) = &access {
+        values.push((crate::format::XATTR_ACL_ACCESS, Acl::to_xattr(a.0)?), GFP_KERNEL)?;
+    }
+    *mode = m;
+    Ok(NewAcls {
+        default,
+        access,
+        values,
+    })
+}
+
+impl NewAcls {
+    /// After the new inode is created: cache what it got (NULL: none), so
+    /// the first permission check does not read the block back.
+    pub(crate) fn cache(&self, inode: &Inode) {
+        let p = |a: &Option<Acl>| a.as_ref().map_or(core::ptr::null_mut(), |a| a.0);
+        // SAFETY: a live inode; set_cached_acl takes its own references.
+        unsafe {
+            super::ferrofs_set_cached_acl(inode.raw(), ACL_TYPE_DEFAULT, p(&self.default));
+            super::ferrofs_set_cached_acl(inode.raw(), ACL_TYPE_ACCESS, p(&self.access));
+        }
+    }
+}
+
 unsafe extern "C" fn tmpfile(
     idmap: *mut bindings::mnt_idmap,
     dir: *mut bindings::inode,
@@ -1499,6 +1795,13 @@ unsafe extern "C" fn setattr(
             }
             bindings::setattr_copy(idmap, inode, attr);
             crate::inode::write_inode(i)?;
+            if (*attr).ia_valid & bindings::ATTR_MODE != 0 {
+                // The access ACL follows the new mode bits.
+                let r = super::ferrofs_acl_chmod(idmap, dentry, (*inode).i_mode);
+                if r != 0 {
+                    return Err(Error::from_errno(r));
+                }
+            }
         }
         Ok(0)
     })

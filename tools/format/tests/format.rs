@@ -128,9 +128,9 @@ fn superblock_with_unknown_version_is_rejected_with_that_version() {
 }
 
 #[test]
-fn superblocks_of_versions_1_and_2_are_accepted() {
-    assert_eq!(VERSION, 2);
-    for v in [VERSION_MIN, VERSION] {
+fn superblocks_of_versions_1_to_3_are_accepted() {
+    assert_eq!((VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION), (1, 2, 3, 3));
+    for v in [VERSION_MIN, VERSION_FLAGS, VERSION] {
         let mut sb = fresh_superblock(1024);
         sb.version.set(v);
         sb.update_checksum();
@@ -710,4 +710,89 @@ fn superblock_with_a_journal_smaller_than_mkfs_makes_is_rejected() {
         sb.validate(1024),
         Err(FormatError::BadGeometry("journal too small"))
     );
+}
+
+// ---- extended attribute blocks (version 3) ---------------------------------
+
+fn xattr_block(ino: u32, entries: &[XattrEntry<'_>]) -> Vec<u8> {
+    let mut b = vec![0u8; BLOCK_SIZE];
+    xattr_build(&mut b, ino, entries.iter().copied()).expect("entries fit");
+    b
+}
+
+#[test]
+fn an_xattr_block_reads_back_what_was_built() {
+    let es = [
+        XattrEntry { index: XATTR_USER, name: b"a", value: b"1" },
+        XattrEntry { index: XATTR_TRUSTED, name: b"t.x", value: b"" },
+        XattrEntry { index: XATTR_ACL_ACCESS, name: b"", value: &[2, 0, 0, 0] },
+        XattrEntry { index: XATTR_SECURITY, name: &[b'n'; 255], value: &[7; 1000] },
+    ];
+    let b = xattr_block(9, &es);
+    let got: Vec<_> = xattr_entries(&b, 9).expect("valid").collect();
+    assert_eq!(got, es);
+    // Another inode's block is refused.
+    assert_eq!(
+        xattr_entries(&b, 10).err(),
+        Some(FormatError::BadXattr("block of another inode"))
+    );
+}
+
+#[test]
+fn every_flipped_byte_of_an_xattr_block_in_use_is_caught() {
+    let es = [
+        XattrEntry { index: XATTR_USER, name: b"key", value: b"value" },
+        XattrEntry { index: XATTR_USER, name: b"k2", value: b"v2" },
+    ];
+    let b = xattr_block(3, &es);
+    let used = XATTR_HEADER_SIZE + es.iter().map(|e| e.size()).sum::<usize>();
+    for i in 0..used {
+        if (16..24).contains(&i) {
+            continue; // the check itself: any change of it is a mismatch too
+        }
+        let mut c = b.clone();
+        c[i] ^= 0x40;
+        assert!(xattr_entries(&c, 3).is_err(), "byte {i} flipped, still accepted");
+    }
+    let mut c = b.clone();
+    c[20] ^= 1;
+    assert_eq!(xattr_entries(&c, 3).err(), Some(FormatError::BadXattr("bad check")));
+    // Bytes after the entries are not covered (they are zero after a build).
+    let mut c = b;
+    c[BLOCK_SIZE - 1] = 0xff;
+    assert!(xattr_entries(&c, 3).is_ok());
+}
+
+#[test]
+fn xattr_entries_that_do_not_fit_or_are_malformed_are_refused_by_the_builder() {
+    let mut b = vec![0u8; BLOCK_SIZE];
+    let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER - 1];
+    assert!(xattr_build(&mut b, 1, [XattrEntry { index: XATTR_USER, name: b"x", value: &big }].into_iter()).is_ok());
+    let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER];
+    assert_eq!(
+        xattr_build(&mut b, 1, [XattrEntry { index: XATTR_USER, name: b"x", value: &big }].into_iter()),
+        Err(FormatError::XattrNoSpace)
+    );
+    for (index, name) in [(0u8, &b"x"[..]), (6, b"x"), (XATTR_USER, b""), (XATTR_ACL_DEFAULT, b"x")] {
+        assert!(
+            xattr_build(&mut b, 1, [XattrEntry { index, name, value: b"" }].into_iter()).is_err(),
+            "index {index} name {name:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn an_inode_xattr_pointer_past_the_end_is_rejected() {
+    let mut i = Inode::zeroed();
+    i.mode.set(S_IFREG | 0o644);
+    i.nlink.set(1);
+    i.xattr.set(5000);
+    i.update_checksum(2);
+    assert_eq!(
+        i.validate(2, 4096),
+        Err(FormatError::BadInode("block pointer past the end"))
+    );
+    i.xattr.set(4000);
+    i.update_checksum(2);
+    assert_eq!(i.validate(2, 4096), Ok(()));
 }

@@ -15,7 +15,7 @@
 //!    (reads see the records' bytes);
 //! 2. every used inode: checksum and `validate`, its block map (pointers in
 //!    the data area, blocks claimed once, mapped blocks within the size),
-//!    `blocks`, directory size, symlink target;
+//!    `blocks`, directory size, symlink target, the xattr block;
 //! 3. blocks claimed more than once: name every owner;
 //! 4. the tree from the root: entries, file types, names per directory,
 //!    directories' `parent`;
@@ -30,6 +30,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
+    xattr_entries, VERSION_XATTR,
     dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
     DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
     PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
@@ -191,6 +192,8 @@ enum Kind {
     Data(u64),
     /// An indirect block.
     Indirect,
+    /// The extended attribute block.
+    Xattr,
 }
 
 /// Where a block pointer is stored.
@@ -203,6 +206,8 @@ enum Loc {
         block: u32,
         index: usize,
     },
+    /// The inode's xattr pointer.
+    Xattr,
 }
 
 impl std::fmt::Display for Loc {
@@ -213,6 +218,7 @@ impl std::fmt::Display for Loc {
             Loc::Root(2) => write!(f, "the double indirect pointer"),
             Loc::Root(_) => write!(f, "the triple indirect pointer"),
             Loc::InBlock { block, index } => write!(f, "entry {index} of indirect block {block}"),
+            Loc::Xattr => write!(f, "the xattr pointer"),
         }
     }
 }
@@ -280,6 +286,11 @@ fn walk(
         }
         base += per.pow(level);
     }
+    let p = d.xattr.get();
+    if p != 0 {
+        let ok = w.in_data(p);
+        (w.f)(Kind::Xattr, p, Loc::Xattr, ok);
+    }
     Ok(())
 }
 
@@ -346,6 +357,8 @@ struct Checker<'f> {
     file: &'f File,
     dev: Dev<'f>,
     geo: Geometry,
+    /// The superblock's format version.
+    version: u32,
     verbose: bool,
     bitmap: Bitmap,
     /// Blocks claimed by some inode.
@@ -417,6 +430,7 @@ pub fn check(file: &File, repair: bool, verbose: bool) -> Result<Outcome, Fatal>
         file,
         dev,
         geo,
+        version: sb.version.get(),
         verbose,
         bitmap,
         seen: BitSet::new(geo.blocks_count),
@@ -585,6 +599,10 @@ impl Checker<'_> {
                 fixes,
             );
         }
+        let xb = d.xattr.get() as u64;
+        if xb >= g.data_start && xb < g.blocks_count {
+            self.check_xattr(ino, xb)?;
+        }
         match fmt {
             S_IFDIR => {
                 if !size.is_multiple_of(BS) {
@@ -611,6 +629,49 @@ impl Checker<'_> {
                 bad_ptrs,
             },
         );
+        Ok(())
+    }
+
+    /// The inode's extended attribute block: its format (`xattr_entries`),
+    /// no name twice, not empty, and an image version that has xattrs.
+    fn check_xattr(&mut self, ino: u32, b: u64) -> Result<(), Fatal> {
+        if self.version < VERSION_XATTR {
+            self.report(
+                format!(
+                    "inode {ino}: has an xattr block ({b}), but the superblock says version {} \
+                     (xattrs came with version {VERSION_XATTR})",
+                    self.version
+                ),
+                vec![],
+            );
+        }
+        let buf = read_blocks(&self.dev, b, 1)?;
+        match xattr_entries(&buf, ino) {
+            Err(e) => self.report(
+                format!("inode {ino}: xattr block {b} is invalid: {}", e.reason()),
+                vec![],
+            ),
+            Ok(it) => {
+                let mut names = HashSet::new();
+                let mut n = 0usize;
+                for e in it {
+                    n += 1;
+                    if !names.insert((e.index, e.name.to_vec())) {
+                        self.report(
+                            format!(
+                                "inode {ino}: xattr block {b} holds name {} of namespace {} twice",
+                                show_name(e.name),
+                                e.index
+                            ),
+                            vec![],
+                        );
+                    }
+                }
+                if n == 0 {
+                    self.report(format!("inode {ino}: xattr block {b} has no entries"), vec![]);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -5,15 +5,21 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-usage: mkfs.ferrofs [-L label] [-f] [-N inodes] [-q] DEVICE|IMAGE
+usage: mkfs.ferrofs [-L label] [-f] [-N inodes] [-b 4096] [-q] DEVICE|IMAGE [BLOCKS]
 
 Create a ferrofs filesystem on a block device or an image file.
 
   -L label   volume label, at most 31 bytes
-  -f         overwrite an existing filesystem
+  -f         overwrite an existing filesystem without asking
   -N inodes  number of inodes (rounded up to a whole inode table block)
+  -b size    block size: ferrofs has 4096-byte blocks only (4096 or 4k)
   -q         quiet: print nothing on success
-  -h         print this help";
+  -h         print this help
+  BLOCKS     use only the first BLOCKS blocks of 4096 bytes (default: all)
+
+Without -f, a device that holds a file system is formatted only when the
+answer read from standard input starts with y (as `yes | mkfs -t ferrofs`
+gives); end of input refuses.";
 
 /// Longest label: the superblock's 32-byte field keeps a terminating NUL.
 pub const LABEL_MAX: usize = 31;
@@ -25,6 +31,8 @@ pub struct Options {
     pub inodes: Option<u32>,
     pub quiet: bool,
     pub device: PathBuf,
+    /// Blocks to use from the start of the device (all when `None`).
+    pub blocks: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -69,7 +77,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
                 b'f' => force = true,
                 b'q' => quiet = true,
                 b'h' => return Ok(Command::Help),
-                b'L' | b'N' => {
+                b'L' | b'N' | b'b' => {
                     let value = if i < bytes.len() {
                         bytes[i..].to_vec()
                     } else {
@@ -81,6 +89,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
                     i = bytes.len();
                     if flag == b'L' {
                         label = Some(value);
+                    } else if flag == b'b' {
+                        parse_block_size(&value)?;
                     } else {
                         inodes = Some(parse_inodes(&value)?);
                     }
@@ -105,24 +115,55 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
     if label.contains(&0) {
         return Err("label contains a NUL byte".into());
     }
-    let device = match positional.len() {
-        0 => return Err("no device or image given".into()),
-        1 => PathBuf::from(positional.pop().unwrap()),
+    let mut positional = positional.into_iter();
+    let device = match positional.next() {
+        None => return Err("no device or image given".into()),
+        Some(d) => PathBuf::from(d),
+    };
+    let blocks = match positional.next() {
+        None => None,
+        Some(b) => Some(parse_blocks(b.as_bytes())?),
+    };
+    let positional: Vec<OsString> = positional.collect();
+    match positional.len() {
+        0 => {}
         _ => {
-            let extra: Vec<_> = positional[1..]
+            let extra: Vec<_> = positional
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             return Err(format!("unexpected argument(s): {}", extra.join(" ")));
         }
-    };
+    }
     Ok(Command::Format(Options {
         label,
         force,
         inodes,
         quiet,
         device,
+        blocks,
     }))
+}
+
+/// `-b`: fstests and mke2fs habits pass a block size; only 4096 is possible.
+fn parse_block_size(value: &[u8]) -> Result<(), String> {
+    match value {
+        b"4096" | b"4k" | b"4K" => Ok(()),
+        _ => Err(format!(
+            "-b {}: ferrofs has 4096-byte blocks only",
+            String::from_utf8_lossy(value)
+        )),
+    }
+}
+
+fn parse_blocks(value: &[u8]) -> Result<u64, String> {
+    let text = String::from_utf8_lossy(value);
+    match text.parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!(
+            "'{text}' is not a block count (a number of 4096-byte blocks, at least 1)"
+        )),
+        Ok(n) => Ok(n),
+    }
 }
 
 fn parse_inodes(value: &[u8]) -> Result<u32, String> {
@@ -162,7 +203,8 @@ mod tests {
                 force: false,
                 inodes: None,
                 quiet: false,
-                device: "img".into()
+                device: "img".into(),
+                blocks: None,
             }
         );
     }
@@ -175,6 +217,7 @@ mod tests {
             inodes: Some(100),
             quiet: true,
             device: "/dev/pmem0".into(),
+            blocks: None,
         };
         assert_eq!(
             opts(&["-L", "data", "-f", "-N", "100", "-q", "/dev/pmem0"]),
@@ -182,6 +225,16 @@ mod tests {
         );
         assert_eq!(opts(&["-Ldata", "-fqN100", "/dev/pmem0"]), want);
         assert_eq!(opts(&["/dev/pmem0", "-fq", "-N100", "-Ldata"]), want);
+    }
+
+    #[test]
+    fn block_size_4096_and_a_block_count_are_accepted() {
+        let o = opts(&["-b", "4096", "-b4k", "img", "300"]);
+        assert_eq!((o.device, o.blocks), ("img".into(), Some(300)));
+        assert!(p(&["-b", "1024", "img"]).unwrap_err().contains("4096-byte blocks only"));
+        assert!(p(&["img", "0"]).unwrap_err().contains("not a block count"));
+        assert!(p(&["img", "12x"]).unwrap_err().contains("not a block count"));
+        assert!(p(&["img", "1", "2"]).unwrap_err().contains("unexpected argument(s): 2"));
     }
 
     #[test]

@@ -27,7 +27,15 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
     let name = dev.display();
     let file = ferrofs_image::open_device(dev, true)?;
     let size = device_size(&file).map_err(|e| format!("cannot get the size of {name}: {e}"))?;
-    let blocks = size / BLOCK_SIZE as u64;
+    let mut blocks = size / BLOCK_SIZE as u64;
+    if let Some(want) = opts.blocks {
+        if want > blocks {
+            return Err(format!(
+                "{name} has {blocks} blocks of {BLOCK_SIZE} bytes; {want} were asked for"
+            ));
+        }
+        blocks = want;
+    }
     if blocks < MIN_BLOCKS {
         return Err(format!(
             "{name} is too small: {size} bytes = {blocks} blocks of {BLOCK_SIZE} bytes; \
@@ -51,9 +59,11 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
         file.read_exact_at(&mut first, 0)
             .map_err(|e| format!("cannot read {name}: {e}"))?;
         if let Some(found) = existing_filesystem(&first) {
-            return Err(format!(
-                "{name} already contains {found}; use -f to overwrite it"
-            ));
+            if !confirm(&format!("{name} contains {found}. Proceed anyway? (y,N) ")) {
+                return Err(format!(
+                    "{name} already contains {found}; use -f to overwrite it"
+                ));
+            }
         }
     }
 
@@ -76,6 +86,20 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
         label: opts.label.clone(),
         uuid,
     })
+}
+
+/// Asks on standard error and reads one line from standard input: true only
+/// for an answer starting with y or Y. End of input or a read error is no.
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let mut line = String::new();
+    match io::stdin().read_line(&mut line) {
+        Ok(n) if n > 0 => matches!(line.trim_start().as_bytes().first(), Some(b'y' | b'Y')),
+        _ => {
+            eprintln!();
+            false
+        }
+    }
 }
 
 /// Size in bytes: a regular file's length, or a block device's capacity

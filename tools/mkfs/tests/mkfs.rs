@@ -410,6 +410,66 @@ fn image_holding_ferrofs_is_reformatted_with_force() {
     assert_eq!(sb.label_str(), b"again");
 }
 
+/// Runs mkfs on `img` with `input` on its standard input.
+fn mkfs_answering(args: &[&str], img: &TempImage, input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(MKFS)
+        .args(args)
+        .arg(&img.path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mkfs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // mkfs may exit before reading (a broken pipe is then fine).
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().expect("wait for mkfs")
+}
+
+#[test]
+fn an_existing_filesystem_is_overwritten_when_the_answer_is_yes() {
+    // fstests formats an unknown FSTYP with `yes | mkfs -t FSTYP -- DEV`.
+    let img = image_with_ferrofs("ferro-yes");
+    let o = mkfs_answering(&["-q", "-L", "yes"], &img, b"y\ny\ny\n");
+    assert_success(&o);
+    assert!(stderr(&o).contains("Proceed anyway? (y,N)"), "stderr: {}", stderr(&o));
+    assert_eq!(superblock(&img).0.label_str(), b"yes");
+
+    let before = img.bytes();
+    let o = mkfs_answering(&["-q", "-L", "no"], &img, b"n\n");
+    assert_exit_1(&o);
+    assert!(img.bytes() == before, "image changed by an answer of no");
+}
+
+#[test]
+fn a_block_count_formats_only_the_first_blocks() {
+    let img = TempImage::new("count", 8 * MIB, 0);
+    format(&img, &["-b", "4096", "-f"]);
+    assert_eq!(superblock(&img).1.blocks_count, 2048);
+    format(&img, &["-f", "-b4k", "--"]);
+    let o = mkfs(&["-q", "-f"], &img);
+    assert_success(&o);
+    let o = Command::new(MKFS)
+        .args(["-q", "-f"])
+        .arg(&img.path)
+        .arg("1024")
+        .output()
+        .expect("run mkfs");
+    assert_success(&o);
+    assert_eq!(superblock(&img).1.blocks_count, 1024);
+    let o = Command::new(MKFS)
+        .args(["-q", "-f"])
+        .arg(&img.path)
+        .arg("4096")
+        .output()
+        .expect("run mkfs");
+    assert_exit_1(&o);
+    assert!(stderr(&o).contains("4096 were asked for"), "stderr: {}", stderr(&o));
+}
+
 #[test]
 fn image_with_only_ferrofs_magic_is_refused_without_force() {
     // A damaged superblock (bad checksum) still means "someone's data".
