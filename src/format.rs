@@ -37,7 +37,8 @@ pub const BLOCK_SHIFT: u32 = 12;
 pub const MAGIC: [u8; 8] = *b"FERROFS\0";
 /// The format version mkfs writes. Version 2 gives inode `flags` a meaning
 /// ([`INODE_FL_IMMUTABLE`], [`INODE_FL_APPEND`]); version 3 gives the inode
-/// an extended attribute block (`xattr`, see "Extended attributes" below).
+/// an extended attribute block (`xattr`, see "Extended attributes" below)
+/// and has device nodes, FIFOs and sockets (`rdev`).
 /// Versions 1 and 2 are the same layout with every inode's flags (version
 /// 1) and `xattr` field 0, and still mount. The module raises an older
 /// superblock in the transaction that first uses what a newer version adds
@@ -48,6 +49,8 @@ pub const VERSION: u32 = 3;
 pub const VERSION_FLAGS: u32 = 2;
 /// The first version with extended attribute blocks.
 pub const VERSION_XATTR: u32 = 3;
+/// The first version with device nodes, FIFOs and sockets (`rdev`).
+pub const VERSION_SPECIAL: u32 = 3;
 /// The oldest version this code reads.
 pub const VERSION_MIN: u32 = 1;
 /// Inode flags (version 2): chattr +i and +a.
@@ -88,6 +91,16 @@ pub const S_IFMT: u16 = 0o170000;
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
 pub const S_IFLNK: u16 = 0o120000;
+/// Version 3: special files. They have no blocks and size 0.
+pub const S_IFCHR: u16 = 0o020000;
+pub const S_IFBLK: u16 = 0o060000;
+pub const S_IFIFO: u16 = 0o010000;
+pub const S_IFSOCK: u16 = 0o140000;
+
+/// A device node, FIFO or socket.
+pub fn is_special(mode: u16) -> bool {
+    matches!(mode & S_IFMT, S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK)
+}
 
 /// Why a piece of the medium was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +481,10 @@ pub struct Inode {
     /// Block of extended attributes ([`XattrHeader`]), 0 for none
     /// (version 3; 0 in older images).
     pub xattr: Le32,
-    pub reserved: [u8; 112],
+    /// Device number of a device node, in the kernel's `new_encode_dev`
+    /// form (version 3; 0 for everything else).
+    pub rdev: Le32,
+    pub reserved: [u8; 108],
     pub checksum: Le32,
 }
 const _: () = assert!(core::mem::size_of::<Inode>() == INODE_SIZE);
@@ -501,7 +517,8 @@ impl Inode {
             tindirect: Le32::new(0),
             parent: Le32::new(0),
             xattr: Le32::new(0),
-            reserved: [0; 112],
+            rdev: Le32::new(0),
+            reserved: [0; 108],
             checksum: Le32::new(0),
         }
     }
@@ -536,8 +553,21 @@ impl Inode {
             });
         }
         let fmt = self.mode.get() & S_IFMT;
-        if fmt != S_IFDIR && fmt != S_IFREG && fmt != S_IFLNK {
+        let special = is_special(self.mode.get());
+        if fmt != S_IFDIR && fmt != S_IFREG && fmt != S_IFLNK && !special {
             return Err(FormatError::BadInode("unknown file type"));
+        }
+        if special {
+            let mapped = self
+                .direct
+                .iter()
+                .chain([&self.indirect, &self.dindirect, &self.tindirect])
+                .any(|p| p.get() != 0);
+            if mapped || self.size.get() != 0 {
+                return Err(FormatError::BadInode("special file with data"));
+            }
+        } else if self.rdev.get() != 0 {
+            return Err(FormatError::BadInode("device number on a file that is not a device"));
         }
         if self.flags.get() & !INODE_FL_KNOWN != 0 {
             return Err(FormatError::BadInode("unknown inode flags"));
@@ -612,6 +642,10 @@ pub fn dt_from_mode(mode: u16) -> u8 {
         S_IFDIR => DT_DIR,
         S_IFREG => DT_REG,
         S_IFLNK => DT_LNK,
+        S_IFCHR => DT_CHR,
+        S_IFBLK => DT_BLK,
+        S_IFIFO => DT_FIFO,
+        S_IFSOCK => DT_SOCK,
         _ => DT_UNKNOWN,
     }
 }

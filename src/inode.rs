@@ -40,6 +40,8 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     let kind = match d.mode.get() & format::S_IFMT {
         format::S_IFDIR => Kind::Dir,
         format::S_IFLNK => Kind::Symlink,
+        // `validate` checked: no blocks, size 0.
+        _ if format::is_special(d.mode.get()) => Kind::Special(d.rdev.get()),
         _ => Kind::File,
     };
     // Sizes bound every loop over a file's blocks: a corrupt size must not
@@ -49,6 +51,7 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
         Kind::Dir => size % BLOCK_SIZE as u64 == 0 && size <= fs.geo.blocks_count << BLOCK_SHIFT,
         Kind::Symlink => size < BLOCK_SIZE as u64,
         Kind::File => size <= format::MAX_FILE_BLOCKS << BLOCK_SHIFT,
+        Kind::Special(_) => size == 0,
     };
     if !size_ok {
         pr_err!("inode {} is corrupt: size {} out of range\n", ino, size);
@@ -158,6 +161,12 @@ fn fill_attrs(inode: &Inode, d: &mut DiskInode) {
     d.ctime_sec.set(c.sec as u64);
     d.ctime_nsec.set(c.nsec);
     d.generation.set(inode.generation());
+    let rdev = if format::is_special(inode.mode()) {
+        crate::sys::vfs::encode_dev(inode.rdev())
+    } else {
+        0
+    };
+    d.rdev.set(rdev);
 }
 
 /// Write the VFS inode's attributes to pmem, in a transaction of its own.

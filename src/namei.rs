@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Name operations: lookup, create, mkdir, symlink, link, unlink, rmdir,
-//! rename. The VFS holds the directories' `i_rwsem` around each call.
+//! Name operations: lookup, create, mknod, mkdir, symlink, link, unlink,
+//! rmdir, rename. The VFS holds the directories' `i_rwsem` around each call.
 //!
 //! The mount has POSIX ACLs (SB_POSIXACL), so the VFS leaves the umask to
 //! us: every new file and directory goes through `vfs::acl_create`, which
@@ -94,6 +94,34 @@ pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> 
     })?;
     if let Some(c) = changed {
         c.committed(dir.fs());
+    }
+    acls.cache(ni.get());
+    ni.instantiate(dentry);
+    Ok(())
+}
+
+/// A device node, FIFO or socket: an inode with no blocks and its device
+/// number (format version 3, raised in the same transaction).
+pub(crate) fn mknod(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16, dev: u32) -> Result {
+    if !format::is_special(mode) {
+        return Err(EINVAL);
+    }
+    let fs = dir.fs();
+    let mut mode = mode;
+    let acls = vfs::acl_create(dir, &mut mode)?;
+    let (mut changed, mut raised) = (None, false);
+    let kind = Kind::Special(vfs::encode_dev(dev));
+    let ni = with_new(fs, |tx, slot| {
+        raised = fs.raise_version(tx, format::VERSION_SPECIAL)?;
+        let ni = new_object(tx, idmap, dir, dentry, mode, kind, slot)?;
+        changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
+        dir::add(tx, dir, dentry.name(), ni.get().ino(), format::dt_from_mode(mode))
+    })?;
+    if raised {
+        fs.version_raised(format::VERSION_SPECIAL);
+    }
+    if let Some(c) = changed {
+        c.committed(fs);
     }
     acls.cache(ni.get());
     ni.instantiate(dentry);

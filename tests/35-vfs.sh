@@ -445,4 +445,44 @@ as_user(lambda: try_open('$1', os.$2))"; }
 }
 t acls_are_enforced_inherited_and_kept acls_are_enforced_inherited_and_kept
 
+# Device nodes, FIFOs and sockets (format version 3): created with their
+# device numbers (also ones past 8 bits of major and minor), working (a
+# character device node of /dev/null, a FIFO between two processes), with
+# their type and number after a remount, freed by rm, and fsck clean.
+special_files_are_created_kept_and_work() {
+  local inodes0
+  inodes0=$(stat -f -c %d $MNT)
+  mkdir -p $MNT/sp
+  mknod $MNT/sp/null c 1 3
+  mknod $MNT/sp/big b 300 70000
+  mkfifo $MNT/sp/fifo
+  python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.bind('$MNT/sp/sock')"
+  local want='character special file 1 3
+block special file 12c 11170
+fifo 0 0
+socket 0 0'
+  local got
+  got=$(stat -c '%F %t %T' $MNT/sp/null $MNT/sp/big $MNT/sp/fifo $MNT/sp/sock)
+  assert_eq "$want" "$got" "types and device numbers"
+  echo discarded > $MNT/sp/null
+  assert_eq "" "$(cat $MNT/sp/null)" "reading the /dev/null node"
+  (echo through-the-fifo > $MNT/sp/fifo &)
+  assert_eq through-the-fifo "$(timeout 10 cat $MNT/sp/fifo)" "a FIFO between two processes"
+  setfattr -n user.on-a-fifo -v 1 $MNT/sp/fifo 2>/dev/null && fail "user. xattr on a FIFO allowed"
+  setfattr -n trusted.t -v 1 $MNT/sp/fifo
+  remount
+  got=$(stat -c '%F %t %T' $MNT/sp/null $MNT/sp/big $MNT/sp/fifo $MNT/sp/sock)
+  assert_eq "$want" "$got" "types and device numbers after a remount"
+  assert_eq 1 "$(getfattr --only-values -n trusted.t $MNT/sp/fifo)" "a FIFO's trusted. xattr after a remount"
+  assert_eq 0 "$(stat -c %s $MNT/sp/null)" "size of a device node"
+  echo discarded > $MNT/sp/null
+  assert_eq 3 "$(sb_version)" "superblock version with special files"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with special files"
+  mount -t ferrofs -o dax $DEV $MNT
+  rm -r $MNT/sp
+  assert_eq "$inodes0" "$(stat -f -c %d $MNT)" "free inodes after rm"
+}
+t special_files_are_created_kept_and_work special_files_are_created_kept_and_work
+
 umount $MNT

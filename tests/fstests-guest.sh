@@ -4,7 +4,7 @@
 # /dev/pmem0 (TEST_DEV) with it and runs fstests' `check` once per test, with
 # /dev/pmem1 as SCRATCH_DEV, both mounted -o dax.
 #
-#   bash tests/fstests-guest.sh FSTESTS_DIR "FSTYPS" "TESTS"
+#   bash tests/fstests-guest.sh FSTESTS_TAR "FSTYPS" "TESTS"
 #
 # /mnt/out/fstests/status gets one line per finished test:
 #   FSTYP TEST pass|fail|notrun|hung SECONDS
@@ -12,18 +12,18 @@
 # boot again after a test that hung or killed the guest; tests already in
 # status are skipped. fstests' RESULT_BASE is /mnt/out/fstests/FSTYP.
 source "$(dirname "$0")/lib.sh"
-FSTSRC=$1 FSTYPS=$2 TESTS=$3
+FSTTAR=$1 FSTYPS=$2 TESTS=$3
 OUT=/mnt/out/fstests
 mkdir -p "$OUT"
 touch "$OUT/status"
 per_test=${FSTESTS_TIMEOUT:-900}
 
-# fstests writes into its tree (results of `new`, generated files, the
-# tests' own scratch files under src/): run a copy on the guest's tmpfs.
+# fstests writes into its tree (local.config, generated files, the tests'
+# own scratch files): run a copy on the guest's tmpfs.
 FST=/tmp/fstests
 if [ ! -d "$FST" ]; then
-  echo "fstests-guest: copying $FSTSRC to $FST"
-  cp -a "$FSTSRC" "$FST"
+  mkdir -p "$FST"
+  tar -C "$FST" -xf "$FSTTAR" || { echo "fstests-guest: cannot unpack $FSTTAR"; exit 1; }
 fi
 
 # The users fstests needs, in copies of /etc's files (the root is read-only).

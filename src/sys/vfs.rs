@@ -85,6 +85,23 @@ pub(crate) enum Kind {
     Dir,
     File,
     Symlink,
+    /// A device node, FIFO or socket, with its device number in the
+    /// on-media form ([`encode_dev`]).
+    Special(u32),
+}
+
+/// The kernel's `dev_t` (major << 20 | minor) in the 32-bit form stored on
+/// the medium, as `new_encode_dev` (include/linux/kdev_t.h).
+pub(crate) fn encode_dev(dev: u32) -> u32 {
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The inverse of [`encode_dev`] (`new_decode_dev`).
+pub(crate) fn decode_dev(v: u32) -> u32 {
+    let major = (v & 0xfff00) >> 8;
+    let minor = (v & 0xff) | ((v >> 12) & 0xfff00);
+    (major << 20) | minor
 }
 
 impl Inode {
@@ -162,6 +179,12 @@ impl Inode {
     pub(crate) fn clear_nlink(&self) {
         // SAFETY: live inode.
         unsafe { bindings::clear_nlink(self.raw()) };
+    }
+
+    /// The device number of a device node (`i_rdev`), 0 otherwise.
+    pub(crate) fn rdev(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.raw()).i_rdev }
     }
 
     pub(crate) fn uid(&self) -> u32 {
@@ -417,6 +440,11 @@ impl Inode {
                 }
                 Kind::Symlink => {
                     (*i).i_op = &SYMLINK_IOPS.0;
+                }
+                Kind::Special(rdev) => {
+                    (*i).i_op = &SPECIAL_IOPS.0;
+                    // The VFS's operations for devices, FIFOs and sockets.
+                    bindings::init_special_inode(i, (*i).i_mode, decode_dev(rdev));
                 }
             }
         }
@@ -1068,6 +1096,7 @@ static DIR_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_opera
     link: Some(link),
     tmpfile: Some(tmpfile),
     symlink: Some(symlink),
+    mknod: Some(mknod),
     setattr: Some(setattr),
     getattr: Some(getattr),
     fileattr_get: Some(fileattr_get),
@@ -1084,6 +1113,15 @@ static FILE_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_oper
     fiemap: Some(fiemap),
     fileattr_get: Some(fileattr_get),
     fileattr_set: Some(fileattr_set),
+    listxattr: Some(listxattr),
+    get_inode_acl: Some(get_inode_acl),
+    set_acl: Some(set_acl),
+    ..zeroed!()
+});
+
+static SPECIAL_IOPS: Table<bindings::inode_operations> = Table(bindings::inode_operations {
+    setattr: Some(setattr),
+    getattr: Some(getattr),
     listxattr: Some(listxattr),
     get_inode_acl: Some(get_inode_acl),
     set_acl: Some(set_acl),
@@ -1687,6 +1725,18 @@ unsafe extern "C" fn tmpfile(
         Ok(ni) => unsafe { ni.instantiate_tmpfile(file) },
         Err(e) => e.to_errno(),
     }
+}
+
+unsafe extern "C" fn mknod(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    dev: bindings::dev_t,
+) -> c_int {
+    // SAFETY: VFS passes a live directory (locked) and a negative dentry.
+    let (dir, d) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+    from_result(|| crate::namei::mknod(&IdMap(idmap), dir, d, mode, dev).map(|()| 0))
 }
 
 unsafe extern "C" fn mkdir(

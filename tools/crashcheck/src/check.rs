@@ -278,7 +278,14 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
         match (node, kind) {
             (Node::Dir, Kind::Dir) => {}
             (Node::Symlink(a), Kind::Symlink(b)) if a == b => {}
-            (Node::File(id), Kind::File(bytes)) => {
+            (Node::File(id), Kind::File(bytes, xattrs)) => {
+                if *xattrs != m.xattrs.get(id).cloned().unwrap_or_default() {
+                    return Err(format!(
+                        "{path}: extended attributes {:?}, expected {:?}",
+                        xattrs.keys().collect::<Vec<_>>(),
+                        m.xattrs.get(id).map(|x| x.keys().collect::<Vec<_>>())
+                    ));
+                }
                 if *ino_of.entry(*id).or_insert(*ino) != *ino
                     || *id_of.entry(*ino).or_insert(*id) != *id
                 {
@@ -303,7 +310,7 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
             (n, k) => {
                 let k = match k {
                     Kind::Dir => "a directory".to_string(),
-                    Kind::File(b) => format!("a file of {} bytes", b.len()),
+                    Kind::File(b, _) => format!("a file of {} bytes", b.len()),
                     Kind::Symlink(s) => format!("a symlink to {s:?}"),
                 };
                 return Err(format!("{path}: expected {n:?}, found {k}"));

@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 
 use ferrofs_format::{
-    map_path, Dirent, Geometry, Inode, MapPath, Pod, Superblock, BLOCK_SIZE, DIRENTS_PER_BLOCK,
-    DIRENT_SIZE, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    map_path, xattr_entries, Dirent, Geometry, Inode, MapPath, Pod, Superblock, BLOCK_SIZE, DIRENTS_PER_BLOCK,
+    DIRENT_SIZE, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, XATTR_USER,
 };
 use ferrofs_image::inode_location;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Dir,
-    File(Vec<u8>),
+    /// Contents and `user.` extended attributes (name with its prefix).
+    File(Vec<u8>, BTreeMap<String, Vec<u8>>),
     Symlink(String),
 }
 
@@ -94,6 +95,21 @@ impl Reader<'_> {
         Ok(out)
     }
 
+    /// The `user.` attributes of inode `ino` (its xattr block, checked).
+    fn xattrs(&self, ino: u32, d: &Inode) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let mut out = BTreeMap::new();
+        let b = d.xattr.get() as u64;
+        if b == 0 {
+            return Ok(out);
+        }
+        let blk = self.block(b)?;
+        let it = xattr_entries(blk, ino).map_err(|e| format!("inode {ino}: xattr block {b}: {}", e.reason()))?;
+        for e in it.filter(|e| e.index == XATTR_USER) {
+            out.insert(format!("user.{}", String::from_utf8_lossy(e.name)), e.value.to_vec());
+        }
+        Ok(out)
+    }
+
     fn entries(&self, dir: &Inode) -> Result<Vec<(String, u32)>, String> {
         let mut v = Vec::new();
         for l in 0..dir.size.get() / BLOCK_SIZE as u64 {
@@ -122,7 +138,7 @@ impl Reader<'_> {
         let d = self.inode(ino)?;
         let kind = match d.mode.get() & S_IFMT {
             S_IFDIR => Kind::Dir,
-            S_IFREG => Kind::File(self.contents(&d)?),
+            S_IFREG => Kind::File(self.contents(&d)?, self.xattrs(ino, &d)?),
             S_IFLNK => {
                 let b = self.block(d.direct[0].get() as u64)?;
                 let n = (d.size.get() as usize).min(BLOCK_SIZE);

@@ -3,8 +3,9 @@
 //! [`ops`] turns a seed into a sequence of file-system operations, each valid
 //! in the state the previous ones leave: create, mkdir, write, truncate,
 //! rename (also over an existing file and across directories), unlink, hard
-//! link, symlink, rmdir, fallocate, hole punch and stores through a MAP_SYNC
-//! mapping made durable from user space, all under `w/`. `ferrotest
+//! link, symlink, rmdir, fallocate, hole punch, stores through a MAP_SYNC
+//! mapping made durable from user space, and setting and removing extended
+//! attributes, all under `w/`. `ferrotest
 //! crash-workload` runs them on ferrofs; `ferrocrash` replays the module's
 //! trace and compares every crash state with [`Model`], the tree expected
 //! before and after each operation.
@@ -68,6 +69,19 @@ pub enum Op {
         path: String,
         off: u64,
         len: u64,
+    },
+    /// setxattr(`name`, `len` bytes of [`pattern`]`(seed, i)`); durable when
+    /// it returns, like every metadata operation.
+    SetXattr {
+        path: String,
+        name: String,
+        len: u64,
+        seed: u64,
+    },
+    /// removexattr(`name`) of a name the file has.
+    RemoveXattr {
+        path: String,
+        name: String,
     },
 }
 
@@ -136,6 +150,8 @@ pub enum Node {
 pub struct Model {
     pub nodes: BTreeMap<String, Node>,
     pub files: BTreeMap<u32, Vec<u8>>,
+    /// Extended attributes by file identity (only files that have some).
+    pub xattrs: BTreeMap<u32, BTreeMap<String, Vec<u8>>>,
     next_id: u32,
 }
 
@@ -211,6 +227,35 @@ impl Model {
             Op::Rmdir(p) => {
                 self.nodes.remove(p);
             }
+            Op::SetXattr {
+                path,
+                name,
+                len,
+                seed,
+            } => {
+                if let Some(Node::File(id)) = self.nodes.get(path) {
+                    let v = (0..*len).map(|i| pattern(*seed, i)).collect();
+                    self.xattrs.entry(*id).or_default().insert(name.clone(), v);
+                }
+            }
+            Op::RemoveXattr { path, name } => {
+                if let Some(Node::File(id)) = self.nodes.get(path) {
+                    if let Some(x) = self.xattrs.get_mut(id) {
+                        x.remove(name);
+                        if x.is_empty() {
+                            self.xattrs.remove(id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The extended attributes of the file at `path` (empty if none).
+    pub fn xattrs_of(&self, path: &str) -> BTreeMap<String, Vec<u8>> {
+        match self.nodes.get(path) {
+            Some(Node::File(id)) => self.xattrs.get(id).cloned().unwrap_or_default(),
+            _ => BTreeMap::new(),
         }
     }
 
@@ -233,6 +278,7 @@ impl Model {
         if let Some(Node::File(id)) = self.nodes.remove(p) {
             if !self.nodes.values().any(|n| *n == Node::File(id)) {
                 self.files.remove(&id);
+                self.xattrs.remove(&id);
             }
         }
     }
@@ -377,6 +423,28 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
                     None
                 }
             }
+            // Extended attributes: up to 4 names of up to 900 bytes each
+            // (they fit one block); half the time, when some file has
+            // some, a removal from one of those.
+            94..=96 => {
+                let with: Vec<String> = files
+                    .iter()
+                    .filter(|f| !m.xattrs_of(f).is_empty())
+                    .cloned()
+                    .collect();
+                match rng.pick(&with).cloned() {
+                    Some(path) if rng.below(2) == 0 => {
+                        let names: Vec<String> = m.xattrs_of(&path).keys().cloned().collect();
+                        rng.pick(&names).cloned().map(|name| Op::RemoveXattr { path, name })
+                    }
+                    _ => file.map(|path| Op::SetXattr {
+                        name: format!("user.k{}", rng.below(4)),
+                        len: rng.below(900),
+                        seed: seed ^ ((out.len() as u64) << 20) ^ 0x5841,
+                        path,
+                    }),
+                }
+            }
             _ => Some(Op::Create(format!("w/many/n{name}"))),
         };
         if let Some(op) = op {
@@ -417,7 +485,7 @@ mod tests {
     fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 12, "{v:?}");
+        assert_eq!(kinds.len(), 14, "{v:?}");
     }
 
     #[test]
@@ -458,7 +526,7 @@ mod tests {
 
     #[test]
     fn one_directory_grows_past_one_block() {
-        let v = ops(1, 300);
+        let v = ops(1, 400);
         let m = states_of(&v).pop().unwrap_or_default();
         let n = m.nodes.keys().filter(|p| p.starts_with("w/many/")).count();
         assert!(n > 16, "only {n} entries in w/many");
@@ -487,9 +555,37 @@ mod tests {
                 }
                 Op::Rename { from, .. } => assert!(m.file(from).is_some(), "{op:?}"),
                 Op::Rmdir(p) => assert!(m.is_empty_dir(p), "{op:?}"),
+                Op::SetXattr { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                Op::RemoveXattr { path, name } => {
+                    assert!(m.xattrs_of(path).contains_key(name), "{op:?}")
+                }
             }
             m.apply(op);
         }
+    }
+
+    #[test]
+    fn extended_attributes_follow_the_file_through_links_and_go_with_it() {
+        let mut m = Model::default();
+        let set = |n: &str| Op::SetXattr { path: "w/a".into(), name: n.into(), len: 5, seed: 1 };
+        for op in [
+            Op::Mkdir("w".into()),
+            Op::Create("w/a".into()),
+            set("user.k0"),
+            set("user.k1"),
+            Op::RemoveXattr { path: "w/a".into(), name: "user.k0".into() },
+            Op::Link { from: "w/a".into(), to: "w/b".into() },
+            Op::Rename { from: "w/a".into(), to: "w/c".into() },
+        ] {
+            m.apply(&op);
+        }
+        let want: Vec<u8> = (0..5).map(|i| pattern(1, i)).collect();
+        assert_eq!(m.xattrs_of("w/b").into_iter().collect::<Vec<_>>(), vec![("user.k1".to_string(), want)]);
+        assert_eq!(m.xattrs_of("w/b"), m.xattrs_of("w/c"));
+        m.apply(&Op::Unlink("w/b".into()));
+        assert!(!m.xattrs.is_empty());
+        m.apply(&Op::Unlink("w/c".into()));
+        assert!(m.xattrs.is_empty(), "{:?}", m.xattrs);
     }
 
     #[test]

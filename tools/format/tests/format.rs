@@ -434,7 +434,9 @@ fn inode_with_indirect_pointers_past_end_is_rejected() {
 
 #[test]
 fn inode_with_unknown_file_type_is_rejected() {
-    for fmt in [0o010000u16, 0o020000, 0o060000, 0o140000, 0o170000] {
+    // Version 3 knows FIFOs, devices and sockets (0o010000, 0o020000,
+    // 0o060000, 0o140000); these are no file type.
+    for fmt in [0o030000u16, 0o050000, 0o070000, 0o110000, 0o170000] {
         let mut i = dir_inode(4);
         i.mode.set(fmt | 0o644);
         i.update_checksum(4);
@@ -462,7 +464,11 @@ fn dt_from_mode_maps_file_types() {
     assert_eq!(dt_from_mode(S_IFDIR | 0o755), DT_DIR);
     assert_eq!(dt_from_mode(S_IFREG | 0o644), DT_REG);
     assert_eq!(dt_from_mode(S_IFLNK | 0o777), DT_LNK);
-    assert_eq!(dt_from_mode(0o020000), DT_UNKNOWN);
+    assert_eq!(dt_from_mode(S_IFCHR | 0o600), DT_CHR);
+    assert_eq!(dt_from_mode(S_IFBLK), DT_BLK);
+    assert_eq!(dt_from_mode(S_IFIFO), DT_FIFO);
+    assert_eq!(dt_from_mode(S_IFSOCK), DT_SOCK);
+    assert_eq!(dt_from_mode(0o030000), DT_UNKNOWN);
 }
 
 // ---- Dirent ----------------------------------------------------------------
@@ -795,4 +801,36 @@ fn an_inode_xattr_pointer_past_the_end_is_rejected() {
     i.xattr.set(4000);
     i.update_checksum(2);
     assert_eq!(i.validate(2, 4096), Ok(()));
+}
+
+#[test]
+fn special_files_have_no_blocks_and_only_they_have_device_numbers() {
+    for (fmt, ok) in [(S_IFCHR, true), (S_IFBLK, true), (S_IFIFO, true), (S_IFSOCK, true), (0o070000, false)] {
+        let mut i = Inode::zeroed();
+        i.mode.set(fmt | 0o644);
+        i.nlink.set(1);
+        i.rdev.set(0x1234);
+        i.update_checksum(2);
+        assert_eq!(i.validate(2, 4096).is_ok(), ok, "type {fmt:o}");
+        if !ok {
+            continue;
+        }
+        assert_eq!(dt_from_mode(fmt) != DT_UNKNOWN, true);
+        i.direct[0].set(300);
+        i.update_checksum(2);
+        assert_eq!(i.validate(2, 4096), Err(FormatError::BadInode("special file with data")));
+        i.direct[0].set(0);
+        i.size.set(1);
+        i.update_checksum(2);
+        assert_eq!(i.validate(2, 4096), Err(FormatError::BadInode("special file with data")));
+    }
+    let mut f = Inode::zeroed();
+    f.mode.set(S_IFREG | 0o644);
+    f.nlink.set(1);
+    f.rdev.set(1);
+    f.update_checksum(3);
+    assert_eq!(
+        f.validate(3, 4096),
+        Err(FormatError::BadInode("device number on a file that is not a device"))
+    );
 }

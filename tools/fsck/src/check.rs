@@ -30,7 +30,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
-    xattr_entries, VERSION_XATTR,
+    is_special, xattr_entries, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, VERSION_SPECIAL, VERSION_XATTR,
     dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
     DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
     PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
@@ -156,6 +156,10 @@ fn type_name(mode: u16) -> &'static str {
         S_IFDIR => "directory",
         S_IFREG => "regular file",
         S_IFLNK => "symlink",
+        S_IFCHR => "character device",
+        S_IFBLK => "block device",
+        S_IFIFO => "FIFO",
+        S_IFSOCK => "socket",
         _ => "inode of unknown type",
     }
 }
@@ -520,7 +524,8 @@ impl Checker<'_> {
             S_IFREG => size.div_ceil(BS),
             S_IFDIR => size / BS,
             S_IFLNK => 1,
-            _ => u64::MAX,
+            // Special files: `validate` refuses any block pointer.
+            _ => 0,
         };
         let mut counted = 0u64;
         let mut bad: Vec<(u32, Loc)> = Vec::new();
@@ -597,6 +602,16 @@ impl Checker<'_> {
                     d.blocks.get()
                 ),
                 fixes,
+            );
+        }
+        if is_special(mode) && self.version < VERSION_SPECIAL {
+            self.report(
+                format!(
+                    "inode {ino}: a {} on a version {} image (they came with version {VERSION_SPECIAL})",
+                    type_name(mode),
+                    self.version
+                ),
+                vec![],
             );
         }
         let xb = d.xattr.get() as u64;

@@ -139,7 +139,36 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
         Op::Link { from, to } => fs::hard_link(p(from), p(to)),
         Op::Symlink { path, target } => symlink(target, p(path)),
         Op::Rmdir(d) => fs::remove_dir(p(d)),
+        Op::SetXattr {
+            path,
+            name,
+            len,
+            seed,
+        } => {
+            let v: Vec<u8> = (0..*len).map(|i| pattern(*seed, i)).collect();
+            let (cp, cn) = (cpath(&p(path))?, cname(name)?);
+            // SAFETY: NUL-terminated path and name; `v` is `v.len()` bytes.
+            let r = unsafe {
+                libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+            };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        }
+        Op::RemoveXattr { path, name } => {
+            let (cp, cn) = (cpath(&p(path))?, cname(name)?);
+            // SAFETY: NUL-terminated path and name.
+            let r = unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        }
     }
+}
+
+fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)
+}
+
+fn cname(n: &str) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(n).map_err(std::io::Error::other)
 }
 
 pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<String, String> {
@@ -188,6 +217,27 @@ mod tests {
         out.insert(rel.to_string(), entry);
     }
 
+    /// The file's `user.` extended attributes, through the xattr crate's
+    /// system calls (libc).
+    fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
+        let cp = cpath(p).unwrap();
+        let mut names = vec![0u8; 65536];
+        // SAFETY: NUL-terminated path; `names` is writable for its length.
+        let n = unsafe { libc::listxattr(cp.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        assert!(n >= 0, "listxattr {}: {}", p.display(), std::io::Error::last_os_error());
+        let mut out = BTreeMap::new();
+        for name in names[..n as usize].split(|&b| b == 0).filter(|s| s.starts_with(b"user.")) {
+            let cn = std::ffi::CString::new(name).unwrap();
+            let mut v = vec![0u8; 65536];
+            // SAFETY: as above.
+            let l = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+            assert!(l >= 0);
+            v.truncate(l as usize);
+            out.insert(String::from_utf8(name.to_vec()).unwrap(), v);
+        }
+        out
+    }
+
     fn same(m: &Model, dir: &Path) {
         let mut got = BTreeMap::new();
         walk(dir, "w", &mut got);
@@ -201,6 +251,7 @@ mod tests {
                     assert!(matches!(kind, Node::File(_)), "{path}: {kind:?}");
                     assert_eq!(*ino_of.entry(*id).or_insert(*ino), *ino, "{path} links");
                     assert!(Some(bytes) == m.file(path), "{path}: contents differ");
+                    assert_eq!(xattrs(&dir.join(path)), m.xattrs_of(path), "{path}: xattrs");
                 }
                 n => assert_eq!(kind, n, "{path}"),
             }
