@@ -28,6 +28,8 @@ pub(crate) struct FsInfo {
     pub(crate) synchronous: bool,
     /// The superblock's format version (1 to 3; see format::VERSION).
     version: core::sync::atomic::AtomicU32,
+    /// The `trace=` size in MiB, 0 without a trace (show_options, remount).
+    pub(crate) trace_mib: u32,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
     _dax: DaxDevice,
 }
@@ -62,6 +64,22 @@ impl FsInfo {
         self.journal.barrier();
         self.pmem.fence();
         self.count(Counter::Freezes);
+        Ok(())
+    }
+
+    /// `mount -o remount`: the parameters may not change the trace (it is
+    /// set up at mount); going read-only, wait for the running transaction
+    /// and fence, as freeze does: `sync_filesystem` has flushed every marked
+    /// page and the VFS refused the remount if a file is open for writing.
+    pub(crate) fn reconfigure(&self, trace_mib: u32, to_ro: bool) -> Result {
+        if trace_mib != 0 && trace_mib != self.trace_mib {
+            pr_err!("trace= is set at mount and cannot change on remount\n");
+            return Err(EINVAL);
+        }
+        if to_ro {
+            self.journal.barrier();
+            self.pmem.fence();
+        }
         Ok(())
     }
 
@@ -122,55 +140,37 @@ impl Drop for DaxDevice {
     }
 }
 
-/// Mount options. ferrofs is DAX only: `dax` and `dax=always` are accepted
-/// (and implied); anything else fails the mount. `trace=MiB` (tests only)
-/// records a persistence trace of up to MiB MiB; returns it.
-fn parse_options(opts: Option<&core::ffi::CStr>) -> Result<Option<usize>> {
-    let mut trace = None;
-    let Some(opts) = opts else { return Ok(trace) };
-    for opt in opts.to_bytes().split(|&c| c == b',') {
-        match opt {
-            b"" | b"dax" | b"dax=always" | b"rw" | b"ro" => {}
-            _ if opt.starts_with(b"trace=") => match crate::sys::trace::parse_mib(&opt[6..]) {
-                Ok(n) => trace = Some(n),
-                Err(e) => {
-                    pr_err!("trace= takes a size in MiB from 1 to 1024\n");
-                    return Err(e);
-                }
-            },
-            b"dax=never" | b"dax=inode" => {
-                pr_err!(
-                    "{} is not supported: ferrofs is DAX only\n",
-                    BStrDisplay(opt)
-                );
-                return Err(EINVAL);
-            }
-            _ => {
-                pr_err!("unknown mount option \"{}\"\n", BStrDisplay(opt));
-                return Err(EINVAL);
-            }
-        }
-    }
-    Ok(trace)
+/// A mount parameter as the kernel's parser matched it (the table is in
+/// src/sys/shim.c): `dax`, `dax=always|never|inode` (in that order, 0..2),
+/// `trace=MiB`. Unknown names and malformed values never get here: the
+/// parser refuses them ("ferrofs: Unknown parameter ..." in the log).
+pub(crate) enum MountParam {
+    Dax,
+    DaxMode(u32),
+    Trace(u32),
 }
 
-/// Displays bytes from the user or the medium, escaping what is not printable.
-pub(crate) struct BStrDisplay<'a>(pub(crate) &'a [u8]);
-impl core::fmt::Display for BStrDisplay<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for &c in self.0.iter().take(64) {
-            if (0x20..0x7f).contains(&c) {
-                write!(f, "{}", c as char)?;
-            } else {
-                write!(f, "\\x{:02x}", c)?;
-            }
+/// Check one mount parameter. ferrofs is DAX only: `dax` and `dax=always`
+/// are accepted (and implied); `dax=never` and `dax=inode` fail the mount.
+/// `trace=MiB` (tests only) records a persistence trace of up to MiB MiB:
+/// returns that size.
+pub(crate) fn check_param(p: MountParam) -> Result<Option<u32>> {
+    match p {
+        MountParam::Dax | MountParam::DaxMode(0) => Ok(None),
+        MountParam::DaxMode(m) => {
+            let name = if m == 1 { "dax=never" } else { "dax=inode" };
+            pr_err!("{} is not supported: ferrofs is DAX only\n", name);
+            Err(EINVAL)
         }
-        Ok(())
+        MountParam::Trace(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+        MountParam::Trace(_) => {
+            pr_err!("trace= takes a size in MiB from 1 to 1024\n");
+            Err(EINVAL)
+        }
     }
 }
 
-pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Result {
-    let trace_mib = parse_options(opts)?;
+pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
     let dev = sb.id();
     let holder = sb.raw() as *mut core::ffi::c_void;
     let mut start_off = 0u64;
@@ -245,7 +245,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
         }
     };
     if let Some(mib) = trace_mib {
-        pmem.set_trace(crate::sys::trace::Trace::new(mib, pmem.len())?);
+        pmem.set_trace(crate::sys::trace::Trace::new(mib as usize, pmem.len())?);
         pr_info!(
             "{:?}: tracing pmem stores, flushes and fences ({} MiB)\n",
             dev,
@@ -269,6 +269,7 @@ pub(crate) fn fill_super(sb: &NewSuper, opts: Option<&core::ffi::CStr>) -> Resul
             sb: sb.raw(),
             synchronous,
             version: core::sync::atomic::AtomicU32::new(raw.version.get()),
+            trace_mib: trace_mib.unwrap_or(0),
             _dax: dax,
         },
         GFP_KERNEL,

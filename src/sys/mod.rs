@@ -78,6 +78,7 @@ extern "C" {
     pub(crate) fn ferrofs_init_huge(huge: *mut bindings::rw_semaphore, xa: *mut bindings::xarray);
     pub(crate) fn ferrofs_init_xattr_lock(sem: *mut bindings::rw_semaphore);
     pub(crate) fn ferrofs_xattr_handlers() -> *const *mut bindings::xattr_handler;
+    pub(crate) fn ferrofs_fs_type_setup(t: *mut bindings::file_system_type);
     pub(crate) fn ferrofs_acl_from_xattr(
         value: *const kernel::ffi::c_void,
         size: usize,

@@ -703,3 +703,94 @@ int ferrofs_acl_update_mode(struct mnt_idmap *idmap, struct inode *inode, umode_
 {
 	return posix_acl_update_mode(idmap, inode, mode, acl);
 }
+
+/*
+ * The mount API (fs_context). The parameter table is macros, so it lives
+ * here; what each parameter means, and every check, is in Rust
+ * (ferrofs_param_rs, ferrofs_fill_super_rs, ferrofs_reconfigure_rs in
+ * src/sys/vfs.rs). fs_private is the trace size in MiB (0: no trace).
+ */
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
+#include <linux/slab.h>
+
+enum { FERROFS_OPT_DAX, FERROFS_OPT_DAX_MODE, FERROFS_OPT_TRACE };
+static_assert(SB_RDONLY == 1);
+static_assert(FERROFS_OPT_DAX == 0 && FERROFS_OPT_DAX_MODE == 1 && FERROFS_OPT_TRACE == 2);
+
+static const struct constant_table ferrofs_dax_modes[] = {
+	{ "always", 0 },
+	{ "never", 1 },
+	{ "inode", 2 },
+	{}
+};
+
+static const struct fs_parameter_spec ferrofs_params[] = {
+	fsparam_flag("dax", FERROFS_OPT_DAX),
+	fsparam_enum("dax", FERROFS_OPT_DAX_MODE, ferrofs_dax_modes),
+	fsparam_u32("trace", FERROFS_OPT_TRACE),
+	{}
+};
+
+int ferrofs_param_rs(u32 *trace_mib, int opt, u32 value);
+int ferrofs_fill_super_rs(struct super_block *sb, u32 trace_mib);
+int ferrofs_reconfigure_rs(struct super_block *sb, u32 trace_mib, unsigned int sb_flags,
+			   unsigned int sb_flags_mask);
+void ferrofs_fs_type_setup(struct file_system_type *t);
+
+static int ferrofs_parse_param(struct fs_context *fc, struct fs_parameter *param)
+{
+	struct fs_parse_result result = {};
+	int opt = fs_parse(fc, ferrofs_params, param, &result);
+
+	if (opt < 0)
+		return opt;
+	return ferrofs_param_rs(fc->fs_private, opt, result.uint_32);
+}
+
+static int ferrofs_fill_super_fc(struct super_block *sb, struct fs_context *fc)
+{
+	return ferrofs_fill_super_rs(sb, *(u32 *)fc->fs_private);
+}
+
+static int ferrofs_get_tree(struct fs_context *fc)
+{
+	return get_tree_bdev(fc, ferrofs_fill_super_fc);
+}
+
+static int ferrofs_reconfigure(struct fs_context *fc)
+{
+	struct super_block *sb = fc->root->d_sb;
+
+	/* As ext4 does: what is dirty now is durable before the flags change. */
+	sync_filesystem(sb);
+	return ferrofs_reconfigure_rs(sb, *(u32 *)fc->fs_private, fc->sb_flags,
+				      fc->sb_flags_mask);
+}
+
+static void ferrofs_free_fc(struct fs_context *fc)
+{
+	kfree(fc->fs_private);
+}
+
+static const struct fs_context_operations ferrofs_fc_ops = {
+	.parse_param = ferrofs_parse_param,
+	.get_tree = ferrofs_get_tree,
+	.reconfigure = ferrofs_reconfigure,
+	.free = ferrofs_free_fc,
+};
+
+static int ferrofs_init_fs_context(struct fs_context *fc)
+{
+	fc->fs_private = kzalloc(sizeof(u32), GFP_KERNEL);
+	if (!fc->fs_private)
+		return -ENOMEM;
+	fc->ops = &ferrofs_fc_ops;
+	return 0;
+}
+
+void ferrofs_fs_type_setup(struct file_system_type *t)
+{
+	t->init_fs_context = ferrofs_init_fs_context;
+	t->parameters = ferrofs_params;
+}

@@ -263,13 +263,3 @@ impl Trace {
         n
     }
 }
-
-/// Parse the `trace=MiB` mount option value.
-pub(crate) fn parse_mib(v: &[u8]) -> Result<usize> {
-    let s = core::str::from_utf8(v).map_err(|_| EINVAL)?;
-    let n: usize = s.parse().map_err(|_| EINVAL)?;
-    if n == 0 || n > 1024 {
-        return Err(EINVAL);
-    }
-    Ok(n)
-}

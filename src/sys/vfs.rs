@@ -1206,7 +1206,7 @@ impl Registration {
             let t = &mut *core::ptr::addr_of_mut!(FS_TYPE);
             t.name = c"ferrofs".as_ptr() as *const c_char;
             t.fs_flags = bindings::FS_REQUIRES_DEV as c_int;
-            t.mount = Some(mount);
+            super::ferrofs_fs_type_setup(t);
             t.kill_sb = Some(kill_sb);
             t.owner = module.as_ptr();
             bindings::register_filesystem(t)
@@ -1230,32 +1230,63 @@ impl Drop for Registration {
 // ---------------------------------------------------------------------------
 // Trampolines: superblock
 
-unsafe extern "C" fn mount(
-    t: *mut bindings::file_system_type,
-    flags: c_int,
-    dev: *const c_char,
-    data: *mut c_void,
-) -> *mut bindings::dentry {
-    // SAFETY: arguments come straight from the VFS mount path.
-    unsafe { bindings::mount_bdev(t, flags, dev, data, Some(fill_super)) }
-}
+// The mount API: the shim's fs_context operations (src/sys/shim.c) parse
+// each parameter with the kernel's fs_parse and its table, then call these.
 
-unsafe extern "C" fn fill_super(
-    sb: *mut bindings::super_block,
-    data: *mut c_void,
-    _silent: c_int,
-) -> c_int {
-    // `data` is the option string (a page, NUL-terminated) or NULL.
-    let opts = if data.is_null() {
-        None
-    } else {
-        // SAFETY: the VFS passes a NUL-terminated option page.
-        Some(unsafe { core::ffi::CStr::from_ptr(data as *const core::ffi::c_char) })
+/// One mount parameter, after fs_parse matched it (`opt`: the shim's
+/// FERROFS_OPT_*; `value`: the u32 or the dax= mode). `trace` is the
+/// context's trace size.
+#[no_mangle]
+unsafe extern "C" fn ferrofs_param_rs(trace: *mut u32, opt: c_int, value: u32) -> c_int {
+    let p = match opt {
+        0 => crate::super_::MountParam::Dax,
+        1 => crate::super_::MountParam::DaxMode(value),
+        2 => crate::super_::MountParam::Trace(value),
+        _ => return -(bindings::EINVAL as c_int),
     };
     from_result(|| {
-        crate::super_::fill_super(&NewSuper(sb), opts)?;
+        if let Some(mib) = crate::super_::check_param(p)? {
+            // SAFETY: `trace` is the fs_private of the fs_context being
+            // parsed (a u32 the shim allocated); the VFS parses one
+            // parameter of a context at a time.
+            unsafe { *trace = mib };
+        }
         Ok(0)
     })
+}
+
+/// `get_tree_bdev`'s fill_super: `trace_mib` 0 means no trace.
+#[no_mangle]
+unsafe extern "C" fn ferrofs_fill_super_rs(sb: *mut bindings::super_block, trace_mib: u32) -> c_int {
+    let trace = if trace_mib == 0 { None } else { Some(trace_mib) };
+    from_result(|| {
+        crate::super_::fill_super(&NewSuper(sb), trace)?;
+        Ok(0)
+    })
+}
+
+/// `SB_RDONLY` (a `BIT()` macro bindgen drops; the shim asserts the value).
+const SB_RDONLY: c_uint = 1;
+
+/// `mount -o remount`: the shim has run `sync_filesystem`; the VFS changes
+/// the flags in `mask` to `flags` when we return 0.
+#[no_mangle]
+unsafe extern "C" fn ferrofs_reconfigure_rs(
+    sb: *mut bindings::super_block,
+    trace_mib: u32,
+    flags: c_uint,
+    mask: c_uint,
+) -> c_int {
+    // SAFETY: reconfigure runs on a mounted ferrofs with s_umount held
+    // exclusive; s_fs_info is set until kill_sb.
+    let (fs, rdonly) = unsafe {
+        (
+            &*((*sb).s_fs_info as *const FsInfo),
+            (*sb).s_flags & SB_RDONLY as c_ulong != 0,
+        )
+    };
+    let to_ro = mask & SB_RDONLY != 0 && flags & SB_RDONLY != 0 && !rdonly;
+    from_result(|| fs.reconfigure(trace_mib, to_ro).map(|()| 0))
 }
 
 unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
@@ -1357,14 +1388,41 @@ unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::k
     0
 }
 
-unsafe extern "C" fn show_options(
-    m: *mut bindings::seq_file,
-    _root: *mut bindings::dentry,
-) -> c_int {
-    // SAFETY: valid seq_file for the call. ferrofs is always DAX; fstests and
-    // users look for "dax" in /proc/mounts.
-    unsafe { super::seq_write(m, b",dax".as_ptr() as *const c_void, 4) };
+unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
+    // SAFETY: the root dentry of a mounted ferrofs; s_fs_info is set.
+    let fs = unsafe { &*((*(*root).d_sb).s_fs_info as *const FsInfo) };
+    // ferrofs is always DAX; fstests and users look for "dax" in
+    // /proc/mounts. A remount given these options back accepts them.
+    let mut buf = [0u8; 32];
+    let mut w = ByteWriter { buf: &mut buf, len: 0 };
+    let _ = if fs.trace_mib != 0 {
+        core::fmt::Write::write_fmt(&mut w, format_args!(",dax,trace={}", fs.trace_mib))
+    } else {
+        core::fmt::Write::write_str(&mut w, ",dax")
+    };
+    let len = w.len;
+    // SAFETY: valid seq_file for the call; `len` bytes of `buf` are written.
+    unsafe { super::seq_write(m, buf.as_ptr() as *const c_void, len) };
     0
+}
+
+/// Formats into a fixed buffer, dropping what does not fit.
+struct ByteWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+impl core::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let n = core::cmp::min(room, s.len());
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(core::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {

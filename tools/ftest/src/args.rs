@@ -8,7 +8,7 @@ usage: ferrotest list
        ferrotest run [--dir DIR] [--stats DIR | --no-counters] [NAME...]
        ferrotest fill FILE SEED LEN
        ferrotest verify FILE SEED LEN
-       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|syncfs|mapsync]
+       ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|unmap|syncfs|mapsync]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
        ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE]
@@ -25,7 +25,8 @@ run: runs the named cases (all if none) in DIR (default: the current
   O_EXCL, the cases skip if that fails).
 fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
   of SEED. mmap-fill: the same through a MAP_SHARED mapping, then msync
-  (default), fsync, none (munmap, then fsync) or syncfs (syncfs(2) only).
+  (default), fsync, none (munmap, then fsync), unmap (munmap only: the
+  stores stay marked for a later sync) or syncfs (syncfs(2) only).
 sbpatch: set FIELD (magic, version, blocks_count, block_size) of the ferrofs
   superblock at offset 0 of DEV; the checksum is left stale unless --fix-csum.
 flipbyte: invert every bit of the byte at OFFSET of DEV.
@@ -47,6 +48,9 @@ pub enum SyncMode {
     Msync,
     Fsync,
     None,
+    /// munmap only: no system call makes the stores durable; a later
+    /// sync, remount or umount must find their marks.
+    Unmap,
     /// syncfs(2) while the mapping is still there; no fsync or msync.
     Syncfs,
     /// A MAP_SYNC mapping; the stores are made durable from user space
@@ -249,11 +253,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     "msync" => SyncMode::Msync,
                     "fsync" => SyncMode::Fsync,
                     "none" => SyncMode::None,
+                    "unmap" => SyncMode::Unmap,
                     "syncfs" => SyncMode::Syncfs,
                     "mapsync" => SyncMode::MapSync,
                     _ => {
                         return Err(format!(
-                            "mmap-fill: --sync must be msync, fsync, none, syncfs or mapsync, not {v:?}"
+                            "mmap-fill: --sync must be msync, fsync, none, unmap, syncfs or mapsync, not {v:?}"
                         ))
                     }
                 };

@@ -116,6 +116,7 @@ pub fn mmap_fill(file: &Path, seed: u64, len: u64, sync: SyncMode) -> Result<(),
             map.unmap()?;
             fd.fsync()
         }
+        SyncMode::Unmap => map.unmap(),
         SyncMode::Syncfs => {
             // sync_fs must find the marks by itself (no fsync, no msync).
             // SAFETY: plain syscall on our descriptor.
