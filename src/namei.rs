@@ -53,6 +53,18 @@ fn new_object<'n>(
     out: &'n mut Option<NewInode>,
 ) -> Result<&'n NewInode> {
     check_name(dentry.name())?;
+    new_inode_tx(tx, idmap, dir, mode, kind, out)
+}
+
+/// As [`new_object`], for an inode that gets no dentry here (a whiteout).
+fn new_inode_tx<'n>(
+    tx: &mut Tx<'_>,
+    idmap: &IdMap,
+    dir: &Inode,
+    mode: u16,
+    kind: Kind,
+    out: &'n mut Option<NewInode>,
+) -> Result<&'n NewInode> {
     let fs = dir.fs();
     let ino = inode::create_on_media(tx, fs, mode, 0, 0, dir.ino())?;
     let ni = match NewInode::new(dir, idmap, ino, mode, kind) {
@@ -264,8 +276,56 @@ pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
     tx.commit()
 }
 
-pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Result {
+/// rename(2) and renameat2 with RENAME_NOREPLACE (the VFS refused an
+/// existing target) or RENAME_WHITEOUT (`whiteout`: the old name is left
+/// pointing at a new whiteout, a character device 0:0, as overlayfs asks;
+/// the VFS checked CAP_MKNOD). One transaction.
+pub(crate) fn rename(
+    idmap: &IdMap,
+    od: &Inode,
+    old: &Dentry,
+    nd: &Inode,
+    new: &Dentry,
+    whiteout: bool,
+) -> Result {
     check_name(new.name())?;
+    if !whiteout {
+        return rename_tx(od.fs().tx(), od, old, nd, new, None);
+    }
+    let fs = od.fs();
+    // Declared before the transaction: on an error the inode is dropped
+    // (and evicted) after the transaction is.
+    let mut slot = None;
+    let raised = {
+        let mut tx = fs.tx();
+        let raised = fs.raise_version(&mut tx, format::VERSION_SPECIAL)?;
+        let mode = format::S_IFCHR | WHITEOUT_MODE;
+        let kind = Kind::Special(vfs::encode_dev(0));
+        let w = new_inode_tx(&mut tx, idmap, od, mode, kind, &mut slot)?;
+        rename_tx(tx, od, old, nd, new, Some(w.get()))?;
+        raised
+    };
+    if raised {
+        fs.version_raised(format::VERSION_SPECIAL);
+    }
+    // Named on the medium; nothing in the dcache points at it (a lookup of
+    // the old name finds it there).
+    slot.ok_or(EIO)?.release();
+    Ok(())
+}
+
+/// include/linux/fs.h: a whiteout is a character device 0:0 with no
+/// permission bits.
+const WHITEOUT_MODE: u16 = 0;
+
+fn rename_tx(
+    mut tx: Tx<'_>,
+    od: &Inode,
+    old: &Dentry,
+    nd: &Inode,
+    new: &Dentry,
+    whiteout: Option<&Inode>,
+) -> Result {
     let src = old.inode().ok_or(ENOENT)?;
     let old_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
     let dt = format::dt_from_mode(src.mode());
@@ -280,7 +340,6 @@ pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Resu
         Some(_) => Some(dir::find(nd, new.name())?.ok_or(ENOENT)?),
         None => None,
     };
-    let mut tx = od.fs().tx();
     match (target, new_slot) {
         (Some(target), Some(new_slot)) => {
             dir::retarget(&mut tx, nd, &new_slot, src.ino(), dt)?;
@@ -295,7 +354,10 @@ pub(crate) fn rename(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Resu
         }
         _ => dir::add(&mut tx, nd, new.name(), src.ino(), dt)?,
     }
-    dir::remove(&mut tx, od, &old_slot)?;
+    match whiteout {
+        Some(w) => dir::retarget(&mut tx, od, &old_slot, w.ino(), format::DT_CHR)?,
+        None => dir::remove(&mut tx, od, &old_slot)?,
+    }
     if src_is_dir && od.ino() != nd.ino() {
         od.drop_nlink();
         nd.inc_nlink();

@@ -116,11 +116,77 @@ assert e==errno.EEXIST, ('RENAME_NOREPLACE onto an existing name', errno.errorco
 assert open(M+'/a').read()=='A' and open(M+'/b').read()=='B'
 assert rename2(M+'/a', M+'/c', NOREPLACE)==0
 assert not os.path.exists(M+'/a') and open(M+'/c').read()=='A'
-e=rename2(M+'/c', M+'/d', WHITEOUT)
-assert e==errno.EINVAL, ('RENAME_WHITEOUT', errno.errorcode.get(e, e))
+e=rename2(M+'/c', M+'/d', EXCHANGE | NOREPLACE)
+assert e==errno.EINVAL, ('RENAME_EXCHANGE|RENAME_NOREPLACE', errno.errorcode.get(e, e))
 "
 }
 t rename_noreplace_refuses_an_existing_target rename_noreplace_refuses_an_existing_target
+
+# RENAME_WHITEOUT (overlayfs's copy-up): the old name is left as a
+# whiteout, a character device 0:0 with mode 0, in the same transaction;
+# over an existing target, across directories, for a directory; all of it
+# across a remount and clean in fsck.
+rename_whiteout_leaves_a_whiteout() {
+  py "$RENAME2
+import stat
+M='$MNT/wo'; os.makedirs(M+'/p/sub', exist_ok=True); os.makedirs(M+'/q', exist_ok=True)
+open(M+'/a','w').write('A'); open(M+'/t','w').write('T'); open(M+'/p/sub/in','w').write('in')
+def is_whiteout(path):
+    st=os.lstat(path)
+    return stat.S_ISCHR(st.st_mode) and stat.S_IMODE(st.st_mode)==0 and st.st_rdev==0 and st.st_nlink==1
+assert rename2(M+'/a', M+'/b', WHITEOUT)==0
+assert open(M+'/b').read()=='A' and is_whiteout(M+'/a'), os.lstat(M+'/a')
+ti=os.stat(M+'/t').st_ino
+assert rename2(M+'/b', M+'/t', WHITEOUT)==0
+assert open(M+'/t').read()=='A' and is_whiteout(M+'/b') and os.stat(M+'/t').st_ino!=ti
+e=rename2(M+'/t', M+'/a', WHITEOUT | NOREPLACE)
+assert e==errno.EEXIST, ('RENAME_WHITEOUT|RENAME_NOREPLACE onto a whiteout', errno.errorcode.get(e, e))
+np, nq = os.stat(M+'/p').st_nlink, os.stat(M+'/q').st_nlink
+assert rename2(M+'/p/sub', M+'/q/sub', WHITEOUT)==0
+assert is_whiteout(M+'/p/sub') and open(M+'/q/sub/in').read()=='in'
+assert os.stat(M+'/p').st_nlink==np-1 and os.stat(M+'/q').st_nlink==nq+1
+assert os.stat(M+'/q/sub/..').st_ino==os.stat(M+'/q').st_ino
+os.unlink(M+'/a')
+assert not os.path.lexists(M+'/a')
+"
+  remount
+  py "
+import os, stat
+M='$MNT/wo'
+def is_whiteout(path):
+    st=os.lstat(path)
+    return stat.S_ISCHR(st.st_mode) and stat.S_IMODE(st.st_mode)==0 and st.st_rdev==0
+assert is_whiteout(M+'/b') and is_whiteout(M+'/p/sub') and not os.path.lexists(M+'/a')
+assert open(M+'/t').read()=='A' and open(M+'/q/sub/in').read()=='in'
+assert os.stat(M+'/p').st_nlink==2 and os.stat(M+'/q').st_nlink==3
+assert sorted(os.listdir(M))==['b', 'p', 'q', 't'], os.listdir(M)
+"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? after RENAME_WHITEOUT"
+  mount -t ferrofs -o dax $DEV $MNT
+}
+t rename_whiteout_leaves_a_whiteout rename_whiteout_leaves_a_whiteout
+
+# Access times: read(2) sets atime under relatime (once, while atime is
+# older than mtime) and stores it; noatime leaves it alone.
+read_updates_atime_under_relatime_not_noatime() {
+  echo data > $MNT/at
+  touch -a -d '2001-01-01 00:00:00' $MNT/at
+  cat $MNT/at >/dev/null
+  local a1; a1=$(stat -c %X $MNT/at)
+  [ "$a1" -gt 1000000000 ] && [ "$a1" -ge "$(stat -c %Y $MNT/at)" ] || fail "atime after a read under relatime: $a1 (mtime $(stat -c %Y $MNT/at))"
+  sleep 1.1; cat $MNT/at >/dev/null
+  assert_eq "$a1" "$(stat -c %X $MNT/at)" "atime after a second read under relatime"
+  remount
+  assert_eq "$a1" "$(stat -c %X $MNT/at)" "atime after a remount"
+  umount $MNT; mount -t ferrofs -o dax,noatime $DEV $MNT
+  touch -a -d '2001-01-01 00:00:00' $MNT/at
+  local a0; a0=$(stat -c %X $MNT/at)
+  cat $MNT/at >/dev/null
+  assert_eq "$a0" "$(stat -c %X $MNT/at)" "atime after a read under noatime"
+  remount
+}
+t read_updates_atime_under_relatime_not_noatime read_updates_atime_under_relatime_not_noatime
 
 # RENAME_EXCHANGE of two files in one directory, and of a file and a
 # directory across directories: names swap atomically, link counts and

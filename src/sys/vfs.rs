@@ -649,6 +649,19 @@ impl NewInode {
         }
     }
 
+    /// Unlock and drop our reference, attaching it to no dentry: an inode
+    /// named on the medium (a whiteout), found by a later lookup.
+    pub(crate) fn release(self) {
+        let p = self.0;
+        core::mem::forget(self);
+        // SAFETY: `p` is a locked new inode and ours is its only reference;
+        // with a link count of 1 the last iput keeps it cached.
+        unsafe {
+            bindings::unlock_new_inode(p);
+            bindings::iput(p);
+        }
+    }
+
     /// Publish: attach to `dentry` and unlock.
     pub(crate) fn instantiate(self, dentry: &Dentry) {
         let p = self.0;
@@ -1854,7 +1867,7 @@ unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::den
 }
 
 unsafe extern "C" fn rename(
-    _idmap: *mut bindings::mnt_idmap,
+    idmap: *mut bindings::mnt_idmap,
     old_dir: *mut bindings::inode,
     old: *mut bindings::dentry,
     new_dir: *mut bindings::inode,
@@ -1872,14 +1885,15 @@ unsafe extern "C" fn rename(
     };
     from_result(|| {
         // RENAME_NOREPLACE: the VFS refused an existing target already.
-        // RENAME_WHITEOUT (overlayfs) is not supported.
+        // The VFS refuses EXCHANGE with either of the others.
         if flags == bindings::RENAME_EXCHANGE {
             return crate::namei::exchange(od, o, nd, n).map(|()| 0);
         }
-        if flags & !bindings::RENAME_NOREPLACE != 0 {
+        if flags & !(bindings::RENAME_NOREPLACE | bindings::RENAME_WHITEOUT) != 0 {
             return Err(EINVAL);
         }
-        crate::namei::rename(od, o, nd, n).map(|()| 0)
+        let whiteout = flags & bindings::RENAME_WHITEOUT != 0;
+        crate::namei::rename(&IdMap(idmap), od, o, nd, n, whiteout).map(|()| 0)
     })
 }
 
@@ -1965,7 +1979,12 @@ unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::io
     let mut it = IovIter(to);
     // SAFETY: an open ferrofs file pins its inode for the call.
     let i = unsafe { Inode::from_raw((*(*(*iocb).ki_filp).f_mapping).host) };
-    match crate::file::read(i, &mut k, &mut it) {
+    let r = crate::file::read(i, &mut k, &mut it);
+    // As ext4_dax_read_iter: the access time (relatime, noatime and
+    // O_NOATIME are file_accessed's to apply; dirty_inode stores it).
+    // SAFETY: the open file of the call.
+    unsafe { super::ferrofs_file_accessed((*iocb).ki_filp) };
+    match r {
         Ok(n) => n as isize,
         Err(e) => e.to_errno() as isize,
     }
