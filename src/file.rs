@@ -8,7 +8,7 @@ use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
 use crate::sys::vfs::{
-    Fiemap, Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FIEMAP_EXTENT_LAST,
+    Fiemap, Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, FIEMAP_EXTENT_LAST,
 };
 use kernel::error::{code::*, Result};
 use kernel::prelude::*;
@@ -141,28 +141,41 @@ pub(crate) fn fallocate(i: &Inode, mode: i32, off: u64, len: u64) -> Result {
     let _g = i.rwsem().write();
     let end = off.checked_add(len).ok_or(EFBIG)?;
     match mode {
-        0 | FALLOC_FL_KEEP_SIZE => {
-            let last = (end - 1) >> BLOCK_SHIFT;
-            let mut l = off >> BLOCK_SHIFT;
-            while l <= last {
-                // Whole aligned 2 MiB ranges get whole extents (PMD-mappable).
-                if l % GROUP == 0 && l + GROUP - 1 <= last && inode::alloc_extent(i, l)?.is_some() {
-                    l += GROUP;
-                    continue;
-                }
-                inode::get_or_alloc_block(i, l, false)?;
-                l += 1;
-            }
-            if mode == 0 && end > i.size() {
-                inode::zero_tail(i, i.size())?;
-                i.set_size(end);
-            }
-            i.touch_ctime();
-            inode::write_inode(i)
-        }
+        0 | FALLOC_FL_KEEP_SIZE => allocate(i, mode == 0, off, end),
         m if m == FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE => inode::punch_hole(i, off, len),
+        // The range reads as zeros and has blocks: free what is inside the
+        // file (partial blocks are zeroed in place), then allocate, as
+        // preallocation does. New blocks are zeroed before they are
+        // mapped. Not one transaction, as in ext4: a crash in between
+        // leaves a hole, which reads as zeros too.
+        m if m & !FALLOC_FL_KEEP_SIZE == FALLOC_FL_ZERO_RANGE => {
+            inode::punch_hole(i, off, len)?;
+            allocate(i, m & FALLOC_FL_KEEP_SIZE == 0, off, end)
+        }
         _ => Err(crate::sys::eopnotsupp()),
     }
+}
+
+/// Give `off..end` (bytes, `end > off`) blocks; `grow`: and make the file
+/// at least `end` long. The caller holds the inode's rwsem for writing.
+fn allocate(i: &Inode, grow: bool, off: u64, end: u64) -> Result {
+    let last = (end - 1) >> BLOCK_SHIFT;
+    let mut l = off >> BLOCK_SHIFT;
+    while l <= last {
+        // Whole aligned 2 MiB ranges get whole extents (PMD-mappable).
+        if l % GROUP == 0 && l + GROUP - 1 <= last && inode::alloc_extent(i, l)?.is_some() {
+            l += GROUP;
+            continue;
+        }
+        inode::get_or_alloc_block(i, l, false)?;
+        l += 1;
+    }
+    if grow && end > i.size() {
+        inode::zero_tail(i, i.size())?;
+        i.set_size(end);
+    }
+    i.touch_ctime();
+    inode::write_inode(i)
 }
 
 /// FS_IOC_FIEMAP: the allocated blocks of `start..start+len` (bytes) as

@@ -215,6 +215,41 @@ fallocate_keep_size_and_punch_hole() {
   cmp -s -i 100:0 -n 50 $MNT/fp /dev/zero || fail "partial punch is not zeros"
   if fallocate -c -o 0 -l 4096 $MNT/fp 2>/dev/null; then fail "COLLAPSE_RANGE accepted"; fi
 }
+# FALLOC_FL_ZERO_RANGE: the range reads as zeros (also through a mapping
+# made before), has blocks, and the size grows unless KEEP_SIZE; the rest
+# of the file keeps its bytes, across a remount.
+fallocate_zero_range() {
+  python3 - $MNT/fz <<'PY'
+import mmap, os, sys
+f = sys.argv[1]
+fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b'\xff' * 16384)
+m = mmap.mmap(fd, 16384)
+assert m[5000] == 0xff
+os.close(fd)
+PY
+  fallocate -z -o 1000 -l 9000 $MNT/fz
+  assert_eq 16384 "$(stat -c %s $MNT/fz)" "size after an inner ZERO_RANGE"
+  cmp -s -i 1000:0 -n 9000 $MNT/fz /dev/zero || fail "zeroed range is not zeros"
+  python3 -c "
+import mmap, os
+fd = os.open('$MNT/fz', os.O_RDWR); m = mmap.mmap(fd, 16384)
+assert m[999] == 0xff and m[1000] == 0 and m[9999] == 0 and m[10000] == 0xff, (m[999], m[1000], m[9999], m[10000])
+assert m[:1000] == b'\xff' * 1000 and m[10000:] == b'\xff' * 6384
+"
+  assert_eq 32 "$(stat -c %b $MNT/fz)" "blocks after an inner ZERO_RANGE (4 data blocks, all allocated)"
+  fallocate -z -o 14000 -l 10000 $MNT/fz
+  assert_eq 24000 "$(stat -c %s $MNT/fz)" "size after a ZERO_RANGE past the end"
+  cmp -s -i 14000:0 -n 10000 $MNT/fz /dev/zero || fail "zeroed tail is not zeros"
+  cmp -s -i 10000:0 -n 4000 $MNT/fz <(head -c 4000 /dev/zero | tr '\0' '\377') || fail "bytes before the zeroed tail changed"
+  fallocate -z -n -o 24576 -l 8192 $MNT/fz
+  assert_eq 24000 "$(stat -c %s $MNT/fz)" "size after a KEEP_SIZE ZERO_RANGE"
+  assert_eq 64 "$(stat -c %b $MNT/fz)" "blocks after a KEEP_SIZE ZERO_RANGE (8 data blocks)"
+  remount
+  assert_eq 24000 "$(stat -c %s $MNT/fz)" "size after remount"
+  cmp -s -i 1000:0 -n 9000 $MNT/fz /dev/zero || fail "zeroed range after remount"
+  cmp -s -n 1000 $MNT/fz <(head -c 1000 /dev/zero | tr '\0' '\377') || fail "head after remount"
+}
 enospc_then_delete_and_reuse() {
   fresh_mount $DEV2 /mnt/scratch
   free=$(stat -f -c %f /mnt/scratch)
@@ -252,6 +287,7 @@ t chmod_chown_utimes_and_stat chmod_chown_utimes_and_stat
 t statfs_reports_real_free_space statfs_reports_real_free_space
 t name_too_long_is_rejected name_too_long_is_rejected
 t fallocate_keep_size_and_punch_hole fallocate_keep_size_and_punch_hole
+t fallocate_zero_range fallocate_zero_range
 t enospc_then_delete_and_reuse enospc_then_delete_and_reuse
 t mmap_stores_survive_remount_with_each_sync mmap_stores_survive_remount_with_each_sync
 umount $MNT

@@ -25,6 +25,8 @@ if [ ! -d "$FST" ]; then
   mkdir -p "$FST"
   tar -C "$FST" -xf "$FSTTAR" || { echo "fstests-guest: cannot unpack $FSTTAR"; exit 1; }
 fi
+# ferrofs's cases in common/rc's mkfs helpers (see the script).
+python3 "$SRC/tests/fstests-rc.py" "$FST/common/rc"
 
 # The users fstests needs, in copies of /etc's files (the root is read-only).
 for f in passwd group shadow; do

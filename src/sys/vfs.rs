@@ -27,6 +27,7 @@ const IOCB_DSYNC: c_int = 0x2;
 const IOCB_SYNC: c_int = 0x4;
 pub(crate) const FALLOC_FL_KEEP_SIZE: c_int = 0x01;
 pub(crate) const FALLOC_FL_PUNCH_HOLE: c_int = 0x02;
+pub(crate) const FALLOC_FL_ZERO_RANGE: c_int = 0x10;
 const FMODE_CAN_ODIRECT: u32 = 1 << 22;
 const SB_NOSEC: c_ulong = 1 << 28;
 /// SB_POSIXACL (a BIT() macro bindgen drops; the shim asserts the value).
