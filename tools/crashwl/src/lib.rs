@@ -49,6 +49,12 @@ pub enum Op {
         from: String,
         to: String,
     },
+    /// renameat2(RENAME_EXCHANGE) of two existing names (files or
+    /// symlinks): one transaction swaps what they point at.
+    Exchange {
+        a: String,
+        b: String,
+    },
     Unlink(String),
     Link {
         from: String,
@@ -212,6 +218,12 @@ impl Model {
                 if let Some(n) = self.nodes.remove(from) {
                     self.drop_path(to);
                     self.nodes.insert(to.clone(), n);
+                }
+            }
+            Op::Exchange { a, b } => {
+                if let (Some(na), Some(nb)) = (self.nodes.remove(a), self.nodes.remove(b)) {
+                    self.nodes.insert(a.clone(), nb);
+                    self.nodes.insert(b.clone(), na);
                 }
             }
             Op::Unlink(p) => self.drop_path(p),
@@ -445,6 +457,15 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
                     }),
                 }
             }
+            // Two names swapped (a file and a symlink, two files, two
+            // names of different directories).
+            97 => {
+                let names = m.paths(|n| !matches!(n, Node::Dir));
+                match (rng.pick(&names).cloned(), rng.pick(&names).cloned()) {
+                    (Some(a), Some(b)) if a != b => Some(Op::Exchange { a, b }),
+                    _ => None,
+                }
+            }
             _ => Some(Op::Create(format!("w/many/n{name}"))),
         };
         if let Some(op) = op {
@@ -485,7 +506,7 @@ mod tests {
     fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 14, "{v:?}");
+        assert_eq!(kinds.len(), 15, "{v:?}");
     }
 
     #[test]
@@ -554,6 +575,10 @@ mod tests {
                     )
                 }
                 Op::Rename { from, .. } => assert!(m.file(from).is_some(), "{op:?}"),
+                Op::Exchange { a, b } => assert!(
+                    a != b && m.nodes.contains_key(a) && m.nodes.contains_key(b),
+                    "{op:?}"
+                ),
                 Op::Rmdir(p) => assert!(m.is_empty_dir(p), "{op:?}"),
                 Op::SetXattr { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
                 Op::RemoveXattr { path, name } => {
@@ -586,6 +611,24 @@ mod tests {
         assert!(!m.xattrs.is_empty());
         m.apply(&Op::Unlink("w/c".into()));
         assert!(m.xattrs.is_empty(), "{:?}", m.xattrs);
+    }
+
+    #[test]
+    fn exchange_swaps_two_names_and_keeps_both_files() {
+        let mut m = Model::default();
+        for op in [
+            Op::Mkdir("w".into()),
+            Op::Mkdir("w/d".into()),
+            Op::Create("w/a".into()),
+            Op::Symlink { path: "w/d/s".into(), target: "t".into() },
+            Op::Write { path: "w/a".into(), off: 0, len: 3, seed: 2 },
+            Op::Exchange { a: "w/a".into(), b: "w/d/s".into() },
+        ] {
+            m.apply(&op);
+        }
+        assert_eq!(m.nodes.get("w/a"), Some(&Node::Symlink("t".into())));
+        assert_eq!(m.file("w/d/s").map(|f| f.len()), Some(3));
+        assert!((0..50).any(|s| ops(s, 300).iter().any(|o| matches!(o, Op::Exchange { .. }))));
     }
 
     #[test]

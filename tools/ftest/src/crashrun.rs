@@ -135,6 +135,20 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             f.sync_all()
         }
         Op::Rename { from, to } => fs::rename(p(from), p(to)),
+        Op::Exchange { a, b } => {
+            let (ca, cb) = (cpath(&p(a))?, cpath(&p(b))?);
+            // SAFETY: two NUL-terminated paths.
+            let r = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    ca.as_ptr(),
+                    libc::AT_FDCWD,
+                    cb.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        }
         Op::Unlink(f) => fs::remove_file(p(f)),
         Op::Link { from, to } => fs::hard_link(p(from), p(to)),
         Op::Symlink { path, target } => symlink(target, p(path)),
