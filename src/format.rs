@@ -44,13 +44,17 @@ pub const MAGIC: [u8; 8] = *b"FERROFS\0";
 /// superblock in the transaction that first uses what a newer version adds
 /// (a flag: 2, an xattr block: 3), so a module that does not know it
 /// refuses the image instead of ignoring it.
-pub const VERSION: u32 = 3;
+/// Version 4 has names of up to 255 bytes ([`SLOT_NAME_MAX`]); it is the
+/// same layout, and older images have no continuation slots.
+pub const VERSION: u32 = 4;
 /// The first version with inode flags.
 pub const VERSION_FLAGS: u32 = 2;
 /// The first version with extended attribute blocks.
 pub const VERSION_XATTR: u32 = 3;
 /// The first version with device nodes, FIFOs and sockets (`rdev`).
 pub const VERSION_SPECIAL: u32 = 3;
+/// The first version with names longer than [`SLOT_NAME_MAX`] bytes.
+pub const VERSION_LONG_NAMES: u32 = 4;
 /// The oldest version this code reads.
 pub const VERSION_MIN: u32 = 1;
 /// Inode flags (version 2): chattr +i and +a.
@@ -63,9 +67,18 @@ pub const INODE_SIZE: usize = 256;
 pub const INODES_PER_BLOCK: usize = BLOCK_SIZE / INODE_SIZE;
 pub const DIRENT_SIZE: usize = 256;
 pub const DIRENTS_PER_BLOCK: usize = BLOCK_SIZE / DIRENT_SIZE;
-/// Longest file name. Fixed-size directory slots keep lookups and crash
-/// reasoning simple; the price is 248 instead of 255 bytes.
-pub const NAME_MAX: usize = 248;
+/// Longest file name (Linux's NAME_MAX).
+pub const NAME_MAX: usize = 255;
+/// Name bytes one slot holds. A longer name (version 4) takes two slots of
+/// one block: the entry's slot with `name_len` the whole length and the
+/// first [`SLOT_NAME_MAX`] bytes, and the next slot, a continuation:
+/// `ino` [`DIRENT_CONT`], `name_len` the rest's length (1 to 7),
+/// `file_type` 0, and the rest of the name. Fixed-size slots keep lookups
+/// and crash reasoning simple; both slots change in one transaction.
+pub const SLOT_NAME_MAX: usize = 248;
+/// The `ino` of a continuation slot. Never an inode number: the inode
+/// count is a multiple of 16, so at most `0xffff_fff0`.
+pub const DIRENT_CONT: u32 = u32::MAX;
 pub const NDIRECT: usize = 12;
 pub const PTRS_PER_BLOCK: usize = BLOCK_SIZE / 4;
 pub const JOURNAL_BLOCKS: u32 = 64;
@@ -601,9 +614,10 @@ pub struct Dirent {
     pub name_len: u8,
     pub file_type: u8,
     pub reserved: [u8; 2],
-    pub name: [u8; NAME_MAX],
+    pub name: [u8; SLOT_NAME_MAX],
 }
 const _: () = assert!(core::mem::size_of::<Dirent>() == DIRENT_SIZE);
+const _: () = assert!(NAME_MAX - SLOT_NAME_MAX < SLOT_NAME_MAX && NAME_MAX <= u8::MAX as usize);
 const _: () = assert!(core::mem::align_of::<Dirent>() == 1);
 // SAFETY: repr(C), only byte-array fields, size asserted above.
 unsafe impl Pod for Dirent {
@@ -611,29 +625,144 @@ unsafe impl Pod for Dirent {
 }
 
 impl Dirent {
+    /// The slot of a name of up to [`SLOT_NAME_MAX`] bytes.
     pub fn new(ino: u32, name: &[u8], file_type: u8) -> Result<Dirent, FormatError> {
-        if name.is_empty() || name.len() > NAME_MAX {
+        if name.is_empty() || name.len() > SLOT_NAME_MAX {
             return Err(FormatError::BadDirent("name length out of range"));
         }
-        let mut d = Dirent {
-            ino: Le32::new(ino),
-            name_len: name.len() as u8,
-            file_type,
-            reserved: [0; 2],
-            name: [0; NAME_MAX],
-        };
-        d.name[..name.len()].copy_from_slice(name);
-        Ok(d)
+        Ok(Self::slot(ino, name.len(), file_type, name))
     }
 
-    /// The name of a used slot, or an error if its length is corrupt.
+    fn slot(ino: u32, name_len: usize, file_type: u8, bytes: &[u8]) -> Dirent {
+        let mut d = Dirent {
+            ino: Le32::new(ino),
+            name_len: name_len as u8,
+            file_type,
+            reserved: [0; 2],
+            name: [0; SLOT_NAME_MAX],
+        };
+        let n = bytes.len().min(SLOT_NAME_MAX);
+        d.name[..n].copy_from_slice(&bytes[..n]);
+        d
+    }
+
+    /// The slots of an entry: one, or for a name longer than
+    /// [`SLOT_NAME_MAX`] bytes (up to [`NAME_MAX`]) the entry's slot and
+    /// its continuation.
+    pub fn new_entry(ino: u32, name: &[u8], file_type: u8) -> Result<(Dirent, Option<Dirent>), FormatError> {
+        if name.len() <= SLOT_NAME_MAX {
+            return Ok((Self::new(ino, name, file_type)?, None));
+        }
+        if name.len() > NAME_MAX {
+            return Err(FormatError::BadDirent("name length out of range"));
+        }
+        let (head, rest) = name.split_at(SLOT_NAME_MAX);
+        Ok((
+            Self::slot(ino, name.len(), file_type, head),
+            Some(Self::slot(DIRENT_CONT, rest.len(), 0, rest)),
+        ))
+    }
+
+    /// A continuation slot (the second of a long name).
+    pub fn is_cont(&self) -> bool {
+        self.ino.get() == DIRENT_CONT
+    }
+
+    /// Whether this entry's name goes on in the next slot.
+    pub fn is_long(&self) -> bool {
+        !self.is_cont() && self.name_len as usize > SLOT_NAME_MAX
+    }
+
+    /// The name of a used one-slot entry, or an error if its length is
+    /// corrupt or it is long (see [`Dirent::full_name`]).
     pub fn name(&self) -> Result<&[u8], FormatError> {
         let n = self.name_len as usize;
-        if n == 0 || n > NAME_MAX {
+        if self.is_cont() || n == 0 || n > SLOT_NAME_MAX {
             return Err(FormatError::BadDirent("name length out of range"));
         }
         Ok(&self.name[..n])
     }
+
+    /// The whole name of a used entry, copied into `buf`; `next` is the
+    /// slot after it in the same block (None after the block's last slot),
+    /// read only for a long name, which must be followed by its
+    /// continuation.
+    pub fn full_name<'b>(
+        &self,
+        next: Option<&Dirent>,
+        buf: &'b mut [u8; NAME_MAX],
+    ) -> Result<&'b [u8], FormatError> {
+        let n = self.name_len as usize;
+        if !self.is_long() {
+            let name = self.name()?;
+            buf[..n].copy_from_slice(name);
+            return Ok(&buf[..n]);
+        }
+        let Some(c) = next else {
+            return Err(FormatError::BadDirent("long name in a block's last slot"));
+        };
+        if !c.is_cont() || c.name_len as usize != n - SLOT_NAME_MAX || c.file_type != 0 {
+            return Err(FormatError::BadDirent("long name without its continuation slot"));
+        }
+        buf[..SLOT_NAME_MAX].copy_from_slice(&self.name);
+        buf[SLOT_NAME_MAX..n].copy_from_slice(&c.name[..n - SLOT_NAME_MAX]);
+        Ok(&buf[..n])
+    }
+}
+
+/// One entry of a directory block, as [`block_entries`] finds it.
+pub struct BlockEntry {
+    /// The index of its (first) slot in the block.
+    pub slot: usize,
+    /// 1, or 2 for a long name.
+    pub slots: usize,
+    pub ino: u32,
+    pub file_type: u8,
+    name: [u8; NAME_MAX],
+    len: usize,
+}
+
+impl BlockEntry {
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.len]
+    }
+}
+
+/// The entries of directory block `blk` ([`BLOCK_SIZE`] bytes or more), in
+/// slot order: `Err((slot, e))` for a slot that is not a valid entry (a bad
+/// name length, a long name without its continuation, a continuation
+/// without its entry). Free slots are skipped. The inode numbers are not
+/// checked against the geometry.
+pub fn block_entries(blk: &[u8]) -> impl Iterator<Item = Result<BlockEntry, (usize, FormatError)>> + '_ {
+    let slot = |s: usize| blk.get(s * DIRENT_SIZE..).and_then(Dirent::from_bytes);
+    let mut s = 0;
+    core::iter::from_fn(move || loop {
+        if s >= DIRENTS_PER_BLOCK {
+            return None;
+        }
+        let here = s;
+        s += 1;
+        let Some(d) = slot(here) else {
+            return Some(Err((here, FormatError::BadDirent("short directory block"))));
+        };
+        if d.ino.get() == 0 {
+            continue;
+        }
+        if d.is_cont() {
+            return Some(Err((here, FormatError::BadDirent("continuation slot without its entry"))));
+        }
+        let next = if d.is_long() { slot(s) } else { None };
+        let mut e = BlockEntry { slot: here, slots: 1, ino: d.ino.get(), file_type: d.file_type, name: [0; NAME_MAX], len: 0 };
+        match d.full_name(next.as_ref(), &mut e.name) {
+            Ok(n) => e.len = n.len(),
+            Err(err) => return Some(Err((here, err))),
+        }
+        if d.is_long() {
+            e.slots = 2;
+            s += 1;
+        }
+        return Some(Ok(e));
+    })
 }
 
 /// DT_* type for an inode mode.

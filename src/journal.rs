@@ -43,6 +43,10 @@ pub(crate) struct Journal {
     /// Byte offset and length of the journal region.
     start: u64,
     len: usize,
+    /// The superblock's format version as committed (1 to 4; see
+    /// `format::VERSION`): set at mount, raised when a transaction that
+    /// raised the superblock commits (`FsInfo::raise_version`).
+    pub(crate) version: core::sync::atomic::AtomicU32,
 }
 
 struct JState {
@@ -103,6 +107,7 @@ impl Journal {
             state: Mutex::new_with(JState { seq_done }, crate::sys::ferrofs_init_journal_mutex)?,
             start,
             len,
+            version: core::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -126,6 +131,7 @@ impl Journal {
             records: 0,
             need_fence: false,
             freed: false,
+            raises: 0,
             _nofs: nofs,
         }
     }
@@ -143,6 +149,10 @@ pub(crate) struct Tx<'a> {
     need_fence: bool,
     /// A block was freed: none may be allocated in this transaction.
     pub(crate) freed: bool,
+    /// A format version this transaction raised the superblock to (0:
+    /// none): `Journal::version` follows once it commits
+    /// ([`crate::super_::FsInfo::raise_version_on_commit`]).
+    pub(crate) raises: u32,
     _nofs: NoFs,
 }
 
@@ -264,6 +274,10 @@ impl<'a> Tx<'a> {
         self.st.seq_done = seq;
         self.records = 0;
         self.pos = JOURNAL_RECORDS_OFF;
+        if self.raises != 0 {
+            self.j.version.fetch_max(self.raises, core::sync::atomic::Ordering::Relaxed);
+            self.raises = 0;
+        }
         Ok(())
     }
 

@@ -289,10 +289,13 @@ pub(crate) fn rename(
     whiteout: bool,
 ) -> Result {
     check_name(new.name())?;
-    if !whiteout {
-        return rename_tx(od.fs().tx(), od, old, nd, new, None);
-    }
+    // The lookups first, outside the transaction, as in the other
+    // operations.
+    let plan = RenamePlan::new(od, old, nd, new)?;
     let fs = od.fs();
+    if !whiteout {
+        return plan.run(fs.tx(), od, nd, new, None);
+    }
     // Declared before the transaction: on an error the inode is dropped
     // (and evicted) after the transaction is.
     let mut slot = None;
@@ -302,7 +305,7 @@ pub(crate) fn rename(
         let mode = format::S_IFCHR | WHITEOUT_MODE;
         let kind = Kind::Special(vfs::encode_dev(0));
         let w = new_inode_tx(&mut tx, idmap, od, mode, kind, &mut slot)?;
-        rename_tx(tx, od, old, nd, new, Some(w.get()))?;
+        plan.run(tx, od, nd, new, Some(w.get()))?;
         raised
     };
     if raised {
@@ -318,57 +321,65 @@ pub(crate) fn rename(
 /// permission bits.
 const WHITEOUT_MODE: u16 = 0;
 
-fn rename_tx(
-    mut tx: Tx<'_>,
-    od: &Inode,
-    old: &Dentry,
-    nd: &Inode,
-    new: &Dentry,
-    whiteout: Option<&Inode>,
-) -> Result {
-    let src = old.inode().ok_or(ENOENT)?;
-    let old_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
-    let dt = format::dt_from_mode(src.mode());
-    let src_is_dir = src.is_dir();
-    let target = new.inode();
-    if let Some(t) = target {
-        if t.is_dir() && !dir::is_empty(t)? {
-            return Err(crate::sys::enotempty());
-        }
-    }
-    let new_slot = match target {
-        Some(_) => Some(dir::find(nd, new.name())?.ok_or(ENOENT)?),
-        None => None,
-    };
-    match (target, new_slot) {
-        (Some(target), Some(new_slot)) => {
-            dir::retarget(&mut tx, nd, &new_slot, src.ino(), dt)?;
-            target.touch_ctime();
-            if target.is_dir() {
-                target.clear_nlink();
-                nd.drop_nlink();
-            } else {
-                target.drop_nlink();
+/// What a rename changes, found before its transaction (the VFS holds both
+/// directories' `i_rwsem`, so it stays true until the transaction).
+struct RenamePlan<'a> {
+    src: &'a Inode,
+    old_slot: dir::Slot,
+    target: Option<(&'a Inode, dir::Slot)>,
+}
+
+impl<'a> RenamePlan<'a> {
+    fn new(od: &Inode, old: &'a Dentry, nd: &Inode, new: &'a Dentry) -> Result<Self> {
+        let src = old.inode().ok_or(ENOENT)?;
+        let old_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
+        let target = match new.inode() {
+            Some(t) => {
+                if t.is_dir() && !dir::is_empty(t)? {
+                    return Err(crate::sys::enotempty());
+                }
+                Some((t, dir::find(nd, new.name())?.ok_or(ENOENT)?))
             }
-            inode::write_inode_tx(&mut tx, target)?;
+            None => None,
+        };
+        Ok(RenamePlan { src, old_slot, target })
+    }
+
+    /// In `tx`, then commit: `new` names the source; the old name goes, or
+    /// names `whiteout`.
+    fn run(self, mut tx: Tx<'_>, od: &Inode, nd: &Inode, new: &Dentry, whiteout: Option<&Inode>) -> Result {
+        let src = self.src;
+        let dt = format::dt_from_mode(src.mode());
+        match self.target {
+            Some((target, new_slot)) => {
+                dir::retarget(&mut tx, nd, &new_slot, src.ino(), dt)?;
+                target.touch_ctime();
+                if target.is_dir() {
+                    target.clear_nlink();
+                    nd.drop_nlink();
+                } else {
+                    target.drop_nlink();
+                }
+                inode::write_inode_tx(&mut tx, target)?;
+            }
+            None => dir::add(&mut tx, nd, new.name(), src.ino(), dt)?,
         }
-        _ => dir::add(&mut tx, nd, new.name(), src.ino(), dt)?,
+        match whiteout {
+            Some(w) => dir::retarget(&mut tx, od, &self.old_slot, w.ino(), format::DT_CHR)?,
+            None => dir::remove(&mut tx, od, &self.old_slot)?,
+        }
+        if src.is_dir() && od.ino() != nd.ino() {
+            od.drop_nlink();
+            nd.inc_nlink();
+            inode::set_parent_tx(&mut tx, src, nd.ino())?;
+            inode::write_inode_tx(&mut tx, od)?;
+        }
+        // Also the target directory's link count, when a directory was replaced.
+        inode::write_inode_tx(&mut tx, nd)?;
+        src.touch_ctime();
+        inode::write_inode_tx(&mut tx, src)?;
+        tx.commit()
     }
-    match whiteout {
-        Some(w) => dir::retarget(&mut tx, od, &old_slot, w.ino(), format::DT_CHR)?,
-        None => dir::remove(&mut tx, od, &old_slot)?,
-    }
-    if src_is_dir && od.ino() != nd.ino() {
-        od.drop_nlink();
-        nd.inc_nlink();
-        inode::set_parent_tx(&mut tx, src, nd.ino())?;
-        inode::write_inode_tx(&mut tx, od)?;
-    }
-    // Also the target directory's link count, when a directory was replaced.
-    inode::write_inode_tx(&mut tx, nd)?;
-    src.touch_ctime();
-    inode::write_inode_tx(&mut tx, src)?;
-    tx.commit()
 }
 
 /// renameat2(RENAME_EXCHANGE): swap what two names point at, atomically (one

@@ -26,8 +26,6 @@ pub(crate) struct FsInfo {
     /// The device makes a store durable once it is written back from the
     /// CPU caches (`dax_synchronous`; not virtio-pmem): MAP_SYNC is allowed.
     pub(crate) synchronous: bool,
-    /// The superblock's format version (1 to 3; see format::VERSION).
-    version: core::sync::atomic::AtomicU32,
     /// The `trace=` size in MiB, 0 without a trace (show_options, remount).
     pub(crate) trace_mib: u32,
     /// Held for the mount's lifetime: the pmem mapping depends on it.
@@ -91,7 +89,7 @@ impl FsInfo {
     /// raise leaves the old version, and the next user raises again).
     /// Callers hold the journal (their `tx`), which orders raisers.
     pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result<bool> {
-        if self.version.load(core::sync::atomic::Ordering::Relaxed) >= to {
+        if self.journal.version.load(core::sync::atomic::Ordering::Relaxed) >= to {
             return Ok(false);
         }
         let mut raw: Superblock = self.pmem.read_pod(0)?;
@@ -101,9 +99,18 @@ impl FsInfo {
         Ok(true)
     }
 
+    /// [`FsInfo::raise_version`] for a caller deep inside a transaction:
+    /// the in-memory version follows when `tx` commits.
+    pub(crate) fn raise_version_on_commit(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result {
+        if self.raise_version(tx, to)? {
+            tx.raises = core::cmp::max(tx.raises, to);
+        }
+        Ok(())
+    }
+
     /// The transaction of [`FsInfo::raise_version`]`(.., to)` committed.
     pub(crate) fn version_raised(&self, to: u32) {
-        self.version.fetch_max(to, core::sync::atomic::Ordering::Relaxed);
+        self.journal.version.fetch_max(to, core::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn statfs(&self) -> StatFs {
@@ -254,6 +261,14 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
     }
     // Roll back an interrupted transaction before anything reads metadata.
     let journal = Journal::recover(&pmem, &geo)?;
+    // The version as recovered: a version raise interrupted by a crash was
+    // just rolled back (`raw` was read before).
+    let version = pmem.read_pod::<Superblock>(0)?.version.get();
+    if !(format::VERSION_MIN..=format::VERSION).contains(&version) {
+        pr_err!("{:?}: cannot mount: the journal's rollback leaves format version {}\n", dev, version);
+        return Err(EINVAL);
+    }
+    journal.version.store(version, core::sync::atomic::Ordering::Relaxed);
     let mut orphans = KVec::new();
     let allocator = Allocator::scan(&pmem, &geo, &mut orphans)?;
     let stats = Stats::new(dev, insn.name())?;
@@ -268,7 +283,6 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
             uuid: raw.uuid,
             sb: sb.raw(),
             synchronous,
-            version: core::sync::atomic::AtomicU32::new(raw.version.get()),
             trace_mib: trace_mib.unwrap_or(0),
             _dax: dax,
         },

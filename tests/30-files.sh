@@ -185,7 +185,7 @@ statfs_reports_real_free_space() {
 import os
 def s(): v=os.statvfs('$MNT'); return v.f_bfree, v.f_bsize, v.f_namemax
 f0,bs,nm=s()
-assert bs==4096 and nm==248, (bs,nm)
+assert bs==4096 and nm==255, (bs,nm)
 open('$MNT/sf/ten','wb').write(b'1'*(10<<20))
 f1,_,_=s()
 assert 2560 <= f0-f1 <= 2570, ('free blocks did not drop by 10 MiB', f0, f1)
@@ -195,10 +195,73 @@ assert s()[0]==f0, ('space not returned', f0, s()[0])
   df -k $MNT | tail -1 | awk '{ if ($2 < 1000000 || $2 > 1048576) exit 1 }' || fail "df size: $(df -k $MNT)"
 }
 name_too_long_is_rejected() {
-  long=$(printf 'n%.0s' $(seq 1 249))
-  if touch $MNT/$long 2>/tmp/err; then fail "249-byte name accepted"; fi
+  long=$(printf 'n%.0s' $(seq 1 256))
+  if touch $MNT/$long 2>/tmp/err; then fail "256-byte name accepted"; fi
   grep -q "too long" /tmp/err || fail "$(cat /tmp/err)"
   touch $MNT/${long:1}
+  [ -e $MNT/${long:1} ] || fail "255-byte name not found"
+}
+# Names of 249 to 255 bytes take two directory slots (format version 4):
+# create, lookup, readdir, rename, link, unlink, mkdir and symlink, mixed
+# with short names so that slots are reused and long names cannot fit in
+# every gap; across a remount, and clean in fsck.
+long_names_up_to_255_bytes() {
+  python3 - $MNT/ln <<'PY'
+import os, sys, random
+D = sys.argv[1]; os.mkdir(D)
+rnd = random.Random(5)
+def nm(n, tag): return (tag + 'x' * n)[:n]
+want = {}
+for i in range(60):
+    n = rnd.choice([1, 30, 247, 248, 249, 250, 254, 255])
+    name = nm(n, f'{i:03d}-')
+    open(os.path.join(D, name), 'w').write(str(i)); want[name] = str(i)
+    if i % 3 == 0:                     # free slots between entries
+        victim = rnd.choice(sorted(want)); os.unlink(os.path.join(D, victim)); del want[victim]
+for name in sorted(want)[:10]:         # renames to and from long names
+    new = nm(255 if len(name) < 249 else 17, 'r' + name[:3] + '-')
+    os.rename(os.path.join(D, name), os.path.join(D, new)); want[new] = want.pop(name)
+long = [n for n in want if len(n) > 248][0]
+os.link(os.path.join(D, long), os.path.join(D, nm(252, 'hardlink-')))
+want[nm(252, 'hardlink-')] = want[long]
+os.mkdir(os.path.join(D, nm(255, 'dir-')))
+os.symlink(nm(255, 'target-'), os.path.join(D, nm(251, 'sym-')))
+got = set(os.listdir(D))
+exp = set(want) | {nm(255, 'dir-'), nm(251, 'sym-')}
+assert got == exp, (sorted(got ^ exp))
+for n, v in want.items():
+    assert open(os.path.join(D, n)).read() == v, n
+open('/tmp/ln-want', 'w').write(repr(sorted(want.items())))
+PY
+  remount
+  python3 - $MNT/ln <<'PY'
+import os, sys
+D = sys.argv[1]
+want = dict(eval(open('/tmp/ln-want').read()))
+got = set(os.listdir(D))
+exp = set(want) | {('dir-' + 'x' * 255)[:255], ('sym-' + 'x' * 251)[:251]}
+assert got == exp, sorted(got ^ exp)
+for n, v in want.items():
+    assert open(os.path.join(D, n)).read() == v, n
+assert os.readlink(os.path.join(D, ('sym-' + 'x' * 251)[:251])) == ('target-' + 'x' * 255)[:255]
+PY
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with long names"
+  mount -t ferrofs -o dax $DEV $MNT
+  python3 - $MNT/ln <<'PY'
+import os, sys
+D = sys.argv[1]
+want = dict(eval(open('/tmp/ln-want').read()))
+for n in list(want):
+    os.unlink(os.path.join(D, n))
+os.rmdir(os.path.join(D, ('dir-' + 'x' * 255)[:255]))
+os.unlink(os.path.join(D, ('sym-' + 'x' * 251)[:251]))
+assert os.listdir(D) == []
+os.rmdir(D)
+PY
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? after removing the long names"
+  mount -t ferrofs -o dax $DEV $MNT
 }
 fallocate_keep_size_and_punch_hole() {
   fallocate -l 1M $MNT/fa
@@ -286,6 +349,7 @@ t symlinks_resolve_and_survive_remount symlinks_resolve_and_survive_remount
 t chmod_chown_utimes_and_stat chmod_chown_utimes_and_stat
 t statfs_reports_real_free_space statfs_reports_real_free_space
 t name_too_long_is_rejected name_too_long_is_rejected
+t long_names_up_to_255_bytes long_names_up_to_255_bytes
 t fallocate_keep_size_and_punch_hole fallocate_keep_size_and_punch_hole
 t fallocate_zero_range fallocate_zero_range
 t enospc_then_delete_and_reuse enospc_then_delete_and_reuse

@@ -317,7 +317,7 @@ c=open(M+"/a").read()
 assert c.startswith("log\nmore\n") and c.endswith("more\n") and len(c)>=9, c
 '
   py "$check"
-  assert_eq 3 "$(sb_version)" "superblock version (mkfs writes 3)"
+  assert_eq 4 "$(sb_version)" "superblock version (mkfs writes 4)"
   remount
   assert_eq i "$(attr_token $MNT/attr/i)" "lsattr of the immutable file after a remount"
   assert_eq a "$(attr_token $MNT/attr/a)" "lsattr of the append-only file after a remount"
@@ -348,11 +348,18 @@ version_1_images_mount_and_the_first_flag_raises_them() {
   chattr -a $MNT/old
   setfattr -n user.first -v 1 $MNT/old
   assert_eq 3 "$(sb_version)" "version after the first extended attribute"
+  local n248 n249
+  n248=$(printf 'a%.0s' $(seq 1 248)); n249=${n248}b
+  touch $MNT/$n248
+  assert_eq 3 "$(sb_version)" "version after a 248-byte name (one slot)"
+  touch $MNT/$n249
+  assert_eq 4 "$(sb_version)" "version after the first 249-byte name"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? on the raised image"
   mount -t ferrofs -o dax $DEV $MNT
   "$FT" verify $MNT/old 4 100000
   assert_eq 1 "$(getfattr --only-values -n user.first $MNT/old)" "the xattr after a remount"
+  [ -e $MNT/$n249 ] && [ -e $MNT/$n248 ] || fail "the long names after a remount: $(ls $MNT)"
 }
 t version_1_images_mount_and_the_first_flag_raises_them version_1_images_mount_and_the_first_flag_raises_them
 
@@ -438,7 +445,7 @@ for k in list(want[M+'/d']):
 assert os.listxattr(M+'/d') == []
 assert b0 - os.stat(M+'/d').st_blocks == 8, (b0, os.stat(M+'/d').st_blocks)
 "
-  assert_eq 3 "$(sb_version)" "superblock version with xattrs"
+  assert_eq 4 "$(sb_version)" "superblock version with xattrs (mkfs writes 4)"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with xattrs"
   mount -t ferrofs -o dax $DEV $MNT
@@ -542,7 +549,7 @@ socket 0 0'
   assert_eq 1 "$(getfattr --only-values -n trusted.t $MNT/sp/fifo)" "a FIFO's trusted. xattr after a remount"
   assert_eq 0 "$(stat -c %s $MNT/sp/null)" "size of a device node"
   echo discarded > $MNT/sp/null
-  assert_eq 3 "$(sb_version)" "superblock version with special files"
+  assert_eq 4 "$(sb_version)" "superblock version with special files (mkfs writes 4)"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with special files"
   mount -t ferrofs -o dax $DEV $MNT

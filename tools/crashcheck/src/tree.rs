@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use ferrofs_format::{
-    map_path, xattr_entries, Dirent, Geometry, Inode, MapPath, Pod, Superblock, BLOCK_SIZE, DIRENTS_PER_BLOCK,
-    DIRENT_SIZE, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, XATTR_USER,
+    block_entries, map_path, xattr_entries, Geometry, Inode, MapPath, Pod, Superblock, BLOCK_SIZE,
+    ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, XATTR_USER,
 };
 use ferrofs_image::inode_location;
 
@@ -118,14 +118,9 @@ impl Reader<'_> {
                 continue;
             }
             let blk = self.block(b)?;
-            for s in 0..DIRENTS_PER_BLOCK {
-                let e =
-                    Dirent::from_bytes(&blk[s * DIRENT_SIZE..]).ok_or("short directory block")?;
-                if e.ino.get() == 0 {
-                    continue;
-                }
-                let name = e.name().map_err(|e| e.reason().to_string())?;
-                v.push((String::from_utf8_lossy(name).into_owned(), e.ino.get()));
+            for r in block_entries(blk) {
+                let e = r.map_err(|(s, e)| format!("block {b} slot {s}: {}", e.reason()))?;
+                v.push((String::from_utf8_lossy(e.name()).into_owned(), e.ino));
             }
         }
         Ok(v)

@@ -129,7 +129,7 @@ fn superblock_with_unknown_version_is_rejected_with_that_version() {
 
 #[test]
 fn superblocks_of_versions_1_to_3_are_accepted() {
-    assert_eq!((VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION), (1, 2, 3, 3));
+    assert_eq!((VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION), (1, 2, 3, 4));
     for v in [VERSION_MIN, VERSION_FLAGS, VERSION] {
         let mut sb = fresh_superblock(1024);
         sb.version.set(v);
@@ -486,15 +486,15 @@ fn dirent_with_empty_name_is_rejected() {
 }
 
 #[test]
-fn dirent_with_name_longer_than_name_max_is_rejected() {
-    let name = [b'n'; NAME_MAX + 1];
+fn dirent_with_name_longer_than_a_slot_is_not_one_slot() {
+    let name = [b'n'; SLOT_NAME_MAX + 1];
     let got = Dirent::new(2, &name, DT_REG).map(|_| ());
     assert_eq!(got, Err(FormatError::BadDirent("name length out of range")));
 }
 
 #[test]
-fn dirent_with_name_of_name_max_bytes_round_trips() {
-    let name = [b'n'; NAME_MAX];
+fn dirent_with_name_of_slot_name_max_bytes_round_trips() {
+    let name = [b'n'; SLOT_NAME_MAX];
     let d = Dirent::new(9, &name, DT_DIR).unwrap();
     let back = Dirent::from_bytes(d.as_bytes()).unwrap();
     assert_eq!(back.ino.get(), 9);
@@ -505,7 +505,7 @@ fn dirent_with_name_of_name_max_bytes_round_trips() {
 #[test]
 fn dirent_name_with_corrupt_length_is_rejected() {
     let d = Dirent::new(9, b"hello", DT_REG).unwrap();
-    for bad_len in [0u8, NAME_MAX as u8 + 1, u8::MAX] {
+    for bad_len in [0u8, SLOT_NAME_MAX as u8 + 1, u8::MAX] {
         let mut bytes = d.as_bytes().to_vec();
         bytes[4] = bad_len; // name_len
         let back = Dirent::from_bytes(&bytes).unwrap();
@@ -515,6 +515,60 @@ fn dirent_name_with_corrupt_length_is_rejected() {
             "name_len {bad_len}"
         );
     }
+}
+
+fn block_with(slots: &[(usize, Dirent)]) -> Vec<u8> {
+    let mut blk = vec![0u8; BLOCK_SIZE];
+    for (s, d) in slots {
+        blk[s * DIRENT_SIZE..(s + 1) * DIRENT_SIZE].copy_from_slice(d.as_bytes());
+    }
+    blk
+}
+
+#[test]
+fn names_of_249_to_255_bytes_take_two_slots_and_read_back() {
+    assert_eq!((NAME_MAX, SLOT_NAME_MAX, VERSION_LONG_NAMES), (255, 248, 4));
+    for len in [SLOT_NAME_MAX + 1, 250, NAME_MAX] {
+        let name: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let (head, cont) = Dirent::new_entry(7, &name, DT_REG).unwrap();
+        let cont = cont.expect("a continuation slot");
+        assert!(head.is_long() && cont.is_cont() && !cont.is_long());
+        assert_eq!(cont.ino.get(), DIRENT_CONT);
+        assert_eq!(cont.name_len as usize, len - SLOT_NAME_MAX);
+        let short = Dirent::new(8, b"short", DT_DIR).unwrap();
+        let blk = block_with(&[(0, short), (3, head), (4, cont), (15, short)]);
+        let got: Vec<_> = block_entries(&blk).map(|r| r.map_err(|(s, _)| s).unwrap()).collect();
+        let seen: Vec<_> = got.iter().map(|e| (e.slot, e.slots, e.ino, e.name().to_vec())).collect();
+        assert_eq!(
+            seen,
+            vec![(0, 1, 8, b"short".to_vec()), (3, 2, 7, name.clone()), (15, 1, 8, b"short".to_vec())]
+        );
+    }
+    assert!(Dirent::new_entry(7, &[b'x'; NAME_MAX + 1], DT_REG).is_err());
+    let (one, none) = Dirent::new_entry(7, &[b'x'; SLOT_NAME_MAX], DT_REG).unwrap();
+    assert!(none.is_none() && !one.is_long());
+}
+
+#[test]
+fn broken_long_names_and_stray_continuations_are_errors() {
+    let name = [b'q'; 252];
+    let (head, cont) = Dirent::new_entry(7, &name, DT_REG).unwrap();
+    let cont = cont.unwrap();
+    let short = Dirent::new(8, b"s", DT_REG).unwrap();
+    let errs = |blk: &[u8]| -> Vec<usize> { block_entries(blk).filter_map(|r| r.err().map(|(s, _)| s)).collect() };
+    // In the block's last slot: no room for the continuation.
+    assert_eq!(errs(&block_with(&[(15, head)])), vec![15]);
+    // Followed by a free slot, or by another entry.
+    assert_eq!(errs(&block_with(&[(2, head)])), vec![2]);
+    assert_eq!(errs(&block_with(&[(2, head), (3, short)])), vec![2]);
+    // A continuation of the wrong length.
+    let mut bad = cont;
+    bad.name_len = 2;
+    assert_eq!(errs(&block_with(&[(2, head), (3, bad)])), vec![2, 3]);
+    // A continuation alone.
+    assert_eq!(errs(&block_with(&[(0, short), (5, cont)])), vec![5]);
+    // A continuation's name is not a name.
+    assert!(cont.name().is_err());
 }
 
 // ---- map_path --------------------------------------------------------------

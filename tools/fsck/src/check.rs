@@ -30,9 +30,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
-    is_special, xattr_entries, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, VERSION_SPECIAL, VERSION_XATTR,
+    block_entries, is_special, xattr_entries, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, SLOT_NAME_MAX, VERSION_LONG_NAMES,
+    VERSION_SPECIAL, VERSION_XATTR,
     dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
-    DIRENTS_PER_BLOCK, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
+    DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
     PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use ferrofs_image::{blocks_in, inode_location, Bitmap, Image};
@@ -72,6 +73,15 @@ pub enum Fix {
     /// Zero the journal's records and write a valid header with
     /// `seq_done` 0: an empty journal.
     ResetJournal,
+}
+
+/// A directory entry being checked: where it is and what it says.
+struct EntryRef {
+    slot: usize,
+    /// 1, or 2 for a long name (its continuation is the next slot).
+    slots: usize,
+    ino: u32,
+    file_type: u8,
 }
 
 /// A problem found: one line of report, naming the inode or block first.
@@ -824,11 +834,40 @@ impl Checker<'_> {
         let mut names: HashSet<Vec<u8>> = HashSet::new();
         for (_, block) in map {
             let buf = read_blocks(&self.dev, block as u64, 1)?;
-            for slot in 0..DIRENTS_PER_BLOCK {
-                let e = Dirent::from_bytes(&buf[slot * DIRENT_SIZE..]).expect("a whole slot");
-                let ino = e.ino.get();
-                if ino != 0 {
-                    self.check_entry(dir, block, slot, &e, &mut names, t, queue);
+            for r in block_entries(&buf) {
+                match r {
+                    Ok(be) => {
+                        if be.slots == 2 && self.version < VERSION_LONG_NAMES {
+                            self.report(
+                                format!(
+                                    "inode {dir}: entry {} (block {block} slot {}) has a {}-byte name on a version {} image \
+                                     (names over {SLOT_NAME_MAX} bytes came with version {VERSION_LONG_NAMES})",
+                                    show_name(be.name()),
+                                    be.slot,
+                                    be.name().len(),
+                                    self.version
+                                ),
+                                vec![],
+                            );
+                        }
+                        let e = EntryRef { slot: be.slot, slots: be.slots, ino: be.ino, file_type: be.file_type };
+                        self.check_entry(dir, block, &e, Ok(be.name()), &mut names, t, queue);
+                    }
+                    Err((slot, err)) => {
+                        let d = Dirent::from_bytes(&buf[slot * DIRENT_SIZE..]).expect("a whole slot");
+                        if d.is_cont() {
+                            // Its entry is gone: a free slot that was not
+                            // freed. Clearing it loses nothing.
+                            self.report(
+                                format!("inode {dir}: block {block} slot {slot}: {}", err.reason()),
+                                vec![Fix::ClearEntry { block, slot }],
+                            );
+                            continue;
+                        }
+                        let e = EntryRef { slot, slots: 1, ino: d.ino.get(), file_type: d.file_type };
+                        let why = format!("with bad name length {} ({})", d.name_len, err.reason());
+                        self.check_entry(dir, block, &e, Err(why), &mut names, t, queue);
+                    }
                 }
             }
         }
@@ -840,14 +879,14 @@ impl Checker<'_> {
         &mut self,
         dir: u32,
         block: u32,
-        slot: usize,
-        e: &Dirent,
+        e: &EntryRef,
+        name: Result<&[u8], String>,
         names: &mut HashSet<Vec<u8>>,
         t: &mut Tree,
         queue: &mut VecDeque<u32>,
     ) {
-        let ino = e.ino.get();
-        let name = match e.name() {
+        let (ino, slot) = (e.ino, e.slot);
+        let name = match name {
             Ok(n) => {
                 let shown = show_name(n);
                 if n.contains(&b'/') || n.contains(&0) || n == b"." || n == b".." {
@@ -863,8 +902,7 @@ impl Checker<'_> {
                 }
                 shown
             }
-            Err(_) => {
-                let shown = format!("with bad name length {}", e.name_len);
+            Err(shown) => {
                 self.report(
                     format!(
                         "inode {dir}: entry {shown} (block {block} slot {slot}) for inode {ino}"
@@ -883,7 +921,7 @@ impl Checker<'_> {
             };
             self.report(
                 format!("inode {dir}: {at} names {why} (dangling)"),
-                vec![Fix::ClearEntry { block, slot }],
+                (slot..slot + e.slots).map(|slot| Fix::ClearEntry { block, slot }).collect(),
             );
             return;
         };

@@ -127,25 +127,39 @@ impl Fs {
 
     /// Writes an entry into the first free slot of `dir`; returns
     /// (block, slot).
+    /// A name longer than one slot takes two free slots in a row.
     fn add_entry(&mut self, dir: u32, name: &[u8], ino: u32, dt: u8) -> (u32, usize) {
+        let (e, cont) = Dirent::new_entry(ino, name, dt).unwrap();
+        let need = 1 + cont.is_some() as usize;
         let d = self.inode(dir);
         let nblocks = d.size.get() as usize / BS;
         let mut at = None;
         'find: for l in 0..nblocks {
             let b = d.direct[l].get();
+            let mut run = 0;
             for s in 0..DIRENTS_PER_BLOCK {
                 let off = b as usize * BS + s * DIRENT_SIZE;
-                if self.img[off..off + 4] == [0; 4] {
-                    at = Some((b, s));
+                run = if self.img[off..off + 4] == [0; 4] { run + 1 } else { 0 };
+                if run == need {
+                    at = Some((b, s + 1 - need));
                     break 'find;
                 }
             }
         }
         let (b, s) = at.unwrap_or_else(|| (self.grow_dir(dir), 0));
-        let e = Dirent::new(ino, name, dt).unwrap();
         let off = s * DIRENT_SIZE;
         self.block_mut(b)[off..off + DIRENT_SIZE].copy_from_slice(e.as_bytes());
+        if let Some(c) = cont {
+            self.block_mut(b)[off + DIRENT_SIZE..off + 2 * DIRENT_SIZE].copy_from_slice(c.as_bytes());
+        }
         (b, s)
+    }
+
+    fn set_version(&mut self, v: u32) {
+        let mut sb = Superblock::from_bytes(&self.img).unwrap();
+        sb.version.set(v);
+        sb.update_checksum();
+        self.img[..SUPERBLOCK_SIZE].copy_from_slice(sb.as_bytes());
     }
 
     /// Where the entry `name` of `dir` is: (block, slot).
@@ -636,6 +650,66 @@ fn dangling_entry_to_a_free_inode_is_cleared() {
         [0; 4],
         "slot still names inode 200"
     );
+}
+
+// ---- long names (two slots, version 4) ----------------------------------------
+
+#[test]
+fn long_names_are_clean_and_their_targets_counted() {
+    let mut s = sample();
+    let long = [b'L'; NAME_MAX];
+    let f = s.fs.file(s.sub, &long, 5000);
+    s.fs.link(ROOT_INO, &[b'k'; SLOT_NAME_MAX + 1], f);
+    s.fs.add_entry(s.sub, b"after", s.small, DT_REG);
+    s.fs.edit_inode(s.small, |d| d.nlink.set(d.nlink.get() + 1));
+    let img = TempImage::new("long-names", &s.fs.img);
+    img.fsck(&["-n"]).expect_code(0);
+}
+
+#[test]
+fn a_long_name_on_a_version_3_image_is_reported() {
+    let mut s = sample();
+    s.fs.file(s.sub, &[b'v'; 252], 10);
+    s.fs.set_version(3);
+    assert_found_not_fixed("long-name-v3", &s.fs, &format!("inode {}", s.sub), &["252-byte name", "version 3"]);
+}
+
+#[test]
+fn a_continuation_slot_without_its_entry_is_cleared() {
+    let mut s = sample();
+    let (_, cont) = Dirent::new_entry(5, &[b'c'; 250], DT_REG).unwrap();
+    let b = s.fs.grow_dir(s.sub);
+    s.fs.block_mut(b)[3 * DIRENT_SIZE..4 * DIRENT_SIZE].copy_from_slice(cont.unwrap().as_bytes());
+    let fixed = assert_found_and_fixed(
+        "stray-cont",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &[&format!("block {b} slot 3"), "continuation slot without its entry"],
+    );
+    let off = b as usize * BS + 3 * DIRENT_SIZE;
+    assert_eq!(fixed.img[off..off + 4], [0; 4]);
+}
+
+#[test]
+fn a_dangling_long_entry_is_cleared_with_its_continuation() {
+    let mut s = sample();
+    let (b, slot) = s.fs.add_entry(s.sub, &[b'g'; 254], 200, DT_REG);
+    let fixed = assert_found_and_fixed("dangling-long", &s.fs, &format!("inode {}", s.sub), &["free inode 200", "dangling"]);
+    for sl in [slot, slot + 1] {
+        let off = b as usize * BS + sl * DIRENT_SIZE;
+        assert_eq!(fixed.img[off..off + 4], [0; 4], "slot {sl}");
+    }
+}
+
+#[test]
+fn a_long_entry_whose_continuation_is_gone_is_reported() {
+    let mut s = sample();
+    let (b, slot) = s.fs.add_entry(s.sub, &[b'h'; 249], s.small, DT_REG);
+    s.fs.edit_inode(s.small, |d| d.nlink.set(d.nlink.get() + 1));
+    let off = b as usize * BS + (slot + 1) * DIRENT_SIZE;
+    s.fs.img[off..off + 4].fill(0);
+    let img = TempImage::new("long-no-cont", &s.fs.img);
+    img.fsck(&["-n"]).expect_code(4).expect_one(&format!("inode {}", s.sub), &["bad name length 249", "without its continuation"]);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use ferrofs_format::{
-    Dirent, Geometry, Inode, JournalState, Pod, Superblock, BLOCK_SIZE, DIRENTS_PER_BLOCK,
+    block_entries, Geometry, Inode, JournalState, Pod, Superblock, BLOCK_SIZE,
     DIRENT_SIZE, NDIRECT, PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use ferrofs_image::inode_location;
@@ -177,20 +177,14 @@ impl Model {
         for info in inodes.iter().filter(|i| i.kind == FileKind::Dir) {
             let nblocks = info.inode.size.get() as usize / BS;
             for &b in info.data_blocks.iter().take(nblocks) {
-                for s in 0..DIRENTS_PER_BLOCK {
-                    let off = b as usize * BS + s * DIRENT_SIZE;
-                    let e = Dirent::from_bytes(&img[off..]).expect("slot in block");
-                    if e.ino.get() == 0 {
-                        continue;
-                    }
-                    let name = e
-                        .name()
-                        .map_err(|_| format!("inode {}: bad name length in a slot", info.ino))?;
+                let base = b as usize * BS;
+                for r in block_entries(&img[base..base + BS]) {
+                    let e = r.map_err(|(s, e)| format!("inode {}: slot {s}: {}", info.ino, e.reason()))?;
                     dirents.push(DirentInfo {
-                        off,
+                        off: base + e.slot * DIRENT_SIZE,
                         dir: info.ino,
-                        ino: e.ino.get(),
-                        name: name.to_vec(),
+                        ino: e.ino,
+                        name: e.name().to_vec(),
                         file_type: e.file_type,
                     });
                 }

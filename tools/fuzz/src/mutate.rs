@@ -19,7 +19,7 @@ use std::mem::offset_of;
 use ferrofs_format::{
     Inode, JournalHeader, Pod, RecordHeader, Superblock, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK,
     DT_REG, DT_SOCK, DT_UNKNOWN, INODE_SIZE, JOURNAL_MAGIC, JOURNAL_RECORDS_OFF,
-    JOURNAL_SEQ_DONE_OFF, MAX_FILE_BLOCKS, MIN_BLOCKS, NAME_MAX, RECORD_HEADER_SIZE,
+    JOURNAL_SEQ_DONE_OFF, MAX_FILE_BLOCKS, MIN_BLOCKS, RECORD_HEADER_SIZE, SLOT_NAME_MAX,
     RECORD_MAX_DATA, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 
@@ -963,8 +963,8 @@ impl Gen<'_> {
                     1,
                     old.saturating_sub(1),
                     old + 1,
-                    NAME_MAX as u64,
-                    NAME_MAX as u64 + 1,
+                    SLOT_NAME_MAX as u64,
+                    SLOT_NAME_MAX as u64 + 1,
                     255,
                 ];
                 let new = choose(rng, old, &v, &[0, 255], 255);
@@ -978,7 +978,7 @@ impl Gen<'_> {
                     (b"..".to_vec(), "\"..\""),
                     (b"a/b".to_vec(), "\"a/b\""),
                     (b"x\0y".to_vec(), "a name with a NUL byte"),
-                    (vec![b'x'; NAME_MAX], "248 bytes"),
+                    (vec![b'x'; SLOT_NAME_MAX], "248 bytes"),
                     (vec![0xff; 3], "\\xff\\xff\\xff"),
                 ];
                 let twin = self
