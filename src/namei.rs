@@ -42,29 +42,20 @@ pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
 }
 
 /// Reserve an inode slot and build the VFS inode for a new object in `dir`,
-/// inside `tx`. The inode goes to `out` (dropped by the caller, after `tx`).
+/// inside `tx`, to be named `dentry` (None: a whiteout, named by rename).
+/// The inode goes to `out` (dropped by the caller, after `tx`).
 fn new_object<'n>(
     tx: &mut Tx<'_>,
     idmap: &IdMap,
     dir: &Inode,
-    dentry: &Dentry,
+    dentry: Option<&Dentry>,
     mode: u16,
     kind: Kind,
     out: &'n mut Option<NewInode>,
 ) -> Result<&'n NewInode> {
-    check_name(dentry.name())?;
-    new_inode_tx(tx, idmap, dir, mode, kind, out)
-}
-
-/// As [`new_object`], for an inode that gets no dentry here (a whiteout).
-fn new_inode_tx<'n>(
-    tx: &mut Tx<'_>,
-    idmap: &IdMap,
-    dir: &Inode,
-    mode: u16,
-    kind: Kind,
-    out: &'n mut Option<NewInode>,
-) -> Result<&'n NewInode> {
+    if let Some(d) = dentry {
+        check_name(d.name())?;
+    }
     let fs = dir.fs();
     let ino = inode::create_on_media(tx, fs, mode, 0, 0, dir.ino())?;
     let ni = match NewInode::new(dir, idmap, ino, mode, kind) {
@@ -100,7 +91,7 @@ pub(crate) fn create(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> 
     let acls = vfs::acl_create(dir, &mut mode)?;
     let mut changed = None;
     let ni = with_new(dir.fs(), |tx, slot| {
-        let ni = new_object(tx, idmap, dir, dentry, mode, Kind::File, slot)?;
+        let ni = new_object(tx, idmap, dir, Some(dentry), mode, Kind::File, slot)?;
         changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
         dir::add(tx, dir, dentry.name(), ni.get().ino(), format::DT_REG)
     })?;
@@ -125,7 +116,7 @@ pub(crate) fn mknod(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16, dev:
     let kind = Kind::Special(vfs::encode_dev(dev));
     let ni = with_new(fs, |tx, slot| {
         raised = fs.raise_version(tx, format::VERSION_SPECIAL)?;
-        let ni = new_object(tx, idmap, dir, dentry, mode, kind, slot)?;
+        let ni = new_object(tx, idmap, dir, Some(dentry), mode, kind, slot)?;
         changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
         dir::add(tx, dir, dentry.name(), ni.get().ino(), format::dt_from_mode(mode))
     })?;
@@ -178,7 +169,7 @@ pub(crate) fn mkdir(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16) -> R
     let acls = vfs::acl_create(dir, &mut mode)?;
     let mut changed = None;
     let ni = with_new(dir.fs(), |tx, slot| {
-        let ni = new_object(tx, idmap, dir, dentry, mode, Kind::Dir, slot)?;
+        let ni = new_object(tx, idmap, dir, Some(dentry), mode, Kind::Dir, slot)?;
         ni.get().set_nlink(2);
         inode::write_inode_tx(tx, ni.get())?;
         changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
@@ -204,7 +195,7 @@ pub(crate) fn symlink(idmap: &IdMap, dir: &Inode, dentry: &Dentry, target: &[u8]
             tx,
             idmap,
             dir,
-            dentry,
+            Some(dentry),
             format::S_IFLNK | 0o777,
             Kind::Symlink,
             slot,
@@ -304,7 +295,7 @@ pub(crate) fn rename(
         let raised = fs.raise_version(&mut tx, format::VERSION_SPECIAL)?;
         let mode = format::S_IFCHR | WHITEOUT_MODE;
         let kind = Kind::Special(vfs::encode_dev(0));
-        let w = new_inode_tx(&mut tx, idmap, od, mode, kind, &mut slot)?;
+        let w = new_object(&mut tx, idmap, od, None, mode, kind, &mut slot)?;
         plan.run(tx, od, nd, new, Some(w.get()))?;
         raised
     };

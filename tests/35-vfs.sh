@@ -97,6 +97,17 @@ assert os.path.exists('$MNT/frz-new')
 t fsfreeze_blocks_writers_and_faults_until_thaw fsfreeze_blocks_writers_and_faults_until_thaw
 
 # renameat2 through ctypes (Python's os.rename has no flags).
+# refused(what, fn, want=EPERM): fn() must fail with errno `want`.
+REFUSED='
+import errno
+def refused(what, fn, want=errno.EPERM):
+    try:
+        fn()
+    except OSError as e:
+        assert e.errno==want, (what, errno.errorcode.get(e.errno))
+        return
+    raise SystemExit(what+": allowed")
+'
 RENAME2='
 import ctypes, os, errno
 libc=ctypes.CDLL(None, use_errno=True)
@@ -293,13 +304,7 @@ chattr_immutable_and_append_only_are_enforced_and_kept() {
   local check='
 import os, errno, mmap
 M="'$MNT'/attr"
-def refused(what, fn, want=errno.EPERM):
-    try:
-        fn()
-    except OSError as e:
-        assert e.errno==want, (what, errno.errorcode.get(e.errno))
-        return
-    raise SystemExit(what+": allowed")
+'"$REFUSED"'
 refused("open(O_WRONLY) of an immutable file", lambda: os.open(M+"/i", os.O_WRONLY))
 refused("truncate of an immutable file", lambda: os.truncate(M+"/i", 0))
 refused("unlink of an immutable file", lambda: os.unlink(M+"/i"))
@@ -374,13 +379,7 @@ xattrs_are_set_listed_read_removed_and_kept() {
   local check='
 import os, errno, ctypes
 M="'$MNT'/xa"
-def refused(what, fn, want):
-    try:
-        fn()
-    except OSError as e:
-        assert e.errno==want, (what, errno.errorcode.get(e.errno))
-        return
-    raise SystemExit(what+": allowed")
+'"$REFUSED"'
 f, d = M+"/f", M+"/d"
 want = {
   f: {"user.a": b"1", "user.empty": b"", "user."+"n"*250: b"long name",
