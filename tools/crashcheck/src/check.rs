@@ -278,6 +278,7 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
         match (node, kind) {
             (Node::Dir, Kind::Dir) => {}
             (Node::Symlink(a), Kind::Symlink(b)) if a == b => {}
+            (Node::Whiteout, Kind::Whiteout) => {}
             (Node::File(id), Kind::File(bytes, xattrs)) => {
                 if *xattrs != m.xattrs.get(id).cloned().unwrap_or_default() {
                     return Err(format!(
@@ -312,6 +313,7 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
                     Kind::Dir => "a directory".to_string(),
                     Kind::File(b, _) => format!("a file of {} bytes", b.len()),
                     Kind::Symlink(s) => format!("a symlink to {s:?}"),
+                    Kind::Whiteout => "a whiteout".to_string(),
                 };
                 return Err(format!("{path}: expected {n:?}, found {k}"));
             }

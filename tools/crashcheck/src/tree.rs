@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use ferrofs_format::{
     block_entries, map_path, xattr_entries, Geometry, Inode, MapPath, Pod, Superblock, BLOCK_SIZE,
-    ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, XATTR_USER,
+    ROOT_INO, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, XATTR_USER,
 };
 use ferrofs_image::inode_location;
 
@@ -14,6 +14,8 @@ pub enum Kind {
     /// Contents and `user.` extended attributes (name with its prefix).
     File(Vec<u8>, BTreeMap<String, Vec<u8>>),
     Symlink(String),
+    /// A character device 0:0 with mode 0 (what RENAME_WHITEOUT leaves).
+    Whiteout,
 }
 
 /// Path (from the filesystem root, e.g. `w/a`) -> (inode number, kind).
@@ -139,6 +141,7 @@ impl Reader<'_> {
                 let n = (d.size.get() as usize).min(BLOCK_SIZE);
                 Kind::Symlink(String::from_utf8_lossy(&b[..n]).into_owned())
             }
+            S_IFCHR if d.mode.get() & 0o7777 == 0 && d.rdev.get() == 0 => Kind::Whiteout,
             m => return Err(format!("inode {ino}: mode {m:o}")),
         };
         let is_dir = kind == Kind::Dir;

@@ -49,6 +49,12 @@ pub enum Op {
         from: String,
         to: String,
     },
+    /// renameat2(RENAME_WHITEOUT) of a file to a new name: the old name is
+    /// left as a whiteout (a character device 0:0), in one transaction.
+    Whiteout {
+        from: String,
+        to: String,
+    },
     /// renameat2(RENAME_EXCHANGE) of two existing names (files or
     /// symlinks): one transaction swaps what they point at.
     Exchange {
@@ -148,6 +154,8 @@ pub enum Node {
     /// A regular file: its identity (shared by hard links).
     File(u32),
     Symlink(String),
+    /// What RENAME_WHITEOUT leaves: a character device 0:0, mode 0.
+    Whiteout,
 }
 
 /// The expected tree: paths under the workload directory, and file contents
@@ -218,6 +226,12 @@ impl Model {
                 if let Some(n) = self.nodes.remove(from) {
                     self.drop_path(to);
                     self.nodes.insert(to.clone(), n);
+                }
+            }
+            Op::Whiteout { from, to } => {
+                if let Some(n) = self.nodes.remove(from) {
+                    self.nodes.insert(to.clone(), n);
+                    self.nodes.insert(from.clone(), Node::Whiteout);
                 }
             }
             Op::Exchange { a, b } => {
@@ -457,8 +471,10 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
                     }),
                 }
             }
+            // A file renamed to a new name, a whiteout left behind.
+            98 => file.map(|from| Op::Whiteout { from, to: fresh }),
             // Two names swapped (a file and a symlink, two files, two
-            // names of different directories).
+            // names of different directories, a whiteout).
             97 => {
                 let names = m.paths(|n| !matches!(n, Node::Dir));
                 match (rng.pick(&names).cloned(), rng.pick(&names).cloned()) {
@@ -506,7 +522,7 @@ mod tests {
     fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 15, "{v:?}");
+        assert_eq!(kinds.len(), 16, "{v:?}");
     }
 
     #[test]
@@ -575,6 +591,9 @@ mod tests {
                     )
                 }
                 Op::Rename { from, .. } => assert!(m.file(from).is_some(), "{op:?}"),
+                Op::Whiteout { from, to } => {
+                    assert!(m.file(from).is_some() && !m.nodes.contains_key(to), "{op:?}")
+                }
                 Op::Exchange { a, b } => assert!(
                     a != b && m.nodes.contains_key(a) && m.nodes.contains_key(b),
                     "{op:?}"
@@ -611,6 +630,23 @@ mod tests {
         assert!(!m.xattrs.is_empty());
         m.apply(&Op::Unlink("w/c".into()));
         assert!(m.xattrs.is_empty(), "{:?}", m.xattrs);
+    }
+
+    #[test]
+    fn whiteout_moves_the_file_and_leaves_a_whiteout() {
+        let mut m = Model::default();
+        for op in [
+            Op::Mkdir("w".into()),
+            Op::Create("w/a".into()),
+            Op::Write { path: "w/a".into(), off: 0, len: 3, seed: 2 },
+            Op::Whiteout { from: "w/a".into(), to: "w/b".into() },
+        ] {
+            m.apply(&op);
+        }
+        assert_eq!(m.nodes.get("w/a"), Some(&Node::Whiteout));
+        assert_eq!(m.file("w/b").map(|f| f.len()), Some(3));
+        m.apply(&Op::Unlink("w/a".into()));
+        assert!(!m.nodes.contains_key("w/a") && m.file("w/b").is_some());
     }
 
     #[test]

@@ -135,20 +135,8 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             f.sync_all()
         }
         Op::Rename { from, to } => fs::rename(p(from), p(to)),
-        Op::Exchange { a, b } => {
-            let (ca, cb) = (cpath(&p(a))?, cpath(&p(b))?);
-            // SAFETY: two NUL-terminated paths.
-            let r = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    ca.as_ptr(),
-                    libc::AT_FDCWD,
-                    cb.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-        }
+        Op::Exchange { a, b } => rename2(&p(a), &p(b), libc::RENAME_EXCHANGE),
+        Op::Whiteout { from, to } => rename2(&p(from), &p(to), libc::RENAME_WHITEOUT),
         Op::Unlink(f) => fs::remove_file(p(f)),
         Op::Link { from, to } => fs::hard_link(p(from), p(to)),
         Op::Symlink { path, target } => symlink(target, p(path)),
@@ -174,6 +162,13 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
         }
     }
+}
+
+fn rename2(a: &Path, b: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    let (ca, cb) = (cpath(a)?, cpath(b)?);
+    // SAFETY: two NUL-terminated paths.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), flags) };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
@@ -225,6 +220,9 @@ mod tests {
         } else if md.file_type().is_symlink() {
             let t = fs::read_link(&p).unwrap().into_os_string();
             (md.ino(), Node::Symlink(t.into_string().unwrap()), vec![])
+        } else if std::os::unix::fs::FileTypeExt::is_char_device(&md.file_type()) {
+            assert_eq!((md.rdev(), md.mode() & 0o7777), (0, 0), "{rel}: not a whiteout");
+            (md.ino(), Node::Whiteout, vec![])
         } else {
             (md.ino(), Node::File(0), fs::read(&p).unwrap())
         };
