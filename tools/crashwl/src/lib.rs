@@ -348,7 +348,15 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
         let dirs = m.paths(|n| *n == Node::Dir);
         let files = m.paths(|n| matches!(n, Node::File(_)));
         let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| "w".into());
-        let fresh = format!("{dir}/n{name}");
+        // One new name in eight is 249 to 255 bytes: two directory slots.
+        let fresh = match rng.below(8) {
+            0 => {
+                let short = format!("n{name}-");
+                let len = 249 + rng.below(7) as usize;
+                format!("{dir}/{short}{}", "l".repeat(len - short.len()))
+            }
+            _ => format!("{dir}/n{name}"),
+        };
         let file = rng.pick(&files).cloned();
         let size = file
             .as_deref()
@@ -630,6 +638,17 @@ mod tests {
         assert!(!m.xattrs.is_empty());
         m.apply(&Op::Unlink("w/c".into()));
         assert!(m.xattrs.is_empty(), "{:?}", m.xattrs);
+    }
+
+    #[test]
+    fn some_names_take_two_directory_slots() {
+        let long = |o: &Op| match o {
+            Op::Create(p) | Op::Mkdir(p) => p.rsplit('/').next().map_or(0, str::len),
+            _ => 0,
+        };
+        let v = ops(20261125, 300);
+        assert!(v.iter().map(long).any(|n| (249..=255).contains(&n)), "{v:?}");
+        assert!(v.iter().map(long).all(|n| n <= 255));
     }
 
     #[test]
