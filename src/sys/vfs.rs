@@ -1260,9 +1260,8 @@ unsafe extern "C" fn ferrofs_param_rs(trace: *mut u32, opt: c_int, value: u32) -
     };
     from_result(|| {
         if let Some(mib) = crate::super_::check_param(p)? {
-            // SAFETY: `trace` is the fs_private of the fs_context being
-            // parsed (a u32 the shim allocated); the VFS parses one
-            // parameter of a context at a time.
+            // The VFS parses one parameter of a context at a time.
+            // SAFETY: `trace` is the parsed context's fs_private, a u32 the shim allocated.
             unsafe { *trace = mib };
         }
         Ok(0)
@@ -1548,9 +1547,8 @@ unsafe extern "C" fn ferrofs_xattr_get_rs(
     buffer: *mut c_void,
     size: usize,
 ) -> c_int {
-    // SAFETY: the VFS calls one of our handlers (through the shim) with a
-    // live inode, the name after the prefix (NUL-terminated) and a kernel
-    // buffer of `size` bytes or NULL.
+    // The VFS calls one of our handlers (through the shim).
+    // SAFETY: live inode, NUL-terminated name after the prefix, kernel buffer of `size` bytes or NULL.
     let (inode, name, buf) = unsafe {
         (
             Inode::from_raw(inode),
@@ -1575,9 +1573,8 @@ unsafe extern "C" fn ferrofs_xattr_set_rs(
     size: usize,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: the VFS calls one of our handlers (through the shim) with a
-    // live inode (i_rwsem held, permission checked), the name after the
-    // prefix, and the value (a kernel buffer of `size` bytes; NULL to remove).
+    // The VFS calls one of our handlers (through the shim), i_rwsem held, permission checked.
+    // SAFETY: live inode and NUL-terminated name after the prefix (the value is read below).
     let (inode, name) = unsafe {
         (
             Inode::from_raw(inode),
@@ -1589,7 +1586,7 @@ unsafe extern "C" fn ferrofs_xattr_set_rs(
     } else if size == 0 {
         Some(&[])
     } else {
-        // SAFETY: as above: `size` readable bytes.
+        // SAFETY: the VFS passes the value as a kernel buffer of `size` bytes (not NULL here).
         Some(unsafe { core::slice::from_raw_parts(value as *const u8, size) })
     };
     from_result(|| crate::xattr::set(inode, index as u8, name, value, flags).map(|()| 0))
