@@ -3,8 +3,10 @@
 //!
 //! The block bitmap in pmem is the truth (bit i set: block i in use); the
 //! allocator keeps only hints and free counts in memory, rebuilt at mount.
-//! Callers hold `FsInfo::alloc`, inside a journal transaction: every bitmap
-//! and inode-table store is logged.
+//! Callers hold `FsInfo::alloc`, inside a journal transaction (`Tx::alloc`,
+//! or `Tx::alloc_hold` for frees, which keeps it until commit): every
+//! bitmap and inode-table store is logged, bitmap words with their own bits
+//! only (`Tx::write_bits`).
 //!
 //! Huge extents: the data area is seen as groups of 512 blocks (2 MiB,
 //! aligned in the device). `groups` holds each group's free count, rebuilt
@@ -141,10 +143,10 @@ impl Allocator {
             if b >= g.blocks_count || b < g.data_start {
                 // Bits below data_start or past the end are set by mkfs; a
                 // clear one means a damaged bitmap. Never hand it out.
-                tx.write_u64(off, v | (1 << bit))?;
+                tx.write_bits(off, 1 << bit, u64::MAX)?;
                 continue;
             }
-            tx.write_u64(off, v | (1 << bit))?;
+            tx.write_bits(off, 1 << bit, u64::MAX)?;
             self.free_blocks -= 1;
             self.group_add(b, -1);
             self.next_block = b + 1;
@@ -162,7 +164,7 @@ impl Allocator {
             let v = tx.pmem().read_u64(off)?;
             let m = 1u64 << (goal % 64);
             if v & m == 0 {
-                tx.write_u64(off, v | m)?;
+                tx.write_bits(off, m, u64::MAX)?;
                 self.free_blocks -= 1;
                 self.group_add(goal, -1);
                 return Ok(goal);
@@ -214,7 +216,7 @@ impl Allocator {
             kernel::pr_err!("block {} freed twice\n", b);
             return Err(EIO);
         }
-        tx.write_u64(off, v & !m)?;
+        tx.write_bits(off, m, 0)?;
         tx.freed = true;
         self.free_blocks += 1;
         self.group_add(b, 1);

@@ -301,7 +301,7 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
         Ok(Some(b)) => {
             if write && vmf.is_sync() {
                 // As for a page: the extent's pointers may not be committed.
-                fs.journal.barrier();
+                fs.journal.barrier_inode(inode);
             }
             b
         }
@@ -399,7 +399,7 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
             if vmf.is_sync() {
                 // The pointer may come from a transaction that has not
                 // committed yet: MAP_SYNC must not return before it has.
-                fs.journal.barrier();
+                fs.journal.barrier_inode(inode);
             }
             (b, false)
         }
@@ -457,8 +457,10 @@ pub(crate) fn fsync(inode: &Inode, start: u64, end: u64, _datasync: bool) -> Res
     // commits. A fault may have mapped a block through a pointer whose
     // transaction (another thread's allocation) was still running: wait for
     // it, so the block map behind every store this fsync flushes is there.
+    // That transaction owned the inode, so waiting for the inode's last
+    // transaction is enough; other inodes' transactions are not waited for.
     // The walk's closing fence orders the metadata with the data.
-    inode.fs().journal.barrier();
+    inode.fs().journal.barrier_inode(inode);
     writeback(inode, start, end)
 }
 
@@ -713,7 +715,7 @@ fn check_clean(inode: &Inode, first: u64, last: u64) -> Result {
 }
 
 /// Trace mode only: the MAP_SYNC assertion, at a write fault of a MAP_SYNC
-/// mapping, before its PTE exists. Under the journal mutex, so no other
+/// mapping, before its PTE exists. With the journal quiesced, so no
 /// transaction is half done: every line of the metadata areas (superblock,
 /// journal, bitmap, inode table), of the indirect blocks on the page's
 /// path and, for a block this fault allocated, of the block itself must be
@@ -724,7 +726,11 @@ fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u64) {
     let Some(t) = fs.pmem.trace() else {
         return;
     };
-    let _quiet = fs.tx();
+    fs.journal.quiesced(|| check_sync_fault_quiet(inode, pgoff, block, fresh_blocks, t));
+}
+
+fn check_sync_fault_quiet(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u64, t: &crate::sys::trace::Trace) {
+    let fs = inode.fs();
     let mut bad = t.unclean(0, (fs.geo.data_start << BLOCK_SHIFT) as usize);
     let mut path = [0u64; 3];
     let n = inode::map_path_blocks(inode, pgoff, &mut path).unwrap_or(0);

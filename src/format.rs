@@ -46,7 +46,11 @@ pub const MAGIC: [u8; 8] = *b"FERROFS\0";
 /// refuses the image instead of ignoring it.
 /// Version 4 has names of up to 255 bytes ([`SLOT_NAME_MAX`]); it is the
 /// same layout, and older images have no continuation slots.
-pub const VERSION: u32 = 4;
+/// Version 5 splits the journal region into [`JOURNAL_SLOTS`] areas, one
+/// transaction in flight in each (superblock `journal_slots`), and has
+/// masked bitmap records ([`RECORD_MASKED`]). mkfs writes it; an older
+/// image keeps one area (its `journal_slots` is 0) and is never raised to 5.
+pub const VERSION: u32 = 5;
 /// The first version with inode flags.
 pub const VERSION_FLAGS: u32 = 2;
 /// The first version with extended attribute blocks.
@@ -55,6 +59,15 @@ pub const VERSION_XATTR: u32 = 3;
 pub const VERSION_SPECIAL: u32 = 3;
 /// The first version with names longer than [`SLOT_NAME_MAX`] bytes.
 pub const VERSION_LONG_NAMES: u32 = 4;
+/// The first version with several journal areas.
+pub const VERSION_SLOTS: u32 = 5;
+/// Journal areas mkfs makes (version 5): `JOURNAL_BLOCKS / JOURNAL_SLOTS`
+/// blocks each.
+pub const JOURNAL_SLOTS: u32 = 4;
+/// The most journal areas an image may have.
+pub const JOURNAL_SLOTS_MAX: u32 = 16;
+/// The fewest blocks one journal area may have.
+pub const JOURNAL_SLOT_MIN_BLOCKS: u32 = 16;
 /// The oldest version this code reads.
 pub const VERSION_MIN: u32 = 1;
 /// Inode flags (version 2): chattr +i and +a.
@@ -256,7 +269,8 @@ pub struct Superblock {
     pub flags: Le32,
     pub journal_start: Le64,
     pub journal_blocks: Le32,
-    pub pad0: Le32,
+    /// Journal areas (version 5); 0 on older images: one.
+    pub journal_slots: Le32,
     pub bitmap_start: Le64,
     pub bitmap_blocks: Le32,
     pub pad1: Le32,
@@ -286,11 +300,24 @@ pub struct Geometry {
     pub inodes_count: u32,
     pub journal_start: u64,
     pub journal_blocks: u32,
+    /// Journal areas, at least 1: the region split in equal parts, each a
+    /// journal of its own (see "Metadata journal").
+    pub journal_slots: u32,
     pub bitmap_start: u64,
     pub bitmap_blocks: u32,
     pub itable_start: u64,
     pub itable_blocks: u32,
     pub data_start: u64,
+}
+
+impl Geometry {
+    /// Byte offset (from the journal region's start) and length of journal
+    /// area `k` (`k < journal_slots`).
+    pub fn slot_bytes(&self, k: u32) -> (usize, usize) {
+        let slots = self.journal_slots.max(1) as usize;
+        let len = self.journal_blocks as usize * BLOCK_SIZE / slots;
+        (k as usize * len, len)
+    }
 }
 
 impl Geometry {
@@ -327,6 +354,7 @@ impl Geometry {
             inodes_count: inodes as u32,
             journal_start,
             journal_blocks: JOURNAL_BLOCKS,
+            journal_slots: JOURNAL_SLOTS,
             bitmap_start,
             bitmap_blocks: bitmap_blocks as u32,
             itable_start,
@@ -350,7 +378,7 @@ impl Superblock {
             flags: Le32::new(0),
             journal_start: Le64::new(geo.journal_start),
             journal_blocks: Le32::new(geo.journal_blocks),
-            pad0: Le32::new(0),
+            journal_slots: Le32::new(if geo.journal_slots > 1 { geo.journal_slots } else { 0 }),
             bitmap_start: Le64::new(geo.bitmap_start),
             bitmap_blocks: Le32::new(geo.bitmap_blocks),
             pad1: Le32::new(0),
@@ -385,6 +413,7 @@ impl Superblock {
             inodes_count: self.inodes_count.get(),
             journal_start: self.journal_start.get(),
             journal_blocks: self.journal_blocks.get(),
+            journal_slots: self.journal_slots.get().max(1),
             bitmap_start: self.bitmap_start.get(),
             bitmap_blocks: self.bitmap_blocks.get(),
             itable_start: self.itable_start.get(),
@@ -436,6 +465,16 @@ impl Superblock {
         // truncate would make no progress); mkfs always makes this size.
         if g.journal_blocks < JOURNAL_BLOCKS {
             return Err(FormatError::BadGeometry("journal too small"));
+        }
+        let slots = self.journal_slots.get();
+        if slots > 1 && self.version.get() < VERSION_SLOTS {
+            return Err(FormatError::BadGeometry("journal areas on an image older than version 5"));
+        }
+        if slots > JOURNAL_SLOTS_MAX
+            || g.journal_blocks % g.journal_slots != 0
+            || g.journal_blocks / g.journal_slots < JOURNAL_SLOT_MIN_BLOCKS
+        {
+            return Err(FormatError::BadGeometry("bad number of journal areas"));
         }
         let regions_ok = g.journal_start >= 1
             && g.bitmap_start >= g.journal_start.saturating_add(g.journal_blocks as u64)
@@ -844,6 +883,19 @@ pub const MAX_FILE_BLOCKS: u64 = NDIRECT as u64
 // idempotent: a crash during it leaves the same records valid.
 //
 // An all-zero header (a fresh mkfs) is an empty journal with `seq_done == 0`.
+//
+// Version 5 splits the region into `journal_slots` equal areas
+// ([`Geometry::slot_bytes`]), each laid out as above with its own header and
+// sequence numbers: one transaction may be in flight in each. Transactions
+// in flight at once never change the same bytes (the module holds each
+// inode it changes, directories are held by the VFS, and a transaction that
+// frees holds the allocator until it commits), with one exception: bitmap
+// words, which two transactions may each change a bit of. A bitmap change
+// is logged as a masked record ([`RECORD_MASKED`] set in `len`): 16 bytes
+// of data, the mask of the bits it changes and their old values, and
+// recovery puts back only those bits of the 8-byte word at `target`. So
+// the unfinished transactions of all areas roll back independently, in any
+// order.
 
 /// The largest `seq_done` a valid journal holds.
 pub const JOURNAL_SEQ_MAX: u64 = 1 << 62;
@@ -856,6 +908,12 @@ pub const JOURNAL_RECORDS_OFF: usize = 64;
 pub const RECORD_MAX_DATA: usize = BLOCK_SIZE;
 /// Byte offset of `seq_done` inside the header (8-byte aligned: atomic store).
 pub const JOURNAL_SEQ_DONE_OFF: usize = 8;
+/// Set in a record's `len`: a masked record (version 5). Its data is the
+/// mask (8 bytes) and the old values of those bits (8 bytes) of the aligned
+/// 8-byte word at `target`.
+pub const RECORD_MASKED: u32 = 1 << 31;
+/// Data bytes of a masked record.
+pub const MASKED_DATA: usize = 16;
 
 /// The first 64 bytes of the journal region.
 #[derive(Clone, Copy)]
@@ -952,6 +1010,57 @@ pub struct Record<'a> {
     pub pos: usize,
     pub target: u64,
     pub data: &'a [u8],
+    /// A masked record: `data` is the mask and the old bits of the word at
+    /// `target` ([`RECORD_MASKED`]).
+    pub masked: bool,
+}
+
+impl Record<'_> {
+    /// Bytes at `target` the record restores: 8 for a masked record.
+    pub fn target_len(&self) -> usize {
+        if self.masked {
+            8
+        } else {
+            self.data.len()
+        }
+    }
+
+    /// Undo the record on `cur`, the [`Record::target_len`] bytes now at
+    /// `target` (shorter or longer: unchanged, false).
+    pub fn undo(&self, cur: &mut [u8]) -> bool {
+        if cur.len() != self.target_len() {
+            return false;
+        }
+        if self.masked {
+            let (m, o) = masked_parts(self.data);
+            let mut w = [0u8; 8];
+            w.copy_from_slice(cur);
+            let v = (u64::from_le_bytes(w) & !m) | (o & m);
+            cur.copy_from_slice(&v.to_le_bytes());
+        } else {
+            cur.copy_from_slice(self.data);
+        }
+        true
+    }
+}
+
+/// The mask and old bits of a masked record's data.
+pub fn masked_parts(data: &[u8]) -> (u64, u64) {
+    let mut m = [0u8; 8];
+    let mut o = [0u8; 8];
+    if data.len() == MASKED_DATA {
+        m.copy_from_slice(&data[..8]);
+        o.copy_from_slice(&data[8..]);
+    }
+    (u64::from_le_bytes(m), u64::from_le_bytes(o))
+}
+
+/// A masked record's data: `mask` and the bits of `old` it selects.
+pub fn masked_data(mask: u64, old: u64) -> [u8; MASKED_DATA] {
+    let mut d = [0u8; MASKED_DATA];
+    d[..8].copy_from_slice(&mask.to_le_bytes());
+    d[8..].copy_from_slice(&(old & mask).to_le_bytes());
+    d
 }
 
 /// The journal region as found on the medium.
@@ -1043,7 +1152,9 @@ impl<'a> Iterator for Records<'a> {
             .get(pos..)
             .and_then(RecordHeader::from_bytes)
             .filter(|h| h.seq.get() == self.seq);
-        let len = h.map(|h| h.len.get() as usize).unwrap_or(0);
+        let raw_len = h.map(|h| h.len.get()).unwrap_or(0);
+        let masked = raw_len & RECORD_MASKED != 0;
+        let len = (raw_len & !RECORD_MASKED) as usize;
         let data_at = pos + RECORD_HEADER_SIZE;
         let data = self.region.get(data_at..data_at.saturating_add(len));
         let (Some(h), Some(data)) = (h, data) else {
@@ -1055,10 +1166,15 @@ impl<'a> Iterator for Records<'a> {
             return None;
         }
         let target = h.target.get();
+        let span = if masked { 8 } else { len as u64 };
         let in_range = target >= self.lo
             && target
-                .checked_add(len as u64)
+                .checked_add(span)
                 .is_some_and(|end| end <= self.hi);
+        if masked && (len != MASKED_DATA || target % 8 != 0) {
+            self.done = true;
+            return Some(Err(FormatError::BadJournal("malformed masked journal record")));
+        }
         if !in_range {
             self.done = true;
             return Some(Err(FormatError::BadJournal(
@@ -1066,7 +1182,12 @@ impl<'a> Iterator for Records<'a> {
             )));
         }
         self.pos = pos + record_size(len);
-        Some(Ok(Record { pos, target, data }))
+        Some(Ok(Record {
+            pos,
+            target,
+            data,
+            masked,
+        }))
     }
 }
 

@@ -108,7 +108,7 @@ pub(crate) fn set_fs_flags(inode: &Inode, flags: u32) -> Result {
     let raised = disk != 0 && fs.raise_version(&mut tx, format::VERSION_FLAGS)?;
     inode.touch_ctime();
     {
-        let _g = inode.map_lock().lock();
+        let _g = tx.lock_inode(inode);
         let mut d = load(inode)?;
         d.flags.set(disk);
         fill_attrs(inode, &mut d);
@@ -176,7 +176,7 @@ pub(crate) fn write_inode(inode: &Inode) -> Result {
 }
 
 pub(crate) fn write_inode_tx(tx: &mut Tx<'_>, inode: &Inode) -> Result {
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     let mut d = load(inode)?;
     if d.is_free() {
         // Evicted and freed, or never written: nothing to update.
@@ -206,12 +206,12 @@ pub(crate) fn create_on_media(
     d.gid.set(gid);
     d.nlink.set(1);
     d.parent.set(parent);
-    fs.alloc.lock().alloc_inode(tx, &fs.geo, &mut d)
+    tx.alloc(|a, tx| a.alloc_inode(tx, &fs.geo, &mut d))
 }
 
 /// After NewInode set owner, mode and times: store them.
 pub(crate) fn init_new_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result {
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     let mut d = load(inode)?;
     fill_attrs(inode, &mut d);
     d.parent.set(parent);
@@ -221,7 +221,7 @@ pub(crate) fn init_new_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result
 /// Point the inode at xattr block `new` (0: none) instead of `old`, with
 /// its block count and the VFS inode's attributes (see `xattr.rs`).
 pub(crate) fn set_xattr_block_tx(tx: &mut Tx<'_>, inode: &Inode, new: u64, old: u64) -> Result {
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     let mut d = load(inode)?;
     let blocks = d.blocks.get().saturating_sub(u64::from(old != 0)).saturating_add(u64::from(new != 0));
     d.blocks.set(blocks);
@@ -232,7 +232,7 @@ pub(crate) fn set_xattr_block_tx(tx: &mut Tx<'_>, inode: &Inode, new: u64, old: 
 }
 
 pub(crate) fn set_parent_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result {
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     let mut d = load(inode)?;
     d.parent.set(parent);
     store(tx, inode, &mut d)
@@ -365,7 +365,7 @@ pub(crate) fn map_path_blocks(inode: &Inode, lblk: u64, out: &mut [u64; 3]) -> R
 /// Allocate a block and zero it. No record: if the transaction rolls back,
 /// the block is free again.
 fn alloc_zeroed(tx: &mut Tx<'_>, fs: &FsInfo) -> Result<u64> {
-    let b = fs.alloc.lock().alloc_block(tx, &fs.geo)?;
+    let b = tx.alloc(|a, tx| a.alloc_block(tx, &fs.geo))?;
     tx.zero_fresh(FsInfo::block_off(b), BLOCK_SIZE)?;
     Ok(b)
 }
@@ -389,11 +389,11 @@ fn alloc_data(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result
         None => 0,
     };
     let b = if stream && lblk % GROUP == 0 {
-        fs.alloc.lock().alloc_stream(tx, &fs.geo)?
+        tx.alloc(|a, tx| a.alloc_stream(tx, &fs.geo))?
     } else if prev != 0 && (prev + 1) % GROUP != 0 {
-        fs.alloc.lock().alloc_block_near(tx, &fs.geo, prev + 1)?
+        tx.alloc(|a, tx| a.alloc_block_near(tx, &fs.geo, prev + 1))?
     } else {
-        fs.alloc.lock().alloc_block(tx, &fs.geo)?
+        tx.alloc(|a, tx| a.alloc_block(tx, &fs.geo))?
     };
     tx.zero_fresh(FsInfo::block_off(b), BLOCK_SIZE)?;
     Ok(b)
@@ -402,7 +402,7 @@ fn alloc_data(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result
 /// [`get_or_alloc_block`] inside the caller's transaction; `stream` as for
 /// [`alloc_data`].
 pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result<(u64, bool)> {
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     let fs = inode.fs();
     let mut d = load(inode)?;
     let path = format::map_path(lblk).ok_or(EFBIG)?;
@@ -540,13 +540,13 @@ pub(crate) fn extent_at(inode: &Inode, start: u64) -> Result<Option<u64>> {
 pub(crate) fn alloc_extent(inode: &Inode, start: u64) -> Result<Option<u64>> {
     let fs = inode.fs();
     let mut tx = fs.tx();
-    let _g = inode.map_lock().lock();
+    let _g = tx.lock_inode(inode);
     for i in 0..GROUP {
         if get_block(inode, start + i)? != 0 {
             return Ok(None);
         }
     }
-    let Some(b0) = fs.alloc.lock().alloc_group(&mut tx, &fs.geo)? else {
+    let Some(b0) = tx.alloc(|a, tx| a.alloc_group(tx, &fs.geo))? else {
         return Ok(None);
     };
     tx.zero_fresh(FsInfo::block_off(b0), (GROUP as usize) << BLOCK_SHIFT)?;
@@ -628,7 +628,7 @@ pub(crate) fn free_range(inode: &Inode, first: u64, last: u64) -> Result {
     loop {
         let mut tx = fs.tx();
         let (done, stuck) = {
-            let _g = inode.map_lock().lock();
+            let _g = tx.lock_inode(inode);
             let (done, freed) = free_some(&mut tx, inode, first, last)?;
             // A transaction too small to free anything would loop for ever.
             (done, !done && freed == 0)
@@ -693,7 +693,7 @@ fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<(b
 }
 
 fn free_block(tx: &mut Tx<'_>, fs: &FsInfo, b: u64) -> Result {
-    fs.alloc.lock().free_block(tx, &fs.geo, b)
+    tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, b))
 }
 
 /// Free the leaves of indirect block `b` (covering logical blocks from
@@ -1023,7 +1023,7 @@ pub(crate) fn evict(inode: &Inode) {
             }
             let mut tx = fs.tx();
             let r = crate::xattr::free_tx(&mut tx, inode)
-                .and_then(|()| fs.alloc.lock().free_inode(&mut tx, &fs.geo, inode.ino()));
+                .and_then(|()| tx.alloc_hold(|a, tx| a.free_inode(tx, &fs.geo, inode.ino())));
             if let Err(e) = r.and_then(|()| tx.commit()) {
                 pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }

@@ -24,41 +24,106 @@
 //! not matter. That is sound only because a transaction never reuses a block
 //! it freed (the allocator refuses, see `Tx::freed`).
 //!
-//! One transaction runs at a time (the journal mutex). It is short: one
-//! metadata operation, or one bounded slice of a large truncate.
+//! Several transactions at once (version 5): the region is split into
+//! areas (`format::Geometry::slot_bytes`), each with its own header and
+//! sequence numbers, and a transaction runs in whichever area is free. The
+//! rule above holds per area; across areas, recovery rolls back each
+//! area's unfinished transaction independently, which is sound because
+//! transactions in flight at once never change the same bytes:
+//! - an inode's slot and block map (and its indirect blocks) are changed
+//!   only by the transaction that owns the inode ([`Tx::lock_inode`]),
+//!   until it commits;
+//! - a directory's blocks only under its `i_rwsem`, which the VFS holds
+//!   across the whole operation (and so across the commit);
+//! - bitmap words are shared: allocation and free change them under the
+//!   allocator mutex, each change logged as a masked record of its own bits
+//!   (`Tx::write_bits`); a transaction that frees keeps the allocator
+//!   until it commits, so no other transaction can take a block (or inode
+//!   slot) whose free may yet roll back;
+//! - the superblock's version is raised only on images older than
+//!   version 5, which have one area.
+//! An older image has one area, and then plain records (an older module
+//! reading its journal knows no masked record).
+//!
+//! Each transaction is short: one metadata operation, or one bounded slice
+//! of a large truncate.
 
+use crate::alloc::Allocator;
 use crate::format::{
-    self, fnv1a64_update, record_check, Geometry, JournalHeader, JournalState, Pod, RecordHeader,
-    Records, BLOCK_SHIFT, BLOCK_SIZE, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF,
-    RECORD_HEADER_SIZE, RECORD_MAX_DATA,
+    self, fnv1a64_update, masked_data, record_check, Geometry, JournalHeader, JournalState, Pod,
+    RecordHeader, Records, BLOCK_SHIFT, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF,
+    RECORD_HEADER_SIZE, RECORD_MASKED, RECORD_MAX_DATA,
 };
-use crate::sys::locks::{Guard, Mutex};
+use crate::sys::locks::{Guard, MutexGuard, Mutex};
 use crate::sys::pmem::Pmem;
+use crate::sys::vfs::Inode;
 use crate::sys::NoFs;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::{code::*, Result};
 use kernel::prelude::*;
 
 pub(crate) struct Journal {
-    state: Mutex<JState>,
-    /// Byte offset and length of the journal region.
-    start: u64,
-    len: usize,
-    /// The superblock's format version as committed (1 to 4; see
+    slots: KVec<Slot>,
+    /// Plain (one area) or masked bitmap records.
+    masked: bool,
+    /// Numbers transactions since mount (from 1), for [`Inode::tx_tag`].
+    ids: AtomicU64,
+    /// The superblock's format version as committed (1 to 5; see
     /// `format::VERSION`): set at mount, raised when a transaction that
     /// raised the superblock commits (`FsInfo::raise_version`).
-    pub(crate) version: core::sync::atomic::AtomicU32,
+    pub(crate) version: AtomicU32,
+}
+
+/// One journal area.
+struct Slot {
+    state: Mutex<JState>,
+    /// Byte offset and length of the area.
+    start: u64,
+    len: usize,
+    /// The id of the transaction running in this area, 0 if none. Boxed:
+    /// waiters sleep on its address.
+    running: KBox<AtomicU64>,
 }
 
 struct JState {
     seq_done: u64,
 }
 
+/// Tags in [`Inode::tx_tag`]: transaction id above, area below.
+const TAG_SLOT_BITS: u32 = 5;
+
 impl Journal {
     /// At mount, before anything else reads metadata: roll back the
-    /// transaction a crash interrupted, if any. Fails on a damaged journal.
+    /// transaction a crash interrupted in each area, if any. Fails on a
+    /// damaged journal.
     pub(crate) fn recover(pmem: &Pmem, g: &Geometry) -> Result<Journal> {
-        let start = g.journal_start << BLOCK_SHIFT;
-        let len = g.journal_blocks as usize * BLOCK_SIZE;
+        let base = g.journal_start << BLOCK_SHIFT;
+        let n = g.journal_slots.max(1);
+        let mut slots = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        for k in 0..n {
+            let (off, len) = g.slot_bytes(k);
+            let start = base + off as u64;
+            let seq_done = Self::recover_area(pmem, g, start, len, k)?;
+            slots.push(
+                Slot {
+                    state: Mutex::new_with(JState { seq_done }, crate::sys::ferrofs_init_journal_mutex)?,
+                    start,
+                    len,
+                    running: KBox::new(AtomicU64::new(0), GFP_KERNEL)?,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Journal {
+            slots,
+            masked: n > 1,
+            ids: AtomicU64::new(1),
+            version: AtomicU32::new(0),
+        })
+    }
+
+    /// Roll back area `k` (`start..start+len`); its `seq_done` after.
+    fn recover_area(pmem: &Pmem, g: &Geometry, start: u64, len: usize, k: u32) -> Result<u64> {
         // At mount, before the superblock is live, no transaction, fault or
         // user mapping exists; the rollback below writes only the records'
         // targets, which `Records` checks lie outside the journal.
@@ -67,7 +132,7 @@ impl Journal {
         let st = match JournalState::parse(region, g) {
             Ok(st) => st,
             Err(e) => {
-                pr_err!("cannot mount: journal: {}\n", e.reason());
+                pr_err!("cannot mount: journal: {} (area {})\n", e.reason(), k);
                 return Err(EINVAL);
             }
         };
@@ -76,13 +141,23 @@ impl Journal {
             let mut recs = KVec::with_capacity(st.pending, GFP_KERNEL)?;
             for r in Records::new(region, st.seq_done, g) {
                 let r = r.map_err(|_| EINVAL)?;
-                recs.push((r.target, r.pos, r.data.len()), GFP_KERNEL)?;
+                let mut mask = None;
+                if r.masked {
+                    mask = Some(format::masked_parts(r.data));
+                }
+                recs.push((r.target, r.pos, r.data.len(), mask), GFP_KERNEL)?;
             }
             // Newest first, so a range logged twice ends with its oldest bytes.
-            for &(target, pos, n) in recs.iter().rev() {
-                let from = start + (pos + RECORD_HEADER_SIZE) as u64;
-                pmem.copy_within(from, target, n)?;
-                pmem.flush(target, n)?;
+            for &(target, pos, n, mask) in recs.iter().rev() {
+                if let Some((m, old)) = mask {
+                    let v = pmem.read_u64(target)?;
+                    pmem.write_u64_atomic(target, (v & !m) | (old & m))?;
+                    pmem.flush(target, 8)?;
+                } else {
+                    let from = start + (pos + RECORD_HEADER_SIZE) as u64;
+                    pmem.copy_within(from, target, n)?;
+                    pmem.flush(target, n)?;
+                }
             }
             pmem.fence();
             // parse() bounded seq_done far below u64::MAX.
@@ -91,8 +166,9 @@ impl Journal {
             pmem.flush(start, JOURNAL_RECORDS_OFF)?;
             pmem.fence();
             pr_info!(
-                "journal: rolled back unfinished transaction {} ({} records)\n",
+                "journal: rolled back unfinished transaction {} of area {} ({} records)\n",
                 seq_done,
+                k,
                 recs.len()
             );
         }
@@ -103,30 +179,94 @@ impl Journal {
             pmem.flush(start, 8)?;
             pmem.fence();
         }
-        Ok(Journal {
-            state: Mutex::new_with(JState { seq_done }, crate::sys::ferrofs_init_journal_mutex)?,
-            start,
-            len,
-            version: core::sync::atomic::AtomicU32::new(0),
-        })
+        Ok(seq_done)
     }
 
-    /// Start a transaction: waits for the one in progress.
-    /// Wait until the transaction running now, if any, has committed (or
-    /// rolled back in memory). A lockless reader that saw a pointer a
-    /// transaction published calls this before it promises durability
-    /// (fsync, a MAP_SYNC fault): the publishing transaction held the
-    /// journal mutex from before the pointer store until after its commit.
+    /// Journal areas of this mount.
+    pub(crate) fn areas(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the transaction of tag `t` (see [`Inode::tx_tag`]) is still
+    /// running.
+    fn in_flight(&self, t: u64) -> bool {
+        let k = (t & ((1 << TAG_SLOT_BITS) - 1)) as usize;
+        let id = t >> TAG_SLOT_BITS;
+        t != 0 && self.slots.get(k).is_some_and(|s| s.running.load(Ordering::Acquire) == id)
+    }
+
+    /// Sleep until the transaction of tag `t` has finished.
+    fn wait(&self, t: u64) {
+        let k = (t & ((1 << TAG_SLOT_BITS) - 1)) as usize;
+        let id = t >> TAG_SLOT_BITS;
+        if let Some(s) = self.slots.get(k) {
+            // SAFETY: `running` is boxed and lives as long as the journal;
+            // the C side only reads it (READ_ONCE) and sleeps on its address.
+            unsafe { crate::sys::ferrofs_wait_var_ne(s.running.as_ptr(), id) };
+        }
+    }
+
+    /// Wait until every transaction running now, if any, has committed (or
+    /// rolled back in memory). sync_fs, freeze and remount read-only call
+    /// this: each transaction holds its area's mutex from begin to commit.
     pub(crate) fn barrier(&self) {
-        drop(self.state.lock());
+        for s in self.slots.iter() {
+            drop(s.state.lock());
+        }
     }
 
-    pub(crate) fn begin<'a>(&'a self, pmem: &'a Pmem) -> Tx<'a> {
+    /// Wait until the last transaction that changed `inode` has committed.
+    /// A lockless reader that saw a pointer or size a transaction published
+    /// calls this before it promises durability (fsync, a MAP_SYNC fault):
+    /// the publishing transaction owned the inode from before that store
+    /// until after its commit ([`Tx::lock_inode`]).
+    pub(crate) fn barrier_inode(&self, inode: &Inode) {
+        let t = inode.tx_tag().load(Ordering::Acquire);
+        if self.in_flight(t) {
+            self.wait(t);
+        }
+    }
+
+    /// Run `f` with no transaction in flight and none starting (the trace
+    /// mode's MAP_SYNC check).
+    pub(crate) fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
+        fn from<R>(s: &[Slot], k: u32, f: impl FnOnce() -> R) -> R {
+            match s.split_first() {
+                None => f(),
+                Some((first, rest)) => {
+                    let _g = first.state.lock_nested(k);
+                    from(rest, k + 1, f)
+                }
+            }
+        }
+        from(&self.slots, 0, f)
+    }
+
+    /// Start a transaction in a free area, or wait for area 0.
+    pub(crate) fn begin<'a>(&'a self, pmem: &'a Pmem, alloc: &'a Mutex<Allocator>) -> Tx<'a> {
         let nofs = NoFs::enter();
+        let mut got = None;
+        for (k, s) in self.slots.iter().enumerate() {
+            if let Some(g) = s.state.try_lock() {
+                got = Some((k, g));
+                break;
+            }
+        }
+        let (k, st) = match got {
+            Some(x) => x,
+            None => (0, self.slots[0].state.lock()),
+        };
+        let slot = &self.slots[k];
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        slot.running.store(id, Ordering::Release);
         Tx {
-            st: self.state.lock(),
+            st,
+            slot,
+            tag: (id << TAG_SLOT_BITS) | k as u64,
             j: self,
             pmem,
+            alloc,
+            held: None,
             pos: JOURNAL_RECORDS_OFF,
             records: 0,
             need_fence: false,
@@ -140,9 +280,15 @@ impl Journal {
 /// An open transaction; commits when dropped (or by [`Tx::commit`]).
 pub(crate) struct Tx<'a> {
     st: Guard<'a, JState>,
+    slot: &'a Slot,
+    /// This transaction's [`Inode::tx_tag`].
+    tag: u64,
     j: &'a Journal,
     pmem: &'a Pmem,
-    /// Where the next record goes, inside the region.
+    alloc: &'a Mutex<Allocator>,
+    /// The allocator, held from the first free until commit.
+    held: Option<Guard<'a, Allocator>>,
+    /// Where the next record goes, inside the area.
     pos: usize,
     records: usize,
     /// Records written since the last fence.
@@ -164,13 +310,24 @@ impl<'a> Tx<'a> {
         self.pmem
     }
 
+    /// The journal area this transaction runs in.
+    pub(crate) fn area(&self) -> u64 {
+        self.tag & ((1 << TAG_SLOT_BITS) - 1)
+    }
+
     /// Journal bytes still free in this transaction.
     pub(crate) fn room(&self) -> usize {
-        self.j.len - self.pos
+        self.slot.len - self.pos
     }
 
     /// Append a record of the current bytes at `target..target+n`.
     fn log(&mut self, target: u64, n: usize) -> Result {
+        self.append(target, n, None)
+    }
+
+    /// Append a record: of the `n` bytes now at `target`, or (`masked`)
+    /// a masked record with that data (`n` is its length).
+    fn append(&mut self, target: u64, n: usize, masked: Option<&[u8]>) -> Result {
         if n == 0 || n > RECORD_MAX_DATA {
             return Err(EINVAL);
         }
@@ -184,22 +341,27 @@ impl<'a> Tx<'a> {
         }
         // Bounded at mount (JOURNAL_SEQ_MAX); 2^62 more would take centuries.
         let seq = self.st.seq_done.checked_add(1).ok_or(EIO)?;
-        let rec = self.j.start + self.pos as u64;
+        let rec = self.slot.start + self.pos as u64;
         let data_at = rec + RECORD_HEADER_SIZE as u64;
         let mut h = RecordHeader::new(seq, target, &[]);
-        h.len.set(n as u32);
+        h.len.set(n as u32 | if masked.is_some() { RECORD_MASKED } else { 0 });
         let mut check = fnv1a64_update(
             format::FNV1A64_INIT,
             &h.as_bytes()[..RECORD_HEADER_SIZE - 4],
         );
-        let mut buf = [0u8; 128];
-        let mut done = 0;
-        while done < n {
-            let k = core::cmp::min(buf.len(), n - done);
-            self.pmem.read(target + done as u64, &mut buf[..k])?;
-            check = fnv1a64_update(check, &buf[..k]);
-            self.pmem.write(data_at + done as u64, &buf[..k])?;
-            done += k;
+        if let Some(d) = masked {
+            check = fnv1a64_update(check, d);
+            self.pmem.write(data_at, d)?;
+        } else {
+            let mut buf = [0u8; 128];
+            let mut done = 0;
+            while done < n {
+                let k = core::cmp::min(buf.len(), n - done);
+                self.pmem.read(target + done as u64, &mut buf[..k])?;
+                check = fnv1a64_update(check, &buf[..k]);
+                self.pmem.write(data_at + done as u64, &buf[..k])?;
+                done += k;
+            }
         }
         h.crc.set(record_check(check));
         self.pmem.write(rec, h.as_bytes())?;
@@ -208,6 +370,77 @@ impl<'a> Tx<'a> {
         self.records += 1;
         self.need_fence = true;
         Ok(())
+    }
+
+    /// Logged change of the bits `mask` of the aligned 8-byte word at
+    /// `off` to those of `bits` (a bitmap word: the caller holds the
+    /// allocator, so no other change of the word runs meanwhile). With
+    /// several journal areas the record is masked, so that it undoes only
+    /// these bits (see the module comment).
+    pub(crate) fn write_bits(&mut self, off: u64, mask: u64, bits: u64) -> Result {
+        let v = self.pmem.read_u64(off)?;
+        if self.j.masked {
+            let d = masked_data(mask, v);
+            self.append(off, d.len(), Some(&d))?;
+        } else {
+            self.log(off, 8)?;
+        }
+        self.ready();
+        self.pmem.write_u64_atomic(off, (v & !mask) | (bits & mask))?;
+        self.pmem.flush(off, 8)?;
+        Ok(())
+    }
+
+    /// Take `inode`'s `map_lock` and own the inode until this transaction
+    /// commits: if another transaction still running owns it, sleep (with
+    /// `map_lock` released) until that one has committed. Every change of
+    /// an inode's slot or block map is made through this (lock order 6b).
+    pub(crate) fn lock_inode<'i>(&mut self, inode: &'i Inode) -> MutexGuard<'i> {
+        loop {
+            let g = inode.map_lock().lock();
+            let t = inode.tx_tag().load(Ordering::Acquire);
+            if t == self.tag || !self.j.in_flight(t) {
+                if t != self.tag && self.held.is_some() {
+                    // Lock order 8 before 6b: could deadlock with a
+                    // transaction that owns this inode and waits for the
+                    // allocator.
+                    pr_err!("internal error: inode {} taken after a free\n", inode.ino());
+                }
+                inode.tx_tag().store(self.tag, Ordering::Release);
+                return g;
+            }
+            drop(g);
+            self.j.wait(t);
+        }
+    }
+
+    /// Run `f` with the allocator: the one this transaction holds (it
+    /// freed), else locked for the call.
+    pub(crate) fn alloc<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
+        match self.held.take() {
+            Some(mut a) => {
+                let r = f(&mut a, self);
+                self.held = Some(a);
+                r
+            }
+            None => {
+                let mut a = self.alloc.lock();
+                f(&mut a, self)
+            }
+        }
+    }
+
+    /// As [`Tx::alloc`], and keep the allocator until this transaction
+    /// commits: for frees (and version raises), whose undo must not meet
+    /// another transaction's use of what they released.
+    pub(crate) fn alloc_hold<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
+        let mut a = match self.held.take() {
+            Some(a) => a,
+            None => self.alloc.lock(),
+        };
+        let r = f(&mut a, self);
+        self.held = Some(a);
+        r
     }
 
     /// Records before the in-place stores they protect.
@@ -231,15 +464,6 @@ impl<'a> Tx<'a> {
         self.ready();
         self.pmem.write_u32_atomic(off, v)?;
         self.pmem.flush(off, 4)?;
-        Ok(())
-    }
-
-    /// Logged aligned 8-byte store.
-    pub(crate) fn write_u64(&mut self, off: u64, v: u64) -> Result {
-        self.log(off, 8)?;
-        self.ready();
-        self.pmem.write_u64_atomic(off, v)?;
-        self.pmem.flush(off, 8)?;
         Ok(())
     }
 
@@ -267,7 +491,7 @@ impl<'a> Tx<'a> {
         // Every in-place store was written back; order them before the commit.
         self.pmem.fence();
         let seq = self.st.seq_done.checked_add(1).ok_or(EIO)?;
-        let at = self.j.start + JOURNAL_SEQ_DONE_OFF as u64;
+        let at = self.slot.start + JOURNAL_SEQ_DONE_OFF as u64;
         self.pmem.write_u64_atomic(at, seq)?;
         self.pmem.flush(at, 8)?;
         self.pmem.fence();
@@ -292,5 +516,10 @@ impl Drop for Tx<'_> {
         if let Err(e) = self.finish() {
             pr_err!("journal: commit failed: {:?}\n", e);
         }
+        self.held = None;
+        // SAFETY: `running` is boxed and lives as long as the journal; the
+        // store is WRITE_ONCE, then a full barrier and the wake-up.
+        unsafe { crate::sys::ferrofs_set_var_wake(self.slot.running.as_ptr(), 0) };
+        // The area's mutex (`st`) is released after this.
     }
 }

@@ -47,7 +47,11 @@ impl FsInfo {
 
     /// Start a metadata transaction (see `journal.rs`).
     pub(crate) fn tx(&self) -> Tx<'_> {
-        self.journal.begin(&self.pmem)
+        let tx = self.journal.begin(&self.pmem, &self.alloc);
+        if tx.area() > 0 {
+            self.count(Counter::TxOverlapped);
+        }
+        tx
     }
 
     pub(crate) fn count(&self, c: Counter) {
@@ -87,7 +91,8 @@ impl FsInfo {
     /// whether it wrote the superblock; the caller then calls
     /// [`FsInfo::version_raised`] once `tx` has committed (a rolled-back
     /// raise leaves the old version, and the next user raises again).
-    /// Callers hold the journal (their `tx`), which orders raisers.
+    /// Raises happen only on images older than version 5, which have one
+    /// journal area: their transactions run one at a time.
     pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result<bool> {
         if self.journal.version.load(core::sync::atomic::Ordering::Relaxed) >= to {
             return Ok(false);
@@ -321,12 +326,14 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
     {
         let a = fs.alloc.lock();
         pr_info!(
-            "mounted {:?}: {} blocks ({} free), {} inodes ({} free), flush with {}\n",
+            "mounted {:?}: {} blocks ({} free), {} inodes ({} free), {} journal area{}, flush with {}\n",
             dev,
             geo.blocks_count,
             a.free_blocks(),
             geo.inodes_count,
             a.free_inodes(),
+            fs.journal.areas(),
+            if fs.journal.areas() == 1 { "" } else { "s" },
             insn.name()
         );
     }

@@ -199,14 +199,14 @@ pub(crate) fn set_tx(
     let nb = if empty {
         0
     } else {
-        let b = fs.alloc.lock().alloc_block(tx, &fs.geo)?;
+        let b = tx.alloc(|a, tx| a.alloc_block(tx, &fs.geo))?;
         tx.write_fresh(FsInfo::block_off(b), &buf)?;
         b
     };
     let ob = block_of(fs, ino)?;
     crate::inode::set_xattr_block_tx(tx, inode, nb, ob)?;
     if ob != 0 {
-        fs.alloc.lock().free_block(tx, &fs.geo, ob)?;
+        tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, ob))?;
     }
     Ok(Changed { raised })
 }
@@ -227,7 +227,7 @@ pub(crate) fn init_tx(tx: &mut Tx<'_>, inode: &Inode, values: &[(u8, KVec<u8>)])
     });
     format::xattr_build(&mut buf, inode.ino(), it).map_err(|_| ENOSPC)?;
     let raised = fs.raise_version(tx, format::VERSION_XATTR)?;
-    let b = fs.alloc.lock().alloc_block(tx, &fs.geo)?;
+    let b = tx.alloc(|a, tx| a.alloc_block(tx, &fs.geo))?;
     tx.write_fresh(FsInfo::block_off(b), &buf)?;
     crate::inode::set_xattr_block_tx(tx, inode, b, 0)?;
     Ok(Changed { raised })
@@ -239,7 +239,7 @@ pub(crate) fn free_tx(tx: &mut Tx<'_>, inode: &Inode) -> Result {
     let fs = inode.fs();
     let b = block_of(fs, inode.ino())?;
     if b != 0 {
-        fs.alloc.lock().free_block(tx, &fs.geo, b)?;
+        tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, b))?;
     }
     Ok(())
 }

@@ -322,7 +322,7 @@ c=open(M+"/a").read()
 assert c.startswith("log\nmore\n") and c.endswith("more\n") and len(c)>=9, c
 '
   py "$check"
-  assert_eq 4 "$(sb_version)" "superblock version (mkfs writes 4)"
+  assert_eq 5 "$(sb_version)" "superblock version (mkfs writes 5)"
   remount
   assert_eq i "$(attr_token $MNT/attr/i)" "lsattr of the immutable file after a remount"
   assert_eq a "$(attr_token $MNT/attr/a)" "lsattr of the append-only file after a remount"
@@ -444,7 +444,9 @@ for k in list(want[M+'/d']):
 assert os.listxattr(M+'/d') == []
 assert b0 - os.stat(M+'/d').st_blocks == 8, (b0, os.stat(M+'/d').st_blocks)
 "
-  assert_eq 4 "$(sb_version)" "superblock version with xattrs (mkfs writes 4)"
+  # The image the earlier tests left (raised from version 1 to 4, or a
+  # fresh version 5 when run alone): at least the xattr version.
+  [ "$(sb_version)" -ge 3 ] || fail "superblock version with xattrs: $(sb_version)"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with xattrs"
   mount -t ferrofs -o dax $DEV $MNT
@@ -548,7 +550,7 @@ socket 0 0'
   assert_eq 1 "$(getfattr --only-values -n trusted.t $MNT/sp/fifo)" "a FIFO's trusted. xattr after a remount"
   assert_eq 0 "$(stat -c %s $MNT/sp/null)" "size of a device node"
   echo discarded > $MNT/sp/null
-  assert_eq 4 "$(sb_version)" "superblock version with special files (mkfs writes 4)"
+  [ "$(sb_version)" -ge 3 ] || fail "superblock version with special files: $(sb_version)"
   umount $MNT
   "$BIN/fsck-ferrofs" -n $DEV >/dev/null || fail "fsck-ferrofs exit $? with special files"
   mount -t ferrofs -o dax $DEV $MNT

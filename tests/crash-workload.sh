@@ -28,12 +28,17 @@ mkdir -p /mnt/scratch/r$round/sub
 exec 7</mnt/scratch/r$round/orphan
 rm /mnt/scratch/r$round/orphan
 echo "READY round $round"
-i=0
-acked=()
+# Two workers at once (names and seeds of their own), so that the crash can
+# land with transactions of both in flight in different journal areas.
+# echo writes each line with one write(2), which the tty keeps whole.
+work() {
+local p=$1 base=$2
+local i=0
+local acked=()
 while :; do
   i=$((i + 1))
-  name=r$round/f$i
-  seed=$((round * 100000 + i))
+  name=r$round/${p}f$i
+  seed=$((round * 100000 + base + i))
   len=$(( (RANDOM % 64 + 1) * 1500 ))
   case $((i % 5)) in
     0) "$FT" mmap-fill /mnt/scratch/$name $seed $len --sync=msync ;;
@@ -55,12 +60,12 @@ while :; do
   fi
   if ((i % 3 == 0)) && ((${#acked[@]} > 1)); then
     last=$((${#acked[@]} - 1))
-    from=${acked[$last]}; to=r$round/sub/m$i
+    from=${acked[$last]}; to=r$round/sub/${p}m$i
     echo "MVSTART $from $to"
     mv /mnt/scratch/$from /mnt/scratch/$to && echo "MV $from $to" && acked[$last]=$to
   fi
   if ((i % 7 == 0)); then
-    mkdir /mnt/scratch/r$round/d$i && rmdir /mnt/scratch/r$round/d$((i - 7)) 2>/dev/null || true
+    mkdir /mnt/scratch/r$round/${p}d$i && rmdir /mnt/scratch/r$round/${p}d$((i - 7)) 2>/dev/null || true
   fi
   if ((i % 5 == 0)) && ((${#acked[@]} > 2)); then
     victim=${acked[0]}; acked=("${acked[@]:1}")
@@ -68,3 +73,7 @@ while :; do
     rm /mnt/scratch/$victim && echo "DEL $victim"
   fi
 done
+}
+work a 0 &
+work b 50000 &
+wait

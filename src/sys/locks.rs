@@ -16,11 +16,23 @@
 //! 5. `dirty_lock` (per inode rwsem): shared while a fault marks an entry and
 //!    installs a writable PTE, exclusive while fsync clears marks and zaps PTEs,
 //!    so a writable PTE never exists for an unmarked entry
-//! 6. `journal` (per mount mutex): one metadata transaction at a time
-//!    (`journal.rs`); a transaction also sets memalloc_nofs, so reclaim
-//!    never evicts one of our inodes while we hold it
+//! 6. a journal area (per area mutex, `journal.rs`): held by the one
+//!    transaction running in that area, from begin to commit; a thread
+//!    holds at most one (quiescing takes all, in order, as subclasses). A
+//!    transaction also sets memalloc_nofs, so reclaim never evicts one of
+//!    our inodes while we hold it
+//! 6b. inode ownership (not a lock lockdep sees): a transaction that
+//!    changes an inode owns it until it commits (`Tx::lock_inode`); another
+//!    transaction wanting it sleeps until then with `map_lock` released,
+//!    holding only its own area and locks 1-5. Two transactions that each
+//!    want an inode the other owns would deadlock: only a transaction under
+//!    the VFS locks (1) of every inode it changes may change two or more
+//!    inodes that other transactions can reach (create, link, unlink,
+//!    rename, rmdir); every other one changes one inode
 //! 7. `map_lock` (per inode mutex): block map and on-media inode updates
-//! 8. `alloc` (per mount mutex): block bitmap and inode table allocation
+//! 8. `alloc` (per mount mutex): block bitmap and inode table allocation.
+//!    Taken for one call when allocating; a transaction that frees keeps it
+//!    until it commits, and takes no inode after that (6b)
 //! 9. `i_mmap_rwsem` (unmap_mapping_range), then page-table locks: taken by
 //!    the core inside any of the above (zap under `dirty_lock` or
 //!    `map_lock`; the PTE upgrade of a write fault takes the page-table lock
@@ -97,6 +109,22 @@ impl RawMutex {
         unsafe { bindings::mutex_lock(self.0.get()) };
         MutexGuard(self, PhantomData)
     }
+    /// The mutex if it is free now, without sleeping.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_>> {
+        // SAFETY: the mutex was initialised by its owner before any use.
+        if unsafe { bindings::mutex_trylock(self.0.get()) } != 0 {
+            Some(MutexGuard(self, PhantomData))
+        } else {
+            None
+        }
+    }
+    /// As `lock`, in lockdep subclass `sub` (one of several mutexes of one
+    /// class held at once, always taken in the same order).
+    pub(crate) fn lock_nested(&self, sub: u32) -> MutexGuard<'_> {
+        // SAFETY: the mutex was initialised by its owner before any use.
+        unsafe { super::ferrofs_mutex_lock_nested(self.0.get(), sub) };
+        MutexGuard(self, PhantomData)
+    }
 }
 impl Drop for MutexGuard<'_> {
     fn drop(&mut self) {
@@ -147,6 +175,18 @@ impl<T> Mutex<T> {
     pub(crate) fn lock(&self) -> Guard<'_, T> {
         Guard {
             _g: self.raw.lock(),
+            data: &self.data,
+        }
+    }
+    pub(crate) fn try_lock(&self) -> Option<Guard<'_, T>> {
+        Some(Guard {
+            _g: self.raw.try_lock()?,
+            data: &self.data,
+        })
+    }
+    pub(crate) fn lock_nested(&self, sub: u32) -> Guard<'_, T> {
+        Guard {
+            _g: self.raw.lock_nested(sub),
             data: &self.data,
         }
     }

@@ -314,6 +314,32 @@ void ferrofs_init_journal_mutex(struct mutex *m)
 	mutex_init(m);
 }
 
+void ferrofs_mutex_lock_nested(struct mutex *m, unsigned int sub);
+void ferrofs_wait_var_ne(u64 *var, u64 v);
+void ferrofs_set_var_wake(u64 *var, u64 v);
+
+/* Quiescing the journal takes every area's mutex, one subclass each. */
+void ferrofs_mutex_lock_nested(struct mutex *m, unsigned int sub)
+{
+	mutex_lock_nested(m, sub);
+}
+
+/* Sleep until *var no longer holds v (a journal area's running transaction
+ * has finished). Not a lock: the waiter holds no lock the waited-for
+ * transaction can need (see journal.rs, "Several transactions at once"). */
+void ferrofs_wait_var_ne(u64 *var, u64 v)
+{
+	wait_var_event(var, READ_ONCE(*var) != v);
+}
+
+void ferrofs_set_var_wake(u64 *var, u64 v)
+{
+	WRITE_ONCE(*var, v);
+	/* Orders the store before wake_up_var's waitqueue check. */
+	smp_mb();
+	wake_up_var(var);
+}
+
 /* A transaction must not recurse into the filesystem through reclaim. */
 unsigned int ferrofs_nofs_save(void)
 {

@@ -46,8 +46,11 @@ pub(crate) enum Counter {
     /// fsfreeze: freezes done (journal quiesced) and thaws.
     Freezes,
     Thaws,
+    /// Transactions begun in a journal area other than the first, because
+    /// that one was running a transaction (version 5: two at once).
+    TxOverlapped,
 }
-const NCOUNTERS: usize = 20;
+const NCOUNTERS: usize = 21;
 /// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
 const NATTRS: usize = NCOUNTERS + 3;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -71,6 +74,7 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"persist_violations",
     c"freezes",
     c"thaws",
+    c"tx_overlapped",
     c"flush_insn",
     c"trace_mark",
     c"trace_user",

@@ -65,6 +65,9 @@ pub(crate) struct Inode {
     /// (`VmFault::associate`): its pages must be disassociated before the
     /// in-memory inode goes, and checked for pins before blocks are freed.
     associated: core::sync::atomic::AtomicBool,
+    /// The last transaction that took this inode (`journal::Tx::lock_inode`):
+    /// its id and journal area; 0 if none since the inode was read.
+    tx_tag: core::sync::atomic::AtomicU64,
 }
 
 // SAFETY: the VFS inode is shared between threads by design; our fields are
@@ -280,6 +283,11 @@ impl Inode {
     }
     pub(crate) fn map_lock(&self) -> &RawMutex {
         &self.map_lock
+    }
+
+    /// See the field: who owns this inode's on-media state (`journal.rs`).
+    pub(crate) fn tx_tag(&self) -> &core::sync::atomic::AtomicU64 {
+        &self.tx_tag
     }
     pub(crate) fn rwsem(&self) -> &RwSem {
         // SAFETY: i_rwsem is initialised by inode_init_once.
@@ -1338,6 +1346,7 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
         super::ferrofs_init_xattr_lock((*p).xattr_lock.get());
         super::ferrofs_list_init((*p).sync_link.get());
         core::ptr::addr_of_mut!((*p).associated).write(core::sync::atomic::AtomicBool::new(false));
+        core::ptr::addr_of_mut!((*p).tx_tag).write(core::sync::atomic::AtomicU64::new(0));
         (*p).vfs.get()
     }
 }

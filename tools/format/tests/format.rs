@@ -128,13 +128,55 @@ fn superblock_with_unknown_version_is_rejected_with_that_version() {
 }
 
 #[test]
-fn superblocks_of_versions_1_to_3_are_accepted() {
-    assert_eq!((VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION), (1, 2, 3, 4));
-    for v in [VERSION_MIN, VERSION_FLAGS, VERSION] {
+fn superblocks_of_versions_1_to_5_are_accepted() {
+    assert_eq!(
+        (VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION_LONG_NAMES, VERSION_SLOTS, VERSION),
+        (1, 2, 3, 4, 5, 5)
+    );
+    for v in VERSION_MIN..=VERSION {
         let mut sb = fresh_superblock(1024);
         sb.version.set(v);
+        if v < VERSION_SLOTS {
+            // Older images have one journal area.
+            sb.journal_slots.set(0);
+        }
         sb.update_checksum();
-        assert!(sb.validate(1024).is_ok(), "version {v}");
+        let g = sb.validate(1024).unwrap_or_else(|e| panic!("version {v}: {e:?}"));
+        assert_eq!(g.journal_slots, if v < VERSION_SLOTS { 1 } else { JOURNAL_SLOTS }, "version {v}");
+    }
+}
+
+#[test]
+fn journal_areas_are_checked() {
+    let sb = fresh_superblock(1024);
+    assert_eq!(sb.journal_slots.get(), JOURNAL_SLOTS, "mkfs makes version 5 areas");
+    let g = sb.validate(1024).unwrap();
+    let (o1, l1) = g.slot_bytes(1);
+    assert_eq!((o1, l1), (l1, g.journal_blocks as usize * BLOCK_SIZE / JOURNAL_SLOTS as usize));
+    // Several areas on an image that says version 4: damage.
+    let mut old = fresh_superblock(1024);
+    old.version.set(VERSION_LONG_NAMES);
+    old.update_checksum();
+    assert_eq!(
+        old.validate(1024),
+        Err(FormatError::BadGeometry("journal areas on an image older than version 5"))
+    );
+    // Counts that do not divide the region, make areas too small, or exceed the limit.
+    for n in [3u32, 5, 8, 17, 64, u32::MAX] {
+        let mut sb = fresh_superblock(1024);
+        sb.journal_slots.set(n);
+        sb.update_checksum();
+        assert_eq!(
+            sb.validate(1024),
+            Err(FormatError::BadGeometry("bad number of journal areas")),
+            "{n} areas"
+        );
+    }
+    for n in [0u32, 1, 2, 4] {
+        let mut sb = fresh_superblock(1024);
+        sb.journal_slots.set(n);
+        sb.update_checksum();
+        assert!(sb.validate(1024).is_ok(), "{n} areas");
     }
 }
 

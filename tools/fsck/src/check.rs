@@ -241,8 +241,8 @@ impl std::fmt::Display for Loc {
 /// an unfinished journal transaction when fsck may not write (`-n`).
 struct Dev<'f> {
     file: &'f File,
-    /// (device offset, bytes), applied in this order over what is read.
-    undo: Vec<(u64, Vec<u8>)>,
+    /// Applied in this order over what is read.
+    undo: ferrofs_image::Undo,
 }
 
 fn read_blocks(dev: &Dev, start: u64, count: u64) -> Result<Vec<u8>, Fatal> {
@@ -257,12 +257,17 @@ fn read_blocks(dev: &Dev, start: u64, count: u64) -> Result<Vec<u8>, Fatal> {
         })?;
     let lo = start * BS;
     let hi = lo + buf.len() as u64;
-    for (target, data) in &dev.undo {
-        let (t0, t1) = (*target, target + data.len() as u64);
+    for u in &dev.undo {
+        let (t0, t1) = (u.target, u.target + u.len() as u64);
         let (a, b) = (t0.max(lo), t1.min(hi));
-        if a < b {
+        if u.masked {
+            // An aligned word: wholly inside a block-aligned read or out.
+            if t0 >= lo && t1 <= hi {
+                u.apply(&mut buf[(t0 - lo) as usize..(t1 - lo) as usize]);
+            }
+        } else if a < b {
             buf[(a - lo) as usize..(b - lo) as usize]
-                .copy_from_slice(&data[(a - t0) as usize..(b - t0) as usize]);
+                .copy_from_slice(&u.data[(a - t0) as usize..(b - t0) as usize]);
         }
     }
     Ok(buf)
@@ -1123,13 +1128,14 @@ impl Checker<'_> {
         // 0. A damaged journal: records zeroed first, then a valid header
         // (`seq_done` 0), so that no old record can become pending.
         if fixes.contains(&Fix::ResetJournal) {
-            let g = self.geo;
-            let at = g.journal_start * BS;
-            let zeros = vec![0u8; g.journal_blocks as usize * BLOCK_SIZE - JOURNAL_RECORDS_OFF];
-            self.write_at(&zeros, at + JOURNAL_RECORDS_OFF as u64, "the journal")?;
-            sync(self.file)?;
-            self.write_at(JournalHeader::new(0).as_bytes(), at, "the journal header")?;
-            sync(self.file)?;
+            // Every area: one damaged area makes the whole journal suspect.
+            for (at, end) in ferrofs_image::journal_areas(&self.geo) {
+                let zeros = vec![0u8; (end - at) as usize - JOURNAL_RECORDS_OFF];
+                self.write_at(&zeros, at + JOURNAL_RECORDS_OFF as u64, "the journal")?;
+                sync(self.file)?;
+                self.write_at(JournalHeader::new(0).as_bytes(), at, "the journal header")?;
+                sync(self.file)?;
+            }
         }
         // 1. Bits set: at worst a block leaks.
         let old = self.bitmap.clone();
@@ -1214,50 +1220,63 @@ fn journal<'f>(
         file,
         undo: Vec::new(),
     };
-    let region = read_blocks(&dev, geo.journal_start, geo.journal_blocks as u64)?;
-    let where_ = blocks_subject(
-        geo.journal_start,
-        geo.journal_start + geo.journal_blocks as u64,
-    );
-    let (state, undo) = match ferrofs_image::pending_undo(&region, geo) {
-        Ok(x) => x,
-        Err(e) => {
-            problems.push(Problem {
-                text: format!(
-                    "{where_}: journal damaged ({}); -y resets it to an empty journal \
-                     (an unfinished transaction, if any, is then kept)",
-                    e.reason()
-                ),
-                fixes: vec![Fix::ResetJournal],
-            });
-            return Ok(dev);
+    let areas = ferrofs_image::journal_areas(geo);
+    let mut found = Vec::new();
+    for (k, &(start, end)) in areas.iter().enumerate() {
+        let (b0, b1) = (start / BS, end / BS);
+        let region = read_blocks(&dev, b0, b1 - b0)?;
+        let label = if areas.len() == 1 {
+            "journal".to_string()
+        } else {
+            format!("journal area {k}")
+        };
+        match ferrofs_image::pending_undo(&region, geo) {
+            Ok((state, undo)) => found.push((label, state, undo)),
+            Err(e) => {
+                let where_ = blocks_subject(b0, b1);
+                problems.push(Problem {
+                    text: format!(
+                        "{where_}: {label} damaged ({}); -y resets the journal to empty \
+                         (an unfinished transaction, if any, is then kept)",
+                        e.reason()
+                    ),
+                    fixes: vec![Fix::ResetJournal],
+                });
+                return Ok(dev);
+            }
         }
-    };
-    let seq = state.seq_done.wrapping_add(1);
-    if state.pending == 0 {
-        if verbose {
-            let how = if state.fresh { "never used" } else { "clean" };
-            println!(
-                "fsck-ferrofs: journal: {how}, last finished transaction {}",
-                state.seq_done
-            );
-        }
-        return Ok(dev);
     }
-    if repair {
+    let mut pending = false;
+    for (label, state, undo) in found {
+        let seq = state.seq_done.wrapping_add(1);
+        if state.pending == 0 {
+            if verbose {
+                let how = if state.fresh { "never used" } else { "clean" };
+                println!(
+                    "fsck-ferrofs: {label}: {how}, last finished transaction {}",
+                    state.seq_done
+                );
+            }
+            continue;
+        }
+        pending = true;
+        if repair {
+            notes.push(format!(
+                "{label}: transaction {seq} unfinished ({} records): rolled back",
+                state.pending
+            ));
+        } else {
+            notes.push(format!(
+                "{label}: transaction {seq} unfinished ({} records): rolled back \
+                 in this check only (-n); mount or fsck -y rolls it back on the device",
+                state.pending
+            ));
+            dev.undo.extend(undo);
+        }
+    }
+    if pending && repair {
         ferrofs_image::recover_journal(file, geo)
             .map_err(|e| Fatal(format!("cannot roll back the journal: {e}")))?;
-        notes.push(format!(
-            "journal: transaction {seq} unfinished ({} records): rolled back",
-            state.pending
-        ));
-    } else {
-        notes.push(format!(
-            "journal: transaction {seq} unfinished ({} records): rolled back \
-             in this check only (-n); mount or fsck -y rolls it back on the device",
-            state.pending
-        ));
-        dev.undo = undo;
     }
     Ok(dev)
 }

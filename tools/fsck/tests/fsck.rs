@@ -158,6 +158,11 @@ impl Fs {
     fn set_version(&mut self, v: u32) {
         let mut sb = Superblock::from_bytes(&self.img).unwrap();
         sb.version.set(v);
+        if v < VERSION_SLOTS {
+            // Older images have one journal area.
+            sb.journal_slots.set(0);
+            self.geo.journal_slots = 1;
+        }
         sb.update_checksum();
         self.img[..SUPERBLOCK_SIZE].copy_from_slice(sb.as_bytes());
     }
@@ -830,9 +835,17 @@ fn bit_flip_inside_an_inode_fails_its_checksum() {
     );
 }
 
+/// Journal area 0 (the whole journal on images older than version 5).
 fn journal_region(fs: &Fs) -> std::ops::Range<usize> {
     let start = fs.geo.journal_start as usize * BS;
-    start..start + fs.geo.journal_blocks as usize * BS
+    start..start + fs.geo.slot_bytes(0).1
+}
+
+/// "blocks A-B" of journal area `k`.
+fn area_blocks(fs: &Fs, k: u32) -> String {
+    let (off, len) = fs.geo.slot_bytes(k);
+    let a = fs.geo.journal_start as usize + off / BS;
+    format!("blocks {a}-{}", a + len / BS - 1)
 }
 
 /// The journal as the module leaves it: the header says `seq_done`.
@@ -860,33 +873,39 @@ fn journal_damaged_header_is_found_and_emptied() {
     let fixed = assert_found_and_fixed(
         "journal",
         &s.fs,
-        &format!("blocks {j}-{}", j + s.fs.geo.journal_blocks as u64 - 1),
-        &["journal damaged", "bad journal magic"],
+        &area_blocks(&s.fs, 0),
+        &["journal area 0 damaged", "bad journal magic"],
     );
-    let r = journal_region(&fixed);
-    assert_eq!(
-        &fixed.img[r.start..r.start + JOURNAL_RECORDS_OFF],
-        JournalHeader::new(0).as_bytes(),
-        "journal header after the reset"
-    );
-    assert!(
-        fixed.img[r.start + JOURNAL_RECORDS_OFF..r.end]
-            .iter()
-            .all(|&b| b == 0),
-        "journal records not zeroed"
-    );
+    // Every area is reset.
+    for k in 0..s.fs.geo.journal_slots {
+        let (off, len) = s.fs.geo.slot_bytes(k);
+        let r = j as usize * BS + off..j as usize * BS + off + len;
+        assert_eq!(
+            &fixed.img[r.start..r.start + JOURNAL_RECORDS_OFF],
+            JournalHeader::new(0).as_bytes(),
+            "journal header of area {k} after the reset"
+        );
+        assert!(
+            fixed.img[r.start + JOURNAL_RECORDS_OFF..r.end]
+                .iter()
+                .all(|&b| b == 0),
+            "journal records of area {k} not zeroed"
+        );
+    }
 }
 
 #[test]
 fn journal_garbage_in_a_zero_magic_header_is_damage_and_reset() {
     let mut s = sample();
     let j = s.fs.geo.journal_start;
-    s.fs.img[j as usize * BS + 20] = 7;
+    // Garbage in area 2's all-zero header.
+    let off = s.fs.geo.slot_bytes(2).0;
+    s.fs.img[j as usize * BS + off + 20] = 7;
     assert_found_and_fixed(
         "journal-garbage",
         &s.fs,
-        &format!("blocks {j}-{}", j + s.fs.geo.journal_blocks as u64 - 1),
-        &["journal damaged", "header is corrupt"],
+        &area_blocks(&s.fs, 2),
+        &["journal area 2 damaged", "header is corrupt"],
     );
 }
 
@@ -906,7 +925,7 @@ fn journal_with_only_finished_transactions_is_clean() {
     r.expect_code(0);
     assert!(
         r.stdout
-            .contains("journal: clean, last finished transaction 6"),
+            .contains("journal area 0: clean, last finished transaction 6"),
         "{}",
         r.stdout
     );
@@ -931,7 +950,7 @@ fn unfinished_transaction_is_checked_rolled_back_and_y_applies_it() {
     assert!(r.problems().is_empty(), "{}", r.stdout);
     assert!(
         r.stdout
-            .contains("journal: transaction 42 unfinished (1 records): rolled back"),
+            .contains("journal area 0: transaction 42 unfinished (1 records): rolled back"),
         "{}",
         r.stdout
     );
@@ -941,7 +960,7 @@ fn unfinished_transaction_is_checked_rolled_back_and_y_applies_it() {
     assert!(r.problems().is_empty(), "{}", r.stdout);
     assert!(
         r.stdout
-            .contains("journal: transaction 42 unfinished (1 records): rolled back\n"),
+            .contains("journal area 0: transaction 42 unfinished (1 records): rolled back\n"),
         "{}",
         r.stdout
     );

@@ -215,6 +215,11 @@ pub static CASES: &[Case] = &[
         needs_counters: false,
         run: stress::truncate_race_stress_pmd,
     },
+    Case {
+        name: "concurrent_metadata_stress",
+        needs_counters: false,
+        run: crate::mtstress::concurrent_metadata_stress,
+    },
 ];
 
 /// Ten distinct pages of a 64-page file.

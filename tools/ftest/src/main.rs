@@ -10,6 +10,7 @@ mod counters;
 mod crashrun;
 mod gup;
 mod mapsync;
+mod mtstress;
 mod pmd;
 mod pattern;
 mod runner;

@@ -158,6 +158,12 @@ pub fn patch_superblock(
             let v = num(u32::MAX as u64)? as u32;
             let old = sb.version.get().to_string();
             sb.version.set(v);
+            if v < ferrofs_format::VERSION_SLOTS {
+                // An older version has one journal area: the layout of an
+                // image made by that version's mkfs (a clean journal reads
+                // the same either way).
+                sb.journal_slots.set(0);
+            }
             (old, v.to_string())
         }
         SbField::BlocksCount => {

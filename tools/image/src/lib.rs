@@ -181,90 +181,156 @@ impl<D: Read + Seek> Image<D> {
     }
 }
 
-/// Undo records as (device byte offset, bytes to put back).
-pub type Undo = Vec<(u64, Vec<u8>)>;
+/// One undo record: the bytes to put back at a device offset, or (masked,
+/// version 5) the bits of the 8-byte word there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoRec {
+    pub target: u64,
+    /// The old bytes, or a masked record's mask and old bits.
+    pub data: Vec<u8>,
+    pub masked: bool,
+}
 
-/// The unfinished journal transaction in `region` (the whole journal region
-/// of a filesystem of geometry `geo`): its state and the undo records in the
-/// order to apply them (newest first, so a range logged twice ends with its
-/// oldest bytes). An error is a damaged journal.
+impl UndoRec {
+    /// Bytes at `target` the record changes.
+    pub fn len(&self) -> usize {
+        if self.masked {
+            8
+        } else {
+            self.data.len()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Undo on `cur`, the [`UndoRec::len`] bytes now at `target`.
+    pub fn apply(&self, cur: &mut [u8]) {
+        if self.masked {
+            let (m, old) = ferrofs_format::masked_parts(&self.data);
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&cur[..8]);
+            let v = (u64::from_le_bytes(w) & !m) | (old & m);
+            cur[..8].copy_from_slice(&v.to_le_bytes());
+        } else {
+            cur.copy_from_slice(&self.data);
+        }
+    }
+}
+
+/// Undo records, in the order to apply them.
+pub type Undo = Vec<UndoRec>;
+
+/// The unfinished journal transaction in `region` (one journal area of a
+/// filesystem of geometry `geo`, see [`journal_areas`]): its state and the
+/// undo records in the order to apply them (newest first, so a range logged
+/// twice ends with its oldest bytes). An error is a damaged journal.
 pub fn pending_undo(region: &[u8], geo: &Geometry) -> Result<(JournalState, Undo), FormatError> {
     let state = JournalState::parse(region, geo)?;
     let mut undo = Vec::with_capacity(state.pending);
     for r in Records::new(region, state.seq_done, geo) {
         let r = r?;
-        undo.push((r.target, r.data.to_vec()));
+        undo.push(UndoRec {
+            target: r.target,
+            data: r.data.to_vec(),
+            masked: r.masked,
+        });
     }
     undo.reverse();
     Ok((state, undo))
 }
 
-/// Byte range of the journal region of `geo` on the device.
-fn journal_bytes(geo: &Geometry) -> (u64, u64) {
+/// Device byte ranges of the journal areas of `geo` (one on images older
+/// than version 5). Transactions of different areas never change the same
+/// bytes (masked records: the same bits), so their undo can be applied in
+/// any order.
+pub fn journal_areas(geo: &Geometry) -> Vec<(u64, u64)> {
     let bs = BLOCK_SIZE as u64;
-    let start = geo.journal_start.saturating_mul(bs);
-    (start, start.saturating_add(geo.journal_blocks as u64 * bs))
+    let base = geo.journal_start.saturating_mul(bs);
+    (0..geo.journal_slots.max(1))
+        .map(|k| {
+            let (off, len) = geo.slot_bytes(k);
+            let s = base.saturating_add(off as u64);
+            (s, s.saturating_add(len as u64))
+        })
+        .collect()
 }
 
-/// Roll back the unfinished transaction of a whole image held in memory, as
-/// mount does: the records' bytes put back newest first, then `seq_done`
-/// advanced (a fresh all-zero header gets the magic too). Returns the number
-/// of records applied; 0 and nothing written if the journal is clean.
+/// Roll back the unfinished transaction of each journal area of a whole
+/// image held in memory, as mount does: the records' bytes put back newest
+/// first, then `seq_done` advanced (a fresh all-zero header gets the magic
+/// too). Returns the number of records applied; 0 and nothing written if
+/// the journal is clean.
 pub fn rollback_in_memory(image: &mut [u8], geo: &Geometry) -> Result<usize, FormatError> {
     let past_end = FormatError::BadJournal("journal region past the end of the image");
-    let (start, end) = journal_bytes(geo);
-    let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
-        (Ok(s), Ok(e)) => (s, e),
-        _ => return Err(past_end),
-    };
-    let region = image.get(start..end).ok_or(past_end)?;
-    let (state, undo) = pending_undo(region, geo)?;
-    if state.pending == 0 {
-        return Ok(0);
-    }
-    for (target, data) in &undo {
-        let t = usize::try_from(*target).unwrap_or(usize::MAX);
-        image
-            .get_mut(t..t.saturating_add(data.len()))
-            .ok_or(FormatError::BadJournal(
+    let mut total = 0;
+    for (start, end) in journal_areas(geo) {
+        let (start, end) = match (usize::try_from(start), usize::try_from(end)) {
+            (Ok(s), Ok(e)) => (s, e),
+            _ => return Err(past_end),
+        };
+        let region = image.get(start..end).ok_or(past_end)?;
+        let (state, undo) = pending_undo(region, geo)?;
+        if state.pending == 0 {
+            continue;
+        }
+        for u in &undo {
+            let t = usize::try_from(u.target).unwrap_or(usize::MAX);
+            let cur = image.get_mut(t..t.saturating_add(u.len())).ok_or(FormatError::BadJournal(
                 "journal record past the end of the image",
-            ))?
-            .copy_from_slice(data);
+            ))?;
+            u.apply(cur);
+        }
+        let seq = state.seq_done.wrapping_add(1);
+        image[start..start + 8].copy_from_slice(&JOURNAL_MAGIC);
+        image[start + JOURNAL_SEQ_DONE_OFF..start + JOURNAL_SEQ_DONE_OFF + 8]
+            .copy_from_slice(&seq.to_le_bytes());
+        total += undo.len();
     }
-    let seq = state.seq_done.wrapping_add(1);
-    image[start..start + 8].copy_from_slice(&JOURNAL_MAGIC);
-    image[start + JOURNAL_SEQ_DONE_OFF..start + JOURNAL_SEQ_DONE_OFF + 8]
-        .copy_from_slice(&seq.to_le_bytes());
-    Ok(undo.len())
+    Ok(total)
 }
 
-/// Roll back the unfinished transaction of the journal on a device or image
-/// file (opened for writing), as mount does: the records' bytes written back
-/// newest first and synced, then `seq_done` advanced and synced, so that a
-/// crash in between leaves the same transaction to roll back again. Returns
-/// the number of records applied; 0 and nothing written if the journal is
-/// clean. A damaged journal is an `InvalidData` error.
+/// Roll back the unfinished transaction of each journal area on a device
+/// or image file (opened for writing), as mount does: the records' bytes
+/// written back newest first and synced, then `seq_done` advanced and
+/// synced, so that a crash in between leaves the same transaction to roll
+/// back again. Returns the number of records applied; 0 and nothing written
+/// if the journal is clean. A damaged journal is an `InvalidData` error,
+/// found before anything is written.
 pub fn recover_journal(file: &File, geo: &Geometry) -> io::Result<usize> {
-    let (start, end) = journal_bytes(geo);
-    let len = usize::try_from(end - start)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "journal region too large"))?;
-    let mut region = vec![0u8; len];
-    file.read_exact_at(&mut region, start)?;
-    let (state, undo) = pending_undo(&region, geo).map_err(format_error)?;
-    if state.pending == 0 {
-        return Ok(0);
+    let mut areas = Vec::new();
+    for (start, end) in journal_areas(geo) {
+        let len = usize::try_from(end - start)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "journal region too large"))?;
+        let mut region = vec![0u8; len];
+        file.read_exact_at(&mut region, start)?;
+        let (state, undo) = pending_undo(&region, geo).map_err(format_error)?;
+        areas.push((start, state, undo));
     }
-    for (target, data) in &undo {
-        file.write_all_at(data, *target)?;
+    let mut total = 0;
+    for (start, state, undo) in areas {
+        if state.pending == 0 {
+            continue;
+        }
+        for u in &undo {
+            let mut cur = vec![0u8; u.len()];
+            if u.masked {
+                file.read_exact_at(&mut cur, u.target)?;
+            }
+            u.apply(&mut cur);
+            file.write_all_at(&cur, u.target)?;
+        }
+        file.sync_all()?;
+        if state.fresh {
+            file.write_all_at(&JOURNAL_MAGIC, start)?;
+        }
+        let seq = state.seq_done.wrapping_add(1);
+        file.write_all_at(&seq.to_le_bytes(), start + JOURNAL_SEQ_DONE_OFF as u64)?;
+        file.sync_all()?;
+        total += undo.len();
     }
-    file.sync_all()?;
-    if state.fresh {
-        file.write_all_at(&JOURNAL_MAGIC, start)?;
-    }
-    let seq = state.seq_done.wrapping_add(1);
-    file.write_all_at(&seq.to_le_bytes(), start + JOURNAL_SEQ_DONE_OFF as u64)?;
-    file.sync_all()?;
-    Ok(undo.len())
+    Ok(total)
 }
 
 /// Open a ferrofs device or image file, refusing anything else. With
@@ -436,7 +502,46 @@ mod tests {
         let region = &img[j..j + geo.journal_blocks as usize * BLOCK_SIZE];
         let (state, undo) = pending_undo(region, &geo).unwrap();
         assert_eq!((state.seq_done, state.pending), (7, 2));
-        assert_eq!(undo, vec![(t + 100, vec![2; 3]), (t, vec![1; 8])]);
+        let got: Vec<(u64, Vec<u8>)> = undo.iter().map(|u| (u.target, u.data.clone())).collect();
+        assert_eq!(got, vec![(t + 100, vec![2; 3]), (t, vec![1; 8])]);
+    }
+
+    /// Version 5: two areas, each with an unfinished transaction that set
+    /// one bit of the same bitmap word (masked records), and a third bit
+    /// a committed transaction set. Rolling back both, in either file or
+    /// memory, clears exactly their bits.
+    #[test]
+    fn masked_records_of_two_areas_undo_only_their_bits() {
+        use ferrofs_format::{masked_data, RECORD_MASKED};
+        let geo = Geometry::for_blocks(1024, Some(64)).unwrap();
+        assert_eq!(geo.journal_slots, 4);
+        let mut img = vec![0u8; 1024 * BLOCK_SIZE];
+        let word = geo.bitmap_start * BLOCK_SIZE as u64 + 64;
+        let w = word as usize;
+        img[w..w + 8].copy_from_slice(&0b111u64.to_le_bytes());
+        let base = geo.journal_start as usize * BLOCK_SIZE;
+        for (k, bit) in [(0u32, 0b001u64), (2, 0b010)] {
+            let j = base + geo.slot_bytes(k).0;
+            img[j..j + JOURNAL_RECORDS_OFF].copy_from_slice(JournalHeader::new(9).as_bytes());
+            let d = masked_data(bit, 0);
+            let mut h = RecordHeader::new(10, word, &d);
+            h.len.set(d.len() as u32 | RECORD_MASKED);
+            h.crc.set(h.compute_crc(&d));
+            let at = j + JOURNAL_RECORDS_OFF;
+            img[at..at + 24].copy_from_slice(h.as_bytes());
+            img[at + 24..at + 40].copy_from_slice(&d);
+        }
+        let f = TempFile::new("masked", &img);
+        assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 2);
+        let after = f.bytes();
+        assert_eq!(u64::from_le_bytes(after[w..w + 8].try_into().unwrap()), 0b100);
+        assert_eq!(rollback_in_memory(&mut img, &geo), Ok(2));
+        assert!(img == after, "file and in-memory rollback differ");
+        for k in [0u32, 2] {
+            let j = base + geo.slot_bytes(k).0 + JOURNAL_SEQ_DONE_OFF;
+            assert_eq!(u64::from_le_bytes(after[j..j + 8].try_into().unwrap()), 10, "area {k}");
+        }
+        assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 0, "second run");
     }
 
     #[test]
