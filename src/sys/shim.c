@@ -314,6 +314,13 @@ void ferrofs_init_journal_mutex(struct mutex *m)
 	mutex_init(m);
 }
 
+unsigned int ferrofs_cpu(void);
+
+unsigned int ferrofs_cpu(void)
+{
+	return raw_smp_processor_id();
+}
+
 void ferrofs_mutex_lock_nested(struct mutex *m, unsigned int sub);
 void ferrofs_wait_var_ne(u64 *var, u64 v);
 void ferrofs_set_var_wake(u64 *var, u64 v);

@@ -51,6 +51,9 @@ pub(crate) enum Counter {
     TxOverlapped,
 }
 const NCOUNTERS: usize = 21;
+/// Rows of counters; each row is a whole number of 64-byte lines.
+const SHARDS: usize = 8;
+const SHARD_WORDS: usize = NCOUNTERS.next_multiple_of(8);
 /// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
 const NATTRS: usize = NCOUNTERS + 3;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
@@ -84,7 +87,10 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
 #[repr(C)]
 struct StatsObj {
     kobj: Opaque<bindings::kobject>,
-    counters: [AtomicU64; NCOUNTERS],
+    /// One row of counters per CPU group (CPU number mod [`SHARDS`]): a
+    /// fault on one CPU does not bounce another's cache lines. A value is
+    /// the sum of its column.
+    counters: [[AtomicU64; SHARD_WORDS]; SHARDS],
     insn: &'static str,
     /// The mount's trace, if tracing; valid while the kobject is in sysfs
     /// (the owner drops `Stats` before the trace).
@@ -141,7 +147,10 @@ unsafe extern "C" fn show(
             as usize;
         let mut w = Writer { buf, len: 0 };
         if idx < NCOUNTERS {
-            let v = (*obj).counters[idx].load(Ordering::Relaxed);
+            let v = (*obj)
+                .counters
+                .iter()
+                .fold(0u64, |a, row| a.wrapping_add(row[idx].load(Ordering::Relaxed)));
             let _ = core::fmt::write(&mut w, format_args!("{}\n", v));
         } else {
             let _ = core::fmt::write(&mut w, format_args!("{}\n", (*obj).insn));
@@ -372,8 +381,11 @@ impl Stats {
     }
 
     pub(crate) fn add(&self, c: Counter, n: u64) {
+        // SAFETY: plain read of the current CPU number (preemption may move
+        // us on; any row is correct, the CPU's own is only faster).
+        let cpu = unsafe { super::ferrofs_cpu() } as usize;
         // SAFETY: `obj` stays allocated while this handle holds its reference.
-        unsafe { (*self.obj).counters[c as usize].fetch_add(n, Ordering::Relaxed) };
+        unsafe { (*self.obj).counters[cpu % SHARDS][c as usize].fetch_add(n, Ordering::Relaxed) };
     }
 
     pub(crate) fn inc(&self, c: Counter) {
