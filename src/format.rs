@@ -39,8 +39,8 @@ pub const MAGIC: [u8; 8] = *b"FERROFS\0";
 /// ([`INODE_FL_IMMUTABLE`], [`INODE_FL_APPEND`]); version 3 gives the inode
 /// an extended attribute block (`xattr`, see "Extended attributes" below)
 /// and has device nodes, FIFOs and sockets (`rdev`).
-/// Versions 1 and 2 are the same layout with every inode's flags (version
-/// 1) and `xattr` field 0, and still mount. The module raises an older
+/// Versions 1 and 2 are the same layout with every inode's flags (in
+/// version 1) and `xattr` field 0, and still mount. The module raises an older
 /// superblock in the transaction that first uses what a newer version adds
 /// (a flag: 2, an xattr block: 3), so a module that does not know it
 /// refuses the image instead of ignoring it.

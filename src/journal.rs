@@ -42,6 +42,7 @@
 //!   slot) whose free may yet roll back;
 //! - the superblock's version is raised only on images older than
 //!   version 5, which have one area.
+//!
 //! An older image has one area, and then plain records (an older module
 //! reading its journal knows no masked record).
 //!
