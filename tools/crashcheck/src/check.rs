@@ -10,6 +10,12 @@ use crate::replay::Machine;
 use crate::trace::Event;
 use crate::tree::{self, Kind, Tree};
 
+// The workload's flags are the inode's flags as stored.
+const _: () = assert!(
+    ferrofs_crashwl::FLAG_IMMUTABLE == ferrofs_format::INODE_FL_IMMUTABLE
+        && ferrofs_crashwl::FLAG_APPEND == ferrofs_format::INODE_FL_APPEND
+);
+
 pub struct Opts {
     /// Random states per crash point, besides "nothing pending persisted"
     /// and "everything pending persisted".
@@ -46,8 +52,22 @@ impl Rng {
 /// Check every crash state of `events` replayed on `pre`, against the model
 /// of `ops`.
 pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Report, String> {
+    run_threads(pre, events, &[ops.to_vec()], o)
+}
+
+/// Marker `v`: (thread, mark of that thread's own operations).
+fn split_mark(v: u64) -> (usize, u64) {
+    ((v >> 32) as usize, v & 0xffff_ffff)
+}
+
+/// [`run`] for a workload of several threads at once (`ferrotest
+/// crash-workload --threads`): `workloads[t]` is thread t's list, under
+/// [`ferrofs_crashwl::thread_root`]`(t)`, its markers `t * 2^32 + 2k(+1)`.
+/// Each crash state's tree must be, under each thread's directory, that
+/// thread's model before or after its own last marker.
+pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Opts) -> Result<Report, String> {
     let geo = tree::geometry(&pre)?;
-    let mut states = Models::new(ops);
+    let mut states: Vec<Models> = workloads.iter().map(|w| Models::new(w)).collect();
     let mut rng = Rng(o.rng_seed);
     let candidates: Vec<usize> = events
         .iter()
@@ -71,12 +91,15 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
     let mut m = Machine::new(pre);
     let mut img = Vec::new();
     let mut scratch = Scratch::open(&o.scratch)?;
-    let mut last_mark = None;
+    let mut last_mark: Vec<Option<u64>> = vec![None; workloads.len()];
     for (i, e) in events.iter().enumerate() {
         let check_here = chosen[i] && matches!(e, Event::Fence | Event::Mark(_));
         if let Event::Mark(v) = e {
             m.step(e);
-            last_mark = Some(*v);
+            let (t, k) = split_mark(*v);
+            *last_mark
+                .get_mut(t)
+                .ok_or_else(|| format!("marker {v:#x} of thread {t}: the workload has {}", workloads.len()))? = Some(k);
         }
         if check_here {
             r.points += 1;
@@ -99,17 +122,29 @@ pub fn run(pre: Vec<u8>, events: &[Event], ops: &[Op], o: &Opts) -> Result<Repor
                 r.states += 1;
                 m.crash_image_into(&p, &mut img);
                 if let Err(why) =
-                    check_state(&mut img, &geo, last_mark, ops, &mut states, &mut scratch)
+                    check_state(&mut img, &geo, &last_mark, workloads, &mut states, &mut scratch)
                 {
                     r.inconsistent += 1;
                     if r.details.len() < 10 {
-                        let mark = last_mark.map_or("none".to_string(), |v| {
-                            format!(
-                                "{v} (op {} {})",
-                                v / 2,
-                                if v % 2 == 0 { "running" } else { "returned" }
-                            )
-                        });
+                        let one = |lm: &Option<u64>| {
+                            lm.map_or("none".to_string(), |v| {
+                                format!(
+                                    "{v} (op {} {})",
+                                    v / 2,
+                                    if v % 2 == 0 { "running" } else { "returned" }
+                                )
+                            })
+                        };
+                        let mark = if last_mark.len() == 1 {
+                            one(&last_mark[0])
+                        } else {
+                            last_mark
+                                .iter()
+                                .enumerate()
+                                .map(|(t, lm)| format!("thread {t}: {}", one(lm)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
                         let mut d = format!("event {i}, last mark {mark}: {why}");
                         if let Some(dir) = &o.save_dir {
                             let f = dir.join(format!("crash-{i}-{}.img", r.inconsistent));
@@ -175,15 +210,32 @@ impl<'a> Models<'a> {
 fn check_state(
     img: &mut [u8],
     geo: &ferrofs_format::Geometry,
-    last_mark: Option<u64>,
-    ops: &[Op],
-    states: &mut Models,
+    last_mark: &[Option<u64>],
+    workloads: &[Vec<Op>],
+    states: &mut [Models],
     scratch: &mut Scratch,
 ) -> Result<(), String> {
     ferrofs_image::rollback_in_memory(img, geo)
         .map_err(|e| format!("journal recovery failed: {}", e.reason()))?;
     scratch.fsck(img)?;
     let t = tree::read(img).map_err(|e| format!("reading the tree: {e}"))?;
+    if workloads.len() == 1 {
+        return check_thread(&t, last_mark[0], &workloads[0], &mut states[0]);
+    }
+    let roots: Vec<String> = (0..workloads.len()).map(ferrofs_crashwl::thread_root).collect();
+    let under = |p: &str, r: &str| p == r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'));
+    if let Some(p) = t.keys().find(|p| !roots.iter().any(|r| under(p, r))) {
+        return Err(format!("{p}: outside every thread's directory"));
+    }
+    for (i, root) in roots.iter().enumerate() {
+        let sub: Tree = t.iter().filter(|(p, _)| under(p, root)).map(|(p, v)| (p.clone(), v.clone())).collect();
+        check_thread(&sub, last_mark[i], &workloads[i], &mut states[i]).map_err(|e| format!("thread {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One thread's part of a crash state (the tree under its directory).
+fn check_thread(t: &Tree, last_mark: Option<u64>, ops: &[Op], states: &mut Models) -> Result<(), String> {
     let Some(v) = last_mark else {
         return compare(&t, &Model::default(), None);
     };
@@ -279,7 +331,11 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
             (Node::Dir, Kind::Dir) => {}
             (Node::Symlink(a), Kind::Symlink(b)) if a == b => {}
             (Node::Whiteout, Kind::Whiteout) => {}
-            (Node::File(id), Kind::File(bytes, xattrs)) => {
+            (Node::File(id), Kind::File(bytes, xattrs, flags)) => {
+                let want_flags = m.flags.get(id).copied().unwrap_or(0);
+                if *flags != want_flags {
+                    return Err(format!("{path}: flags {flags:#x}, expected {want_flags:#x}"));
+                }
                 if *xattrs != m.xattrs.get(id).cloned().unwrap_or_default() {
                     return Err(format!(
                         "{path}: extended attributes {:?}, expected {:?}",
@@ -311,7 +367,7 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
             (n, k) => {
                 let k = match k {
                     Kind::Dir => "a directory".to_string(),
-                    Kind::File(b, _) => format!("a file of {} bytes", b.len()),
+                    Kind::File(b, _, _) => format!("a file of {} bytes", b.len()),
                     Kind::Symlink(s) => format!("a symlink to {s:?}"),
                     Kind::Whiteout => "a whiteout".to_string(),
                 };

@@ -11,8 +11,9 @@ use ferrofs_image::inode_location;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Dir,
-    /// Contents and `user.` extended attributes (name with its prefix).
-    File(Vec<u8>, BTreeMap<String, Vec<u8>>),
+    /// Contents, `user.` extended attributes (name with its prefix) and
+    /// the inode's chattr flags (`INODE_FL_*`).
+    File(Vec<u8>, BTreeMap<String, Vec<u8>>, u16),
     Symlink(String),
     /// A character device 0:0 with mode 0 (what RENAME_WHITEOUT leaves).
     Whiteout,
@@ -135,7 +136,7 @@ impl Reader<'_> {
         let d = self.inode(ino)?;
         let kind = match d.mode.get() & S_IFMT {
             S_IFDIR => Kind::Dir,
-            S_IFREG => Kind::File(self.contents(&d)?, self.xattrs(ino, &d)?),
+            S_IFREG => Kind::File(self.contents(&d)?, self.xattrs(ino, &d)?, d.flags.get()),
             S_IFLNK => {
                 let b = self.block(d.direct[0].get() as u64)?;
                 let n = (d.size.get() as usize).min(BLOCK_SIZE);
@@ -157,14 +158,15 @@ impl Reader<'_> {
     }
 }
 
-/// The tree under `w` (empty if there is no `w`).
+/// The tree under the root: `w` (and `w1`, ... of a workload of several
+/// threads), whatever else is there too.
 pub fn read(img: &[u8]) -> Result<Tree, String> {
     let geo = geometry(img)?;
     let r = Reader { img, geo };
     let root = r.inode(ROOT_INO)?;
     let mut t = Tree::new();
-    if let Some((_, ino)) = r.entries(&root)?.into_iter().find(|(n, _)| n == "w") {
-        r.walk("w", ino, &mut t, 0)?;
+    for (name, ino) in r.entries(&root)? {
+        r.walk(&name, ino, &mut t, 0)?;
     }
     Ok(t)
 }

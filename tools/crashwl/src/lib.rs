@@ -95,7 +95,29 @@ pub enum Op {
         path: String,
         name: String,
     },
+    /// FS_IOC_SETFLAGS (chattr): the file's flags become `flags`
+    /// ([`FLAG_IMMUTABLE`], [`FLAG_APPEND`] or 0), in one transaction. While
+    /// a file has a flag the workload changes neither it nor its names; it
+    /// clears every flag before it ends.
+    SetFlags {
+        path: String,
+        flags: u16,
+    },
+    /// open(O_TMPFILE) in `path`'s directory, `len` bytes of
+    /// [`pattern`]`(seed, i)` written and fsynced, then linkat to `path`:
+    /// the file appears whole or not at all (an unnamed one is an orphan,
+    /// freed by the next mount).
+    Tmpfile {
+        path: String,
+        len: u64,
+        seed: u64,
+    },
 }
+
+/// chattr +i, as stored in the inode (`format::INODE_FL_IMMUTABLE`).
+pub const FLAG_IMMUTABLE: u16 = 1;
+/// chattr +a (`format::INODE_FL_APPEND`).
+pub const FLAG_APPEND: u16 = 2;
 
 impl Op {
     /// The file whose bytes the operation changes (data is not journaled:
@@ -166,6 +188,8 @@ pub struct Model {
     pub files: BTreeMap<u32, Vec<u8>>,
     /// Extended attributes by file identity (only files that have some).
     pub xattrs: BTreeMap<u32, BTreeMap<String, Vec<u8>>>,
+    /// chattr flags by file identity (only files that have some).
+    pub flags: BTreeMap<u32, u16>,
     next_id: u32,
 }
 
@@ -274,6 +298,29 @@ impl Model {
                     }
                 }
             }
+            Op::SetFlags { path, flags } => {
+                if let Some(Node::File(id)) = self.nodes.get(path) {
+                    if *flags == 0 {
+                        self.flags.remove(id);
+                    } else {
+                        self.flags.insert(*id, *flags);
+                    }
+                }
+            }
+            Op::Tmpfile { path, len, seed } => {
+                self.next_id += 1;
+                let v = (0..*len).map(|i| pattern(*seed, i)).collect();
+                self.files.insert(self.next_id, v);
+                self.nodes.insert(path.clone(), Node::File(self.next_id));
+            }
+        }
+    }
+
+    /// The chattr flags of the file at `path` (0 if none or not a file).
+    pub fn flags_of(&self, path: &str) -> u16 {
+        match self.nodes.get(path) {
+            Some(Node::File(id)) => self.flags.get(id).copied().unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -305,6 +352,7 @@ impl Model {
             if !self.nodes.values().any(|n| *n == Node::File(id)) {
                 self.files.remove(&id);
                 self.xattrs.remove(&id);
+                self.flags.remove(&id);
             }
         }
     }
@@ -330,6 +378,29 @@ impl Model {
 /// `count` operations from `seed`. The first two make `w` and `w/many` (the
 /// directory that grows past one block of 16 entries).
 pub fn ops(seed: u64, count: usize) -> Vec<Op> {
+    ops_in(seed, count, "w")
+}
+
+/// The workload of thread `t` of a run with several (`ferrotest
+/// crash-workload --threads`): its own top directory ([`thread_root`]) and
+/// seed, so the threads' trees never meet.
+pub fn thread_ops(seed: u64, count: usize, t: usize) -> Vec<Op> {
+    ops_in(seed.wrapping_add(t as u64), count, &thread_root(t))
+}
+
+/// Thread `t`'s top directory: `w` for thread 0 (the single-thread
+/// workload's), `w1`, `w2`, ... for the others.
+pub fn thread_root(t: usize) -> String {
+    if t == 0 {
+        "w".to_string()
+    } else {
+        format!("w{t}")
+    }
+}
+
+/// [`ops`] under the top directory `root` (and `root/many`).
+pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
+    let many = format!("{root}/many");
     let mut rng = Rng(seed);
     let mut m = Model::default();
     let mut out = Vec::with_capacity(count);
@@ -338,16 +409,20 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
         m.apply(&op);
         out.push(op);
     };
-    for p in ["w", "w/many"] {
+    for p in [root, many.as_str()] {
         if out.len() < count {
             push(Op::Mkdir(p.into()), &mut m, &mut out);
         }
     }
-    while out.len() < count {
+    // Room is kept at the end for clearing every flag set.
+    while out.len() + m.flags.len() < count {
         name += 1;
         let dirs = m.paths(|n| *n == Node::Dir);
-        let files = m.paths(|n| matches!(n, Node::File(_)));
-        let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| "w".into());
+        // Files with a chattr flag are left alone (the kernel refuses to
+        // change them or their names) until a SetFlags clears it.
+        let flagged = m.paths(|n| matches!(n, Node::File(id) if m.flags.contains_key(id)));
+        let files = m.paths(|n| matches!(n, Node::File(id) if !m.flags.contains_key(id)));
+        let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| root.into());
         // One new name in eight is 249 to 255 bytes: two directory slots.
         let fresh = match rng.below(8) {
             0 => {
@@ -364,7 +439,19 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
             .map_or(0, |f| f.len() as u64);
         let full = m.data() > MAX_DATA;
         let op = match rng.below(100) {
-            0..=14 => Some(Op::Create(fresh)),
+            0..=11 => Some(Op::Create(fresh)),
+            12 | 13 => match rng.pick(&flagged).cloned() {
+                Some(path) if rng.below(2) == 0 => Some(Op::SetFlags { path, flags: 0 }),
+                _ => file.map(|path| Op::SetFlags {
+                    flags: if rng.below(2) == 0 { FLAG_IMMUTABLE } else { FLAG_APPEND },
+                    path,
+                }),
+            },
+            14 if !full => Some(Op::Tmpfile {
+                path: fresh,
+                len: rng.below(20_000),
+                seed: seed ^ ((out.len() as u64) << 20) ^ 0x544d,
+            }),
             15..=19 if dirs.len() < 8 => Some(Op::Mkdir(fresh)),
             20..=39 if !full => file.map(|path| {
                 let off = rng.below((size + 8192).min(MAX_FILE));
@@ -406,7 +493,7 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
             72..=75 => {
                 let empty: Vec<String> = dirs
                     .iter()
-                    .filter(|d| d.as_str() != "w" && d.as_str() != "w/many" && m.is_empty_dir(d))
+                    .filter(|d| d.as_str() != root && *d != &many && m.is_empty_dir(d))
                     .cloned()
                     .collect();
                 rng.pick(&empty).cloned().map(Op::Rmdir)
@@ -484,16 +571,24 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
             // Two names swapped (a file and a symlink, two files, two
             // names of different directories, a whiteout).
             97 => {
-                let names = m.paths(|n| !matches!(n, Node::Dir));
+                let names =
+                    m.paths(|n| !matches!(n, Node::Dir) && !matches!(n, Node::File(id) if m.flags.contains_key(id)));
                 match (rng.pick(&names).cloned(), rng.pick(&names).cloned()) {
                     (Some(a), Some(b)) if a != b => Some(Op::Exchange { a, b }),
                     _ => None,
                 }
             }
-            _ => Some(Op::Create(format!("w/many/n{name}"))),
+            _ => Some(Op::Create(format!("{many}/n{name}"))),
         };
         if let Some(op) = op {
             push(op, &mut m, &mut out);
+        }
+    }
+    // Clear every flag (one name per file), so the tree can be removed.
+    let ids: Vec<u32> = m.flags.keys().copied().collect();
+    for id in ids {
+        if let Some(path) = m.nodes.iter().find(|(_, n)| **n == Node::File(id)).map(|(p, _)| p.clone()) {
+            push(Op::SetFlags { path, flags: 0 }, &mut m, &mut out);
         }
     }
     out
@@ -530,7 +625,7 @@ mod tests {
     fn every_kind_of_operation_appears_in_300_operations() {
         let v = ops(20261125, 300);
         let kinds: std::collections::HashSet<_> = v.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 16, "{v:?}");
+        assert_eq!(kinds.len(), 18, "{v:?}");
     }
 
     #[test]
@@ -579,7 +674,8 @@ mod tests {
 
     #[test]
     fn operations_are_valid_in_the_state_they_run_in() {
-        let v = ops(99, 500);
+        for seed in [99, 20261125] {
+        let v = ops(seed, 500);
         let mut m = Model::default();
         for op in &v {
             match op {
@@ -611,8 +707,55 @@ mod tests {
                 Op::RemoveXattr { path, name } => {
                     assert!(m.xattrs_of(path).contains_key(name), "{op:?}")
                 }
+                Op::SetFlags { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                Op::Tmpfile { path, .. } => assert!(!m.nodes.contains_key(path), "{op:?}"),
+            }
+            // Nothing but SetFlags touches a flagged file or its names.
+            if !matches!(op, Op::SetFlags { .. }) {
+                let touched: Vec<&String> = match op {
+                    Op::Write { path, .. }
+                    | Op::MapWrite { path, .. }
+                    | Op::Truncate { path, .. }
+                    | Op::Fallocate { path, .. }
+                    | Op::Punch { path, .. }
+                    | Op::SetXattr { path, .. }
+                    | Op::RemoveXattr { path, .. }
+                    | Op::Unlink(path) => vec![path],
+                    Op::Rename { from, to } | Op::Link { from, to } | Op::Whiteout { from, to } => vec![from, to],
+                    Op::Exchange { a, b } => vec![a, b],
+                    _ => vec![],
+                };
+                for p in touched {
+                    assert_eq!(m.flags_of(p), 0, "{op:?} touches a flagged file");
+                }
             }
             m.apply(op);
+        }
+        assert!(m.flags.is_empty(), "flags left at the end: {:?}", m.flags);
+        }
+    }
+
+    #[test]
+    fn thread_workloads_stay_in_their_own_directories() {
+        assert_eq!(thread_ops(5, 200, 0), ops(5, 200));
+        for t in 1..3 {
+            let root = thread_root(t);
+            let v = thread_ops(5, 200, t);
+            let m = states_of(&v).pop().unwrap_or_default();
+            assert!(m.nodes.keys().all(|p| p == &root || p.starts_with(&format!("{root}/"))), "thread {t}");
+            assert_eq!(m.nodes.get(&format!("{root}/many")), Some(&Node::Dir));
+        }
+    }
+
+    #[test]
+    fn flags_are_set_and_all_cleared_by_the_end() {
+        for seed in [1, 2, 99, 20261125] {
+            let v = ops(seed, 300);
+            assert_eq!(v.len(), 300);
+            let set = v.iter().filter(|op| matches!(op, Op::SetFlags { flags, .. } if *flags != 0)).count();
+            assert!(set > 0, "seed {seed}: no flag set");
+            let end = states_of(&v).pop().unwrap_or_default();
+            assert!(end.flags.is_empty(), "seed {seed}: {:?}", end.flags);
         }
     }
 

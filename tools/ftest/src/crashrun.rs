@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{symlink, FileExt};
+use std::os::unix::fs::{symlink, FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -161,7 +161,52 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             let r = unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) };
             if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
         }
+        Op::SetFlags { path, flags } => set_flags(&p(path), *flags),
+        Op::Tmpfile { path, len, seed } => {
+            let target = p(path);
+            let parent = target.parent().ok_or_else(|| std::io::Error::other("no parent"))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .mode(0o644)
+                .open(parent)?;
+            let data: Vec<u8> = (0..*len).map(|i| pattern(*seed, i)).collect();
+            f.write_all_at(&data, 0)?;
+            f.sync_all()?;
+            let from = cpath(Path::new(&format!("/proc/self/fd/{}", f.as_raw_fd())))?;
+            let to = cpath(&target)?;
+            // SAFETY: two NUL-terminated paths.
+            let r = unsafe {
+                libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+            };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        }
     }
+}
+
+/// FS_IOC_SETFLAGS: the file's immutable and append-only flags become those
+/// of `flags` (crashwl's FLAG_*); its other flags stay.
+pub fn set_flags(path: &Path, flags: u16) -> std::io::Result<()> {
+    let f = File::open(path)?;
+    let mut v: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int to `v`.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut v) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // FS_IMMUTABLE_FL and FS_APPEND_FL (linux/fs.h).
+    let (i, a): (libc::c_int, libc::c_int) = (0x10, 0x20);
+    v &= !(i | a);
+    if flags & ferrofs_crashwl::FLAG_IMMUTABLE != 0 {
+        v |= i;
+    }
+    if flags & ferrofs_crashwl::FLAG_APPEND != 0 {
+        v |= a;
+    }
+    // SAFETY: FS_IOC_SETFLAGS reads one int from `v`.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &v) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn rename2(a: &Path, b: &Path, flags: libc::c_uint) -> std::io::Result<()> {
@@ -181,18 +226,42 @@ fn cname(n: &str) -> std::io::Result<std::ffi::CString> {
 }
 
 pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<String, String> {
-    let list = ops(seed, count);
-    // The user-store report file sits beside the marker file (a host test's
-    // marker file has none).
-    let user = marks
-        .map(|m| m.with_file_name("trace_user"))
-        .filter(|u| u.exists());
-    for (k, op) in list.iter().enumerate() {
-        let k = k as u64;
-        mark(marks, 2 * k)?;
-        one(dir, op, user.as_deref()).map_err(|e| format!("operation {k} {op:?}: {e}"))?;
-        mark(marks, 2 * k + 1)?;
+    run_ops(&ops(seed, count), seed, dir, marks)
+}
+
+/// `threads` workloads at once ([`ferrofs_crashwl::thread_ops`]), thread t's
+/// markers offset by t * 2^32. One thread is [`run`].
+pub fn run_threads(seed: u64, count: usize, dir: &Path, marks: Option<&Path>, threads: usize) -> Result<String, String> {
+    if threads <= 1 {
+        return run(seed, count, dir, marks);
     }
+    let res: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let list = ferrofs_crashwl::thread_ops(seed, count, t);
+                    run_list(&list, dir, marks, (t as u64) << 32)
+                        .map_err(|e| format!("thread {t}: {e}"))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a workload thread panicked".into())))
+            .collect()
+    });
+    for r in res {
+        r?;
+    }
+    Ok(format!(
+        "crash-workload: {threads} threads of {count} operations of seed {seed} done in {}",
+        dir.display()
+    ))
+}
+
+/// [`run`] of a given list (a host test leaves out what its file system
+/// cannot do).
+pub fn run_ops(list: &[Op], seed: u64, dir: &Path, marks: Option<&Path>) -> Result<String, String> {
+    run_list(list, dir, marks, 0)?;
     Ok(format!(
         "crash-workload: {} operations of seed {seed} done in {}",
         list.len(),
@@ -200,10 +269,26 @@ pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<
     ))
 }
 
+/// Run `list` with markers `base + 2k` and `base + 2k + 1`.
+fn run_list(list: &[Op], dir: &Path, marks: Option<&Path>, base: u64) -> Result<(), String> {
+    // The user-store report file sits beside the marker file (a host test's
+    // marker file has none).
+    let user = marks
+        .map(|m| m.with_file_name("trace_user"))
+        .filter(|u| u.exists());
+    for (k, op) in list.iter().enumerate() {
+        let k = k as u64;
+        mark(marks, base + 2 * k)?;
+        one(dir, op, user.as_deref()).map_err(|e| format!("operation {k} {op:?}: {e}"))?;
+        mark(marks, base + 2 * k + 1)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrofs_crashwl::{states, Model, Node};
+    use ferrofs_crashwl::{states_of, Model, Node};
     use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt;
 
@@ -281,9 +366,20 @@ mod tests {
             File::create(&mark).unwrap();
             let run_dir = dir.join("fs");
             fs::create_dir_all(&run_dir).unwrap();
-            let r = run(seed, n, &run_dir, Some(&mark));
+            // chattr needs CAP_LINUX_IMMUTABLE and a file system with flags:
+            // without them the flag operations are left out.
+            let probe = dir.join("probe");
+            File::create(&probe).unwrap();
+            let can_flag = set_flags(&probe, ferrofs_crashwl::FLAG_APPEND).is_ok();
+            let _ = set_flags(&probe, 0);
+            let list: Vec<Op> = ops(seed, n)
+                .into_iter()
+                .filter(|op| can_flag || !matches!(op, Op::SetFlags { .. }))
+                .collect();
+            let n = list.len();
+            let r = run_ops(&list, seed, &run_dir, Some(&mark));
             let last_mark = fs::read_to_string(&mark).unwrap();
-            let st = states(seed, n);
+            let st = states_of(&list);
             same(&st[n], &run_dir);
             let _ = fs::remove_dir_all(&dir);
             assert!(r.is_ok(), "{r:?}");
