@@ -67,7 +67,7 @@ guest_run() {  # $1: label, rest: command
   kernel_log_clean "$label"
 }
 # FERRO_TESTS=substring runs only the matching guest test files.
-rm -rf "$FERRO_CACHE/out/persist"
+rm -rf "$FERRO_CACHE/out/persist" "$FERRO_CACHE/out/persist2"
 # The knobs of the guest tests, passed through when set.
 guest_env=()
 for v in FERRO_FUZZ_ROUNDS FERRO_FUZZ_SEED FERROTEST_STRESS_SECS FERROTEST_SEED FERROTEST_COHERENCE_SECS \
@@ -76,26 +76,31 @@ for v in FERRO_FUZZ_ROUNDS FERRO_FUZZ_SEED FERROTEST_STRESS_SECS FERROTEST_SEED 
 done
 guest_run suite env "${guest_env[@]}" bash tests/run.sh "${FERRO_TESTS:-}"
 
-# 2b. Persistence-order checker, host half: crash states from the trace that
-# tests/50-persist.sh recorded (the guest half).
-P=$FERRO_CACHE/out/persist
-if [ -s "$P/trace.bin" ] && [ -s "$P/params" ]; then
-  read -r pseed pops < "$P/params"
-  log "host: ferrocrash over the traced workload (seed $pseed, $pops operations)"
-  rc=0
-  tools/target/release/ferrocrash --image "$P/pre.img" --trace "$P/trace.bin" \
-    --seed "$pseed" --ops "$pops" --save-dir "$RESULTS/crash-states" > "$RESULTS/persist.log" 2>&1 || rc=$?
-  summary=$(grep -E '^ferrocrash:' "$RESULTS/persist.log" | tail -n 1)
-  echo "  $summary"
-  if [ "$rc" = 0 ] && [ -n "$summary" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1)); failures+=("persist: ferrocrash exit $rc: ${summary:-no summary} (see $RESULTS/persist.log)")
-    tail -n 30 "$RESULTS/persist.log" >&2
+# 2b. Persistence-order checker, host half: crash states from the traces
+# that tests/50-persist.sh recorded (the guest half): the one-thread
+# workload, and two threads at once.
+for P in "$FERRO_CACHE/out/persist" "$FERRO_CACHE/out/persist2"; do
+  name=$(basename "$P")
+  if [ -s "$P/trace.bin" ] && [ -s "$P/params" ]; then
+    read -r pseed pops pthreads < "$P/params"
+    pthreads=${pthreads:-1}
+    log "host: ferrocrash over the traced workload (seed $pseed, $pthreads thread(s) of $pops operations)"
+    rc=0
+    tools/target/release/ferrocrash --image "$P/pre.img" --trace "$P/trace.bin" \
+      --seed "$pseed" --ops "$pops" --threads "$pthreads" --save-dir "$RESULTS/crash-states-$name" \
+      > "$RESULTS/$name.log" 2>&1 || rc=$?
+    summary=$(grep -E '^ferrocrash:' "$RESULTS/$name.log" | tail -n 1)
+    echo "  $summary"
+    if [ "$rc" = 0 ] && [ -n "$summary" ]; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1)); failures+=("$name: ferrocrash exit $rc: ${summary:-no summary} (see $RESULTS/$name.log)")
+      tail -n 30 "$RESULTS/$name.log" >&2
+    fi
+  elif [ -z "${FERRO_TESTS:-}" ]; then
+    failed=$((failed + 1)); failures+=("$name: the guest recorded no trace")
   fi
-elif [ -z "${FERRO_TESTS:-}" ]; then
-  failed=$((failed + 1)); failures+=("persist: the guest recorded no trace")
-fi
+done
 # Persistence across a reboot: the suite left files on pmem1; boot again on
 # the same file-backed memory and check them.
 # Only when tests/90-reboot-prepare.sh ran (all files, or FERRO_TESTS names it).

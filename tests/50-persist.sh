@@ -12,6 +12,8 @@ PM=/mnt/persist
 TRACE=/sys/fs/ferrofs/pmem1
 SEED=${FERRO_PERSIST_SEED:-20261125}
 OPS=${FERRO_PERSIST_OPS:-300}
+P2=/mnt/out/persist2
+OPS2=${FERRO_PERSIST_OPS2:-200}
 mkdir -p $PM
 unmount() { if mountpoint -q $PM; then umount $PM; fi; }
 
@@ -46,6 +48,31 @@ workload_under_trace() {
   [ "$(cat $TRACE/pmd_faults)" -gt 0 ] || fail "no PMD fault in the workload"
   umount $PM
   "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the traced workload: exit $?"
+}
+# The same with two workload threads at once (each its own directory and
+# seed, `ferrotest crash-workload --threads 2`), so that crash states hold
+# transactions of two journal areas in flight together. The trace records
+# which thread issued each write-back and fence; ferrocrash --threads 2
+# (scripts/check.sh) checks each thread's directory against that thread's
+# model. fsync's flush assertion is not asked here: it does not tell
+# threads apart (src/sys/trace.rs).
+workload_of_two_threads_under_trace() {
+  unmount
+  rm -rf $P2 && mkdir -p $P2
+  truncate -s 16M /tmp/pre.img
+  "$MKFS" -q -f /tmp/pre.img
+  cp /tmp/pre.img $P2/pre.img
+  dd if=/tmp/pre.img of=$DEV2 bs=1M conv=fsync status=none
+  rm -f /tmp/pre.img
+  mount -t ferrofs -o dax,trace=64 $DEV2 $PM
+  local o0; o0=$(cat $TRACE/tx_overlapped)
+  "$FT" crash-workload --seed $SEED --ops $OPS2 --threads 2 --dir $PM --mark $TRACE/trace_mark
+  cat $TRACE/trace > $P2/trace.bin
+  echo "$SEED $OPS2 2" > $P2/params
+  echo "trace: $(stat -c %s $P2/trace.bin) bytes, $(( $(cat $TRACE/tx_overlapped) - o0 )) transactions beside another"
+  [ "$(cat $TRACE/tx_overlapped)" -gt "$o0" ] || fail "no two transactions were in flight at once"
+  umount $PM
+  "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the two-thread traced workload: exit $?"
 }
 map_sync_faults_leave_no_metadata_unflushed() {
   # The MAP_SYNC assertion (src/dax.rs, check_sync_fault): after every write
@@ -115,6 +142,7 @@ fsync_leaves_no_line_unflushed() {
 
 t trace_option_is_checked trace_option_is_checked
 t workload_under_trace workload_under_trace
+t workload_of_two_threads_under_trace workload_of_two_threads_under_trace
 t fsync_leaves_no_line_unflushed fsync_leaves_no_line_unflushed
 t map_sync_faults_leave_no_metadata_unflushed map_sync_faults_leave_no_metadata_unflushed
 t pmd_mappings_persist_and_leave_no_metadata_unflushed pmd_mappings_persist_and_leave_no_metadata_unflushed

@@ -196,6 +196,7 @@ extern "C" {
     pub(crate) fn ferrofs_file_accessed(file: *mut bindings::file);
     pub(crate) fn ferrofs_init_journal_mutex(m: *mut bindings::mutex);
     pub(crate) fn ferrofs_cpu() -> kernel::ffi::c_uint;
+    pub(crate) fn ferrofs_current_pid() -> kernel::ffi::c_uint;
     pub(crate) fn ferrofs_mutex_lock_nested(m: *mut bindings::mutex, sub: kernel::ffi::c_uint);
     pub(crate) fn ferrofs_wait_var_ne(var: *mut u64, v: u64);
     pub(crate) fn ferrofs_set_var_wake(var: *mut u64, v: u64);

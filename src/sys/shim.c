@@ -315,6 +315,12 @@ void ferrofs_init_journal_mutex(struct mutex *m)
 }
 
 unsigned int ferrofs_cpu(void);
+unsigned int ferrofs_current_pid(void);
+
+unsigned int ferrofs_current_pid(void)
+{
+	return task_pid_nr(current);
+}
 
 unsigned int ferrofs_cpu(void)
 {
@@ -398,6 +404,18 @@ void ferrofs_list_init(struct list_head *e)
 
 void ferrofs_sync_list_add(spinlock_t *lock, struct list_head *head, struct list_head *e)
 {
+	/*
+	 * Already on a list (the mount's, or a sync's private one not yet
+	 * popped): that sync walks the inode after popping it, and sees the
+	 * caller's mark. The full barrier orders the caller's mark before this
+	 * load; it pairs with the one after the pop, which orders the pop's
+	 * list_del_init before the walk's loads: either this sees the link
+	 * empty and adds it, or the walk sees the mark. No mount-wide lock in
+	 * the common case of a fault marking a page of an inode already listed.
+	 */
+	smp_mb();
+	if (!list_empty_careful(e))
+		return;
 	spin_lock(lock);
 	if (list_empty(e))
 		list_add_tail(e, head);
@@ -436,6 +454,8 @@ struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, si
 			break;
 	}
 	spin_unlock(lock);
+	/* See ferrofs_sync_list_add. */
+	smp_mb();
 	return inode;
 }
 

@@ -32,6 +32,14 @@ const FENCE: u8 = 5;
 const MARK: u8 = 6;
 pub(crate) const HEADER_SIZE: usize = 32;
 const MAGIC: &[u8; 8] = b"FERROTRC";
+/// 2: FLUSH, NTSTORE and FENCE carry the task (thread id) that issued them.
+const VERSION: u32 = 2;
+
+/// The current task's thread id (a fence orders that task's write-backs).
+fn task() -> u32 {
+    // SAFETY: reads `current`'s pid; no preconditions.
+    unsafe { crate::sys::ferrofs_current_pid() }
+}
 const LINE_SHIFT: u32 = 6;
 /// Lines written back since the last fence that are remembered one by one;
 /// past that, a fence clears the whole map.
@@ -165,11 +173,13 @@ impl Trace {
         b.stored(off, n);
     }
 
-    /// Non-temporal stores: durable at the next fence.
+    /// Non-temporal stores: durable at the next fence of the same task.
     pub(crate) fn ntstore(&self, off: u64, data: &[u8]) {
+        let task = task();
         let mut b = self.buf.lock();
         b.put(&[
             &[NTSTORE],
+            &task.to_le_bytes(),
             &off.to_le_bytes(),
             &(data.len() as u32).to_le_bytes(),
             data,
@@ -178,14 +188,20 @@ impl Trace {
     }
 
     pub(crate) fn flush(&self, off: u64, n: usize) {
+        let task = task();
         let mut b = self.buf.lock();
-        b.put(&[&[FLUSH], &off.to_le_bytes(), &(n as u32).to_le_bytes()]);
+        b.put(&[&[FLUSH], &task.to_le_bytes(), &off.to_le_bytes(), &(n as u32).to_le_bytes()]);
         b.written_back(off, n, false);
     }
 
+    /// A fence orders the write-backs and non-temporal stores of the task
+    /// that issues it (trace version 2 records the task with each of the
+    /// three). The per-line state below (fsync's assertion) does not tell
+    /// tasks apart: it is exact only with one task storing at a time.
     pub(crate) fn fence(&self) {
+        let task = task();
         let mut b = self.buf.lock();
-        b.put(&[&[FENCE]]);
+        b.put(&[&[FENCE], &task.to_le_bytes()]);
         b.fenced();
     }
 
@@ -243,7 +259,7 @@ impl Trace {
         let b = self.buf.lock();
         let mut h = [0u8; HEADER_SIZE];
         h[..8].copy_from_slice(MAGIC);
-        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
         h[12..16].copy_from_slice(&(b.overflow as u32).to_le_bytes());
         h[16..24].copy_from_slice(&(b.len as u64).to_le_bytes());
         let total = HEADER_SIZE + b.len;

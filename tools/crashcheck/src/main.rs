@@ -10,12 +10,12 @@ use ferrofs_crashcheck::trace;
 
 const USAGE: &str = "\
 usage: ferrocrash --image PRE.img --trace TRACE.bin --seed S --ops N
-                  [--states-per-point K] [--max-points M] [--rng-seed R]
-                  [--save-dir DIR]
+                  [--threads T] [--states-per-point K] [--max-points M]
+                  [--rng-seed R] [--save-dir DIR]
 
 PRE.img is the filesystem image from before the workload, TRACE.bin what
 /sys/fs/ferrofs/<dev>/trace held after `ferrotest crash-workload --seed S
---ops N --mark .../trace_mark` ran on it. Checks, at M crash points at most
+--ops N [--threads T] --mark .../trace_mark` ran on it. Checks, at M crash points at most
 (default 3000; fences and markers, a random subset if there are more), the
 state with nothing pending persisted, with everything, and K random ones
 (default 3). Exit 0 if every state is consistent, 1 if one is not, 2 if the
@@ -37,6 +37,7 @@ fn real_main() -> Result<bool, String> {
     let mut trace_path = None;
     let mut seed = None;
     let mut nops = None;
+    let mut threads = 1usize;
     let mut o = Opts {
         states_per_point: 3,
         rng_seed: 1,
@@ -56,6 +57,7 @@ fn real_main() -> Result<bool, String> {
             "--trace" => trace_path = Some(PathBuf::from(val("--trace")?)),
             "--seed" => seed = Some(num(val("--seed")?)?),
             "--ops" => nops = Some(num(val("--ops")?)? as usize),
+            "--threads" => threads = num(val(&a)?)?.clamp(1, 4) as usize,
             "--states-per-point" => o.states_per_point = num(val(&a)?)? as usize,
             "--max-points" => o.max_points = num(val(&a)?)? as usize,
             "--rng-seed" => o.rng_seed = num(val(&a)?)?,
@@ -76,19 +78,19 @@ fn real_main() -> Result<bool, String> {
     let pre = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
     let raw = std::fs::read(&trace_path).map_err(|e| format!("{}: {e}", trace_path.display()))?;
     let events = trace::parse(&raw)?;
-    let ops = ferrofs_crashwl::ops(seed, nops);
+    let workloads: Vec<_> = (0..threads).map(|t| ferrofs_crashwl::thread_ops(seed, nops, t)).collect();
+    let want: usize = workloads.iter().map(|w| 2 * w.len()).sum();
     let marks = events
         .iter()
         .filter(|e| matches!(e, trace::Event::Mark(_)))
         .count();
-    if marks != 2 * nops {
+    if marks != want {
         return Err(format!(
-            "the trace has {marks} markers, expected {} for {nops} operations",
-            2 * nops
+            "the trace has {marks} markers, expected {want} for {threads} thread(s) of {nops} operations"
         ));
     }
     let t0 = Instant::now();
-    let r = check::run(pre, &events, &ops, &o);
+    let r = check::run_threads(pre, &events, &workloads, &o);
     let _ = std::fs::remove_file(&o.scratch);
     let r = r?;
     for d in &r.details {

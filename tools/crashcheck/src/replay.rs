@@ -1,9 +1,11 @@
 //! The x86 persistency model over a trace.
 //!
 //! Per 64-byte cache line, the stores not yet known durable, in order. A
-//! write-back (FLUSH) marks the line's current stores flushed; a
-//! non-temporal store is flushed at once; a FENCE makes every flushed store
-//! durable. At a crash, each line independently may have persisted any
+//! write-back (FLUSH) marks the line's current stores (whoever made them:
+//! the line is written back whole) flushed by the thread that issued it; a
+//! non-temporal store is flushed by its thread at once; a FENCE makes
+//! durable what its own thread flushed ([`Event::Task`] says which thread
+//! issues the events that follow). At a crash, each line independently may have persisted any
 //! prefix of its not-yet-durable stores (stores to one line persist in
 //! order), on top of the durable image.
 
@@ -17,7 +19,8 @@ const LINE: u64 = 64;
 struct Piece {
     off: u64,
     data: Vec<u8>,
-    flushed: bool,
+    /// The threads that wrote it back (a fence of any of them makes it durable).
+    flushed: Vec<u32>,
 }
 
 /// The durable image and what may or may not have reached it.
@@ -26,6 +29,8 @@ pub struct Machine {
     pending: BTreeMap<u64, Vec<Piece>>,
     /// Stores reaching past the end of the image (ignored).
     pub outside: u64,
+    /// The thread of the write-backs and fences that follow.
+    task: u32,
 }
 
 impl Machine {
@@ -34,6 +39,7 @@ impl Machine {
             durable: image,
             pending: BTreeMap::new(),
             outside: 0,
+            task: 0,
         }
     }
 
@@ -47,13 +53,18 @@ impl Machine {
                     return;
                 }
                 let (first, last) = (off / LINE, off.saturating_add(len - 1) / LINE);
+                let t = self.task;
                 for (_, pieces) in self.pending.range_mut(first..=last) {
                     for p in pieces.iter_mut() {
-                        p.flushed = true;
+                        if !p.flushed.contains(&t) {
+                            p.flushed.push(t);
+                        }
                     }
                 }
             }
+            Event::Task(t) => self.task = *t,
             Event::Fence => {
+                let t = self.task;
                 let lines: Vec<u64> = self.pending.keys().copied().collect();
                 for l in lines {
                     let Some(pieces) = self.pending.remove(&l) else {
@@ -61,7 +72,7 @@ impl Machine {
                     };
                     let mut keep = Vec::new();
                     for p in pieces {
-                        if p.flushed && keep.is_empty() {
+                        if p.flushed.contains(&t) && keep.is_empty() {
                             put(&mut self.durable, &p);
                         } else {
                             keep.push(p);
@@ -91,7 +102,7 @@ impl Machine {
             let piece = Piece {
                 off: at,
                 data: data[(at - off) as usize..(to - off) as usize].to_vec(),
-                flushed,
+                flushed: if flushed { vec![self.task] } else { Vec::new() },
             };
             self.pending.entry(at / LINE).or_default().push(piece);
             at = to;
@@ -150,6 +161,29 @@ mod tests {
         assert_eq!(m.durable[0], 0, "flush without fence");
         m.step(&Event::Fence);
         assert_eq!(m.durable[0], 1);
+        assert!(m.pending_counts().is_empty());
+    }
+
+    #[test]
+    fn a_fence_makes_durable_only_its_own_threads_write_backs() {
+        let mut m = Machine::new(vec![0; 256]);
+        m.step(&Event::Task(1));
+        m.step(&st(0, 1, 8));
+        m.step(&Event::Flush { off: 0, len: 8 });
+        m.step(&Event::NtStore { off: 128, data: vec![3; 8] });
+        m.step(&Event::Task(2));
+        m.step(&st(64, 2, 8));
+        m.step(&Event::Flush { off: 64, len: 8 });
+        m.step(&Event::Fence);
+        assert_eq!((m.durable[0], m.durable[64], m.durable[128]), (0, 2, 0), "thread 2's fence");
+        // Thread 2 writes line 0 back too (whoever stored to it): its next
+        // fence makes it durable.
+        m.step(&Event::Flush { off: 0, len: 1 });
+        m.step(&Event::Fence);
+        assert_eq!((m.durable[0], m.durable[128]), (1, 0));
+        m.step(&Event::Task(1));
+        m.step(&Event::Fence);
+        assert_eq!(m.durable[128], 3, "thread 1's non-temporal store at its fence");
         assert!(m.pending_counts().is_empty());
     }
 

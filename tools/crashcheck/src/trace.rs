@@ -1,9 +1,13 @@
 //! The trace the module records with `-o trace=MiB` (src/sys/trace.rs).
 //!
-//! A 32-byte header (`FERROTRC`, version 1, flags: bit 0 = events were
+//! A 32-byte header (`FERROTRC`, version 1 or 2, flags: bit 0 = events were
 //! dropped, length of the events), then packed events: a kind byte and
-//! 1 STORE off u64 len u32 data, 2 ZERO off len, 3 NTSTORE off len data,
-//! 4 FLUSH off len, 5 FENCE, 6 MARK value u64. Little-endian.
+//! 1 STORE off u64 len u32 data, 2 ZERO off len, 3 NTSTORE [task u32] off
+//! len data, 4 FLUSH [task u32] off len, 5 FENCE [task u32], 6 MARK value
+//! u64. Little-endian. Version 2 has the `[task]` fields: the thread that
+//! issued a write-back or fence (a fence orders only its own thread's
+//! write-backs). Parsing gives an [`Event::Task`] before each event whose
+//! task differs from the one before (version 1: all task 0).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -23,6 +27,9 @@ pub enum Event {
     },
     Fence,
     Mark(u64),
+    /// The FLUSH, NTSTORE and FENCE events that follow were issued by this
+    /// thread (until the next `Task`).
+    Task(u32),
 }
 
 fn take<const N: usize>(b: &[u8], at: &mut usize) -> Result<[u8; N], String> {
@@ -44,8 +51,8 @@ pub fn parse(b: &[u8]) -> Result<Vec<Event>, String> {
     let version = u32::from_le_bytes(take(b, &mut at)?);
     let flags = u32::from_le_bytes(take(b, &mut at)?);
     let len = u64::from_le_bytes(take(b, &mut at)?) as usize;
-    if version != 1 {
-        return Err(format!("trace version {version}, expected 1"));
+    if version != 1 && version != 2 {
+        return Err(format!("trace version {version}, expected 1 or 2"));
     }
     if flags & 1 != 0 {
         return Err(
@@ -59,8 +66,16 @@ pub fn parse(b: &[u8]) -> Result<Vec<Event>, String> {
     let b = &b[..end];
     at = 32;
     let mut ev = Vec::new();
+    let mut task = 0u32;
     while at < end {
         let kind = take::<1>(b, &mut at)?[0];
+        if version >= 2 && matches!(kind, 3..=5) {
+            let t = u32::from_le_bytes(take(b, &mut at)?);
+            if t != task {
+                task = t;
+                ev.push(Event::Task(t));
+            }
+        }
         let e = match kind {
             1..=4 => {
                 let off = u64::from_le_bytes(take(b, &mut at)?);
@@ -97,32 +112,38 @@ pub fn parse(b: &[u8]) -> Result<Vec<Event>, String> {
 /// Serialise events (for tests and synthetic traces).
 pub fn write(events: &[Event]) -> Vec<u8> {
     let mut body = Vec::new();
+    let mut task = 0u32;
     for e in events {
         match e {
             Event::Store { off, data } | Event::NtStore { off, data } => {
-                body.push(if matches!(e, Event::Store { .. }) {
-                    1
-                } else {
-                    3
-                });
+                let nt = matches!(e, Event::NtStore { .. });
+                body.push(if nt { 3 } else { 1 });
+                if nt {
+                    body.extend_from_slice(&task.to_le_bytes());
+                }
                 body.extend_from_slice(&off.to_le_bytes());
                 body.extend_from_slice(&(data.len() as u32).to_le_bytes());
                 body.extend_from_slice(data);
             }
             Event::Flush { off, len } => {
                 body.push(4);
+                body.extend_from_slice(&task.to_le_bytes());
                 body.extend_from_slice(&off.to_le_bytes());
                 body.extend_from_slice(&(*len as u32).to_le_bytes());
             }
-            Event::Fence => body.push(5),
+            Event::Fence => {
+                body.push(5);
+                body.extend_from_slice(&task.to_le_bytes());
+            }
             Event::Mark(v) => {
                 body.push(6);
                 body.extend_from_slice(&v.to_le_bytes());
             }
+            Event::Task(t) => task = *t,
         }
     }
     let mut out = b"FERROTRC".to_vec();
-    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&2u32.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
@@ -147,8 +168,25 @@ mod tests {
             },
             Event::Flush { off: 4096, len: 3 },
             Event::Fence,
+            Event::Task(7),
+            Event::Flush { off: 0, len: 64 },
+            Event::Fence,
+            Event::Task(0),
+            Event::Fence,
             Event::Mark(1),
         ]
+    }
+
+    #[test]
+    fn a_version_1_trace_is_all_task_0() {
+        let mut raw = write(&[]);
+        raw[8..12].copy_from_slice(&1u32.to_le_bytes());
+        raw.push(5);
+        raw.push(4);
+        raw.extend_from_slice(&64u64.to_le_bytes());
+        raw.extend_from_slice(&8u32.to_le_bytes());
+        raw[16..24].copy_from_slice(&14u64.to_le_bytes());
+        assert_eq!(parse(&raw), Ok(vec![Event::Fence, Event::Flush { off: 64, len: 8 }]));
     }
 
     #[test]
@@ -187,7 +225,7 @@ mod tests {
         cut[16..24].copy_from_slice(&body.to_le_bytes());
         assert!(parse(&cut).is_err(), "header length inside the last event");
         let mut kind = write(&[]);
-        kind.push(7);
+        kind.push(8);
         kind[16..24].copy_from_slice(&1u64.to_le_bytes());
         assert!(parse(&kind).is_err());
     }

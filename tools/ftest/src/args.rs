@@ -11,7 +11,7 @@ usage: ferrotest list
        ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|unmap|syncfs|mapsync]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
-       ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE]
+       ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE] [--threads T]
 
 run: runs the named cases (all if none) in DIR (default: the current
   directory, which should be on a mounted ferrofs), each in its own process,
@@ -33,6 +33,9 @@ flipbyte: invert every bit of the byte at OFFSET of DEV.
 crash-workload: run the N operations of the persistence checker's workload
   for seed S (ferrofs-crashwl) under DIR, each data change followed by
   fsync; with --mark, write 2k to FILE before operation k and 2k+1 after it.
+  --threads T (1 to 4) runs T such workloads at once, thread t with seed
+  S + t under its own directory (w, w1, ...), its markers t * 2^32 + 2k
+  and t * 2^32 + 2k + 1.
 Numbers are decimal or 0x hex; LEN and OFFSET take K, M, G suffixes.";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -113,6 +116,7 @@ pub enum Command {
         ops: usize,
         dir: PathBuf,
         mark: Option<PathBuf>,
+        threads: usize,
     },
 }
 
@@ -308,15 +312,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             })
         }
         "crash-workload" => {
-            let (opts, pos) = split(rest, &["--seed", "--ops", "--dir", "--mark"])?;
+            let (opts, pos) = split(rest, &["--seed", "--ops", "--dir", "--mark", "--threads"])?;
             want_positionals(cmd, &pos, 0)?;
             let (mut seed, mut ops, mut dir, mut mark) = (None, None, None, None);
+            let mut threads = 1;
             for (k, v) in opts {
                 match (k.as_str(), v) {
                     ("--seed", Some(v)) => seed = Some(parse_num(utf8(&v)?)?),
                     ("--ops", Some(v)) => ops = Some(parse_num(utf8(&v)?)? as usize),
                     ("--dir", Some(v)) => dir = Some(PathBuf::from(v)),
                     ("--mark", Some(v)) => mark = Some(PathBuf::from(v)),
+                    ("--threads", Some(v)) => {
+                        threads = parse_num(utf8(&v)?)? as usize;
+                        if !(1..=4).contains(&threads) {
+                            return Err(format!("{cmd}: --threads takes 1 to 4"));
+                        }
+                    }
                     (k, _) => return Err(format!("{cmd}: unknown option {k}")),
                 }
             }
@@ -326,6 +337,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     ops,
                     dir,
                     mark,
+                    threads,
                 }),
                 _ => Err(format!("{cmd}: --seed, --ops and --dir are required")),
             }
@@ -494,7 +506,8 @@ mod tests {
                 seed: 7,
                 ops: 300,
                 dir: "/mnt".into(),
-                mark: None
+                mark: None,
+                threads: 1
             })
         );
         assert_eq!(
@@ -511,7 +524,8 @@ mod tests {
                 seed: 16,
                 ops: 5,
                 dir: "/mnt/w0".into(),
-                mark: Some("/sys/fs/ferrofs/pmem0/trace_mark".into())
+                mark: Some("/sys/fs/ferrofs/pmem0/trace_mark".into()),
+                threads: 1
             })
         );
         assert!(p(&["crash-workload", "--seed", "1", "--ops", "2"]).is_err());

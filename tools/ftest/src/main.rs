@@ -80,7 +80,8 @@ fn main() -> ExitCode {
             ops,
             dir,
             mark,
-        } => said(crashrun::run(seed, ops, &dir, mark.as_deref())),
+            threads,
+        } => said(crashrun::run_threads(seed, ops, &dir, mark.as_deref(), threads)),
     }
 }
 
