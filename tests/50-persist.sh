@@ -28,15 +28,20 @@ trace_option_is_checked() {
   if cat $TRACE/trace > /dev/null 2>&1; then fail "trace readable without -o trace"; fi
   umount $PM
 }
-workload_under_trace() {
+# A fresh 16 MiB ferrofs on pmem1, its image kept in $1/pre.img for the
+# host half, mounted on $PM with a trace of $2 MiB.
+traced_fresh_mount() {
   unmount
-  rm -rf $P && mkdir -p $P
+  rm -rf "$1" && mkdir -p "$1"
   truncate -s 16M /tmp/pre.img
   "$MKFS" -q -f /tmp/pre.img
-  cp /tmp/pre.img $P/pre.img
+  cp /tmp/pre.img "$1/pre.img"
   dd if=/tmp/pre.img of=$DEV2 bs=1M conv=fsync status=none
   rm -f /tmp/pre.img
-  mount -t ferrofs -o dax,trace=128 $DEV2 $PM
+  mount -t ferrofs -o dax,trace=$2 $DEV2 $PM
+}
+workload_under_trace() {
+  traced_fresh_mount $P 128
   "$FT" crash-workload --seed $SEED --ops $OPS --dir $PM --mark $TRACE/trace_mark
   cat $TRACE/trace > $P/trace.bin
   echo "$SEED $OPS" > $P/params
@@ -57,14 +62,7 @@ workload_under_trace() {
 # model. fsync's flush assertion is not asked here: it does not tell
 # threads apart (src/sys/trace.rs).
 workload_of_two_threads_under_trace() {
-  unmount
-  rm -rf $P2 && mkdir -p $P2
-  truncate -s 16M /tmp/pre.img
-  "$MKFS" -q -f /tmp/pre.img
-  cp /tmp/pre.img $P2/pre.img
-  dd if=/tmp/pre.img of=$DEV2 bs=1M conv=fsync status=none
-  rm -f /tmp/pre.img
-  mount -t ferrofs -o dax,trace=64 $DEV2 $PM
+  traced_fresh_mount $P2 64
   local o0; o0=$(cat $TRACE/tx_overlapped)
   "$FT" crash-workload --seed $SEED --ops $OPS2 --threads 2 --dir $PM --mark $TRACE/trace_mark
   cat $TRACE/trace > $P2/trace.bin
