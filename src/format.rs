@@ -1015,35 +1015,6 @@ pub struct Record<'a> {
     pub masked: bool,
 }
 
-impl Record<'_> {
-    /// Bytes at `target` the record restores: 8 for a masked record.
-    pub fn target_len(&self) -> usize {
-        if self.masked {
-            8
-        } else {
-            self.data.len()
-        }
-    }
-
-    /// Undo the record on `cur`, the [`Record::target_len`] bytes now at
-    /// `target` (shorter or longer: unchanged, false).
-    pub fn undo(&self, cur: &mut [u8]) -> bool {
-        if cur.len() != self.target_len() {
-            return false;
-        }
-        if self.masked {
-            let (m, o) = masked_parts(self.data);
-            let mut w = [0u8; 8];
-            w.copy_from_slice(cur);
-            let v = (u64::from_le_bytes(w) & !m) | (o & m);
-            cur.copy_from_slice(&v.to_le_bytes());
-        } else {
-            cur.copy_from_slice(self.data);
-        }
-        true
-    }
-}
-
 /// The mask and old bits of a masked record's data.
 pub fn masked_parts(data: &[u8]) -> (u64, u64) {
     let mut m = [0u8; 8];
@@ -1053,6 +1024,14 @@ pub fn masked_parts(data: &[u8]) -> (u64, u64) {
         o.copy_from_slice(&data[8..]);
     }
     (u64::from_le_bytes(m), u64::from_le_bytes(o))
+}
+
+/// The 8-byte word `word` with a masked record (its `data`) undone: the
+/// record's bits put back, every other bit as it is. Recovery in the module
+/// and in the tools both use this.
+pub fn masked_undo(word: u64, data: &[u8]) -> u64 {
+    let (m, old) = masked_parts(data);
+    (word & !m) | (old & m)
 }
 
 /// A masked record's data: `mask` and the bits of `old` it selects.

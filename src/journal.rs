@@ -142,20 +142,19 @@ impl Journal {
             let mut recs = KVec::with_capacity(st.pending, GFP_KERNEL)?;
             for r in Records::new(region, st.seq_done, g) {
                 let r = r.map_err(|_| EINVAL)?;
-                let mut mask = None;
-                if r.masked {
-                    mask = Some(format::masked_parts(r.data));
-                }
-                recs.push((r.target, r.pos, r.data.len(), mask), GFP_KERNEL)?;
+                recs.push((r.target, r.pos, r.data.len(), r.masked), GFP_KERNEL)?;
             }
             // Newest first, so a range logged twice ends with its oldest bytes.
-            for &(target, pos, n, mask) in recs.iter().rev() {
-                if let Some((m, old)) = mask {
+            for &(target, pos, n, masked) in recs.iter().rev() {
+                let from = start + (pos + RECORD_HEADER_SIZE) as u64;
+                if masked {
+                    // Records::new checked: 16 bytes of data, target 8-aligned.
+                    let mut d = [0u8; format::MASKED_DATA];
+                    pmem.read(from, &mut d)?;
                     let v = pmem.read_u64(target)?;
-                    pmem.write_u64_atomic(target, (v & !m) | (old & m))?;
+                    pmem.write_u64_atomic(target, format::masked_undo(v, &d))?;
                     pmem.flush(target, 8)?;
                 } else {
-                    let from = start + (pos + RECORD_HEADER_SIZE) as u64;
                     pmem.copy_within(from, target, n)?;
                     pmem.flush(target, n)?;
                 }

@@ -208,10 +208,9 @@ impl UndoRec {
     /// Undo on `cur`, the [`UndoRec::len`] bytes now at `target`.
     pub fn apply(&self, cur: &mut [u8]) {
         if self.masked {
-            let (m, old) = ferrofs_format::masked_parts(&self.data);
             let mut w = [0u8; 8];
             w.copy_from_slice(&cur[..8]);
-            let v = (u64::from_le_bytes(w) & !m) | (old & m);
+            let v = ferrofs_format::masked_undo(u64::from_le_bytes(w), &self.data);
             cur[..8].copy_from_slice(&v.to_le_bytes());
         } else {
             cur.copy_from_slice(&self.data);
