@@ -116,6 +116,11 @@ pub static CASES: &[Case] = &[
         run: coherence::syncfs_flushes_stores_made_during_writeback,
     },
     Case {
+        name: "write_faults_racing_fsync_leave_no_unmarked_writable_pte",
+        needs_counters: true,
+        run: coherence::write_faults_racing_fsync_leave_no_unmarked_writable_pte,
+    },
+    Case {
         name: "shared_futex_wait_wake_between_processes",
         needs_counters: false,
         run: gup::shared_futex_wait_wake_between_processes,

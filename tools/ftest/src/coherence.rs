@@ -590,3 +590,100 @@ pub fn syncfs_flushes_stores_made_during_writeback(ctx: &mut Ctx) -> CaseResult 
     ));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Write faults racing the writeback walk of the same file
+
+/// Few pages, so the storer re-faults a page soon after a walk zapped it and
+/// the walk keeps finding pages the storer is faulting on.
+const RACE_PAGES: usize = 64;
+
+/// A thread stores round and round over the pages of one file while another
+/// fsyncs that file in a loop, so write faults (mark, then make the PTE
+/// writable) run while the walk claims the same entries (clear the mark,
+/// then zap). A fault that made its PTE writable after the walk cleared the
+/// mark and zapped would leave a writable PTE on a clean entry: stores
+/// through it never fault, are never marked, and no fsync flushes them.
+/// After each round one last fsync leaves every entry clean and every PTE
+/// read-only or gone, so one store to each page must fault and mark it
+/// (entries_marked grows by exactly the page count), and the fsync after
+/// that flushes each page once. The last values must read back.
+pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -> CaseResult {
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.ftruncate((RACE_PAGES * PAGE) as u64)?;
+    let map = Map::shared_rw(&fd, RACE_PAGES * PAGE)?;
+    let base = map.addr();
+    let secs = secs_env("FERROTEST_COHERENCE_SECS", 6);
+    let rounds = 6u32;
+    let per_round = secs / rounds;
+    let fsyncs = AtomicU64::new(0);
+    let mut faults = 0i128;
+    for round in 1..=rounds {
+        let stop = AtomicBool::new(false);
+        let (stored, synced) = std::thread::scope(|s| {
+            let (stop, fd, fsyncs) = (&stop, &fd, &fsyncs);
+            let storer = s.spawn(move || {
+                let mut v = 0u64;
+                while !stop.load(Relaxed) {
+                    v += 1;
+                    for p in 0..RACE_PAGES {
+                        store_word(base, p * PAGE + 8 * (p % WORDS), tag(4, p as u64, v));
+                    }
+                }
+                v
+            });
+            let syncer = s.spawn(move || {
+                while !stop.load(Relaxed) {
+                    fd.fsync()?;
+                    fsyncs.fetch_add(1, Relaxed);
+                }
+                Ok::<(), String>(())
+            });
+            std::thread::sleep(per_round);
+            stop.store(true, SeqCst);
+            (storer.join(), syncer.join())
+        });
+        let v = match (stored, synced) {
+            (Ok(v), Ok(Ok(()))) => v,
+            (_, Ok(Err(e))) => return Err(CaseError::Fail(e)),
+            _ => return Err(CaseError::Fail("a thread panicked".into())),
+        };
+        fd.fsync()?;
+        let s0 = ctx.snap()?;
+        let v2 = v + 1;
+        for p in 0..RACE_PAGES {
+            store_word(base, p * PAGE + 8 * (p % WORDS), tag(4, p as u64, v2));
+        }
+        let s1 = ctx.snap()?;
+        fd.fsync()?;
+        let s2 = ctx.snap()?;
+        if let (Some(c0), Some(c1), Some(c2)) = (&s0, &s1, &s2) {
+            let marked = c1.get(Field::EntriesMarked) as i128 - c0.get(Field::EntriesMarked) as i128;
+            let faulted = (c1.get(Field::WriteFaults) + c1.get(Field::PfnMkwrite)) as i128
+                - (c0.get(Field::WriteFaults) + c0.get(Field::PfnMkwrite)) as i128;
+            let flushed =
+                c2.get(Field::EntriesFlushed) as i128 - c1.get(Field::EntriesFlushed) as i128;
+            faults += faulted;
+            let n = RACE_PAGES as i128;
+            if marked != n || flushed != n {
+                ctx.fail(&format!(
+                    "round {round}: one store to each of {n} pages after an fsync marked {marked} \
+                     entries ({faulted} write faults) and the next fsync flushed {flushed}: \
+                     {} pages kept a writable PTE on a clean entry",
+                    n - marked
+                ));
+            }
+        }
+        let mut buf = [0u8; 8];
+        for p in 0..RACE_PAGES {
+            fd.pread_exact(&mut buf, (p * PAGE + 8 * (p % WORDS)) as u64)?;
+            ctx.check_eq(
+                &format!("round {round}: last value of page {p}"),
+                tag(4, p as u64, v2),
+                u64::from_le_bytes(buf),
+            );
+        }
+    }
+    ctx.diag(&format!("{} fsyncs racing the stores; {faults} faults after them", fsyncs.load(SeqCst)));
+    Ok(())
+}
