@@ -186,6 +186,11 @@ pub static CASES: &[Case] = &[
         run: pmd::pmd_write_faults_map_2mib_and_fsync_flushes_each_once,
     },
     Case {
+        name: "pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd",
+        needs_counters: true,
+        run: pmd::pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd,
+    },
+    Case {
         name: "skewed_and_small_mappings_of_pmd_extents_map_each_page",
         needs_counters: true,
         run: pmd::skewed_and_small_mappings_of_pmd_extents_map_each_page,

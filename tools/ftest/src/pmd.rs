@@ -478,3 +478,80 @@ pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseRes
     ctx.check_eq("PMD faults after them (one per range still one extent)", want, n);
     Ok(())
 }
+
+/// The PMD twin of coherence's write_faults_racing_fsync_leave_no_unmarked_
+/// writable_pte: a thread stores into each of four 2 MiB extents, round
+/// and round, while another fsyncs in a loop, so PMD write faults (mark the
+/// extent's entry, then make the PMD writable) race the walk's claim (clear
+/// the mark, then zap 2 MiB). After one last fsync, one store per extent
+/// must fault and mark each extent again, and the next fsync flush each once.
+pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ctx) -> CaseResult {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+    need_counters(ctx)?;
+    const N: usize = 4;
+    let len = N * MIB2;
+    let fd = Fd::create(&ctx.file(""))?;
+    fd.ftruncate(len as u64)?;
+    let map = Map::shared_rw(&fd, len)?;
+    // Allocate the extents (one PMD fault each) before the race.
+    for r in 0..N {
+        map.write(r * MIB2, 1);
+    }
+    fd.fsync()?;
+    let secs = crate::coherence::secs_env("FERROTEST_COHERENCE_SECS", 6);
+    let rounds = 6u32;
+    let fsyncs = AtomicU64::new(0);
+    for round in 1..=rounds {
+        let stop = AtomicBool::new(false);
+        let (stored, synced) = std::thread::scope(|s| {
+            let (stop, fd, fsyncs) = (&stop, &fd, &fsyncs);
+            let base = map.addr();
+            let storer = s.spawn(move || {
+                let mut v = 0u8;
+                while !stop.load(Relaxed) {
+                    v = v.wrapping_add(1);
+                    for r in 0..N {
+                        // SAFETY: inside the live shared mapping of `len`
+                        // bytes, which outlives the scope; a volatile store.
+                        unsafe { ((base + r * MIB2 + 8 * r) as *mut u8).write_volatile(v) };
+                    }
+                }
+                v
+            });
+            let syncer = s.spawn(move || {
+                while !stop.load(Relaxed) {
+                    fd.fsync()?;
+                    fsyncs.fetch_add(1, Relaxed);
+                }
+                Ok::<(), String>(())
+            });
+            std::thread::sleep(secs / rounds);
+            stop.store(true, SeqCst);
+            (storer.join(), syncer.join())
+        });
+        let v = match (stored, synced) {
+            (Ok(v), Ok(Ok(()))) => v,
+            (_, Ok(Err(e))) => return Err(CaseError::Fail(e)),
+            _ => return Err(CaseError::Fail("a thread panicked".into())),
+        };
+        fd.fsync()?;
+        let s0 = snap(ctx, &NAMES);
+        let v2 = v.wrapping_add(1);
+        for r in 0..N {
+            map.write(r * MIB2 + 8 * r, v2);
+        }
+        let s1 = snap(ctx, &NAMES);
+        fd.fsync()?;
+        let s2 = snap(ctx, &NAMES);
+        let n = N as i128;
+        delta(ctx, &format!("round {round}: one store per extent after an fsync"), &s0, &s1, [n, n, 0, 0, -1, 0, 0]);
+        delta(ctx, &format!("round {round}: the fsync after them"), &s1, &s2, [0, 0, n, 0, 0, 0, 0]);
+        let mut b = [0u8; 1];
+        for r in 0..N {
+            fd.pread_exact(&mut b, (r * MIB2 + 8 * r) as u64)?;
+            ctx.check_eq(&format!("round {round}: last byte stored in extent {r}"), v2, b[0]);
+        }
+    }
+    ctx.diag(&format!("{} fsyncs racing the stores", fsyncs.load(SeqCst)));
+    Ok(())
+}
