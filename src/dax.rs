@@ -34,7 +34,7 @@
 //! core's `pte_same` then upgrades a PTE whose entry is clean. So the fault
 //! handler upgrades the one PTE itself, in `apply_to_existing_page_range`'s
 //! callback (page-table lock held), to write+dirty+young as `wp_page_reuse`
-//! does, while it still holds `dirty_lock` shared, and returns
+//! does, if its entry is still marked (below), and returns
 //! VM_FAULT_NOPAGE so the core changes nothing. An upgrade needs no TLB
 //! flush (a stale read-only entry only causes a spurious fault).
 //!
@@ -48,12 +48,37 @@
 //! entry of a page still referenced after its zap marked (`pinned_remarks`)
 //! and the next fsync flushes it again.
 //!
-//! Both hold `dirty_lock` shared from the mark until the writable PTE is in
-//! place. The writeback walk ([`writeback`], behind fsync, fdatasync,
-//! msync(MS_SYNC), sync(2) and eviction) holds it exclusive while it clears
-//! marks and zaps the PTEs of the pages it claimed. So no writable PTE ever
-//! exists for an unmarked entry: a store after the zap faults and re-marks,
-//! a store before it is in the cache lines the walk flushes next.
+//! ## Marks and write access without a lock
+//!
+//! No writable PTE may outlive the clearing of its entry's mark: a store
+//! after the walk's zap faults and re-marks, a store before it is in the
+//! cache lines the walk flushes next. Faults and the writeback walk
+//! ([`writeback`], behind fsync, fdatasync, msync(MS_SYNC), sync(2) and
+//! eviction) keep this without a lock between them, so faults on one part
+//! of a file never wait for a walk over another part:
+//!
+//! - a write fault (1) marks the entry, (2) inserts a read-only PTE,
+//!   (3) takes the page-table lock, issues a full barrier and makes the PTE
+//!   writable only if the entry is *still marked* (`VmFault::pte_mkwrite`);
+//!   if not, it marks again and retries (`upgrade_remarks`);
+//! - the walk (a) clears the marks it claims, (b) issues a full barrier
+//!   (`sys::smp_mb`), (c) zaps the claimed pages' PTEs, which takes the
+//!   page-table lock of every table it finds.
+//!
+//! If (c) took the lock before (3), the lock orders (a) before the check
+//! in (3), which then sees the mark cleared. If after, the zap finds the
+//! PTE (3) made writable and removes it. If (c) found no page table (so
+//! took no lock), the table was populated in (2) after (c) looked; the
+//! barriers of (b) and (3) then forbid (c) missing (2) while (3) misses
+//! (a). So after (c), every PTE of a claimed page is read-only, gone, or
+//! belongs to a fault whose entry is marked again. fs/dax.c gets the same
+//! from its entry lock, held by the fault from mark to PTE and by the
+//! writeback of that entry; ours is a mark and a barrier, no lock at all,
+//! as the page-table lock already orders each PTE. PMDs do the same with
+//! the PMD's lock and `dirty_pmd`. Regression tests:
+//! `write_faults_racing_fsync_leave_no_unmarked_writable_pte` and its PMD
+//! twin (without the check, every page ends with a writable PTE on a
+//! clean entry).
 //!
 //! The walk holds the mapping's invalidate lock shared throughout; truncate,
 //! hole punch and eviction take it exclusive before removing entries and
@@ -80,8 +105,8 @@
 //! addresses (`thp_get_unmapped_area`).
 //!
 //! One design for both sizes: the PMD is inserted read-only, and a write
-//! fault upgrades that one PMD itself under its lock, after marking, with
-//! `dirty_lock` shared (so fsync's clean + zap cannot come between). Its
+//! fault upgrades that one PMD itself under its lock, after marking, if
+//! the mark is still there (as for a PTE, above). Its
 //! dirty state is one entry in a second XArray, `Inode::dirty_pmd`
 //! (index = page offset / 512, value = the extent's first block), which the
 //! writeback walk searches for marks over the same range, revalidates,
@@ -321,24 +346,10 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
         Ok(_) => return VM_FAULT_FALLBACK,
         Err(e) => return to_fault(e),
     };
-    // Marks (and the MAP_SYNC check) before any writable PMD, under
-    // dirty_lock shared, as for a page.
-    let _d = if write { Some(inode.dirty_lock().read()) } else { None };
-    if write {
-        if vmf.is_sync() {
-            fs.count(Counter::SyncWriteFaults);
-            if fs.pmem.trace().is_some() {
-                check_sync_fault(inode, start, b0, fresh);
-            }
-        }
-        match inode.dirty_pmd.mark_dirty(start / GROUP, b0) {
-            Ok(true) => {
-                fs.count(Counter::PmdEntriesMarked);
-                inode.mark_pages_dirty();
-                fs.sync_list.add(inode);
-            }
-            Ok(false) => {}
-            Err(e) => return to_fault(e),
+    if write && vmf.is_sync() {
+        fs.count(Counter::SyncWriteFaults);
+        if fs.pmem.trace().is_some() {
+            check_sync_fault(inode, start, b0, fresh);
         }
     }
     if !write && cached.is_none() {
@@ -353,12 +364,25 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
         }
     }
     for _ in 0..4 {
+        // The mark before any writable PMD, as for a page.
+        if write {
+            match inode.dirty_pmd.mark_dirty(start / GROUP, b0) {
+                Ok(true) => {
+                    fs.count(Counter::PmdEntriesMarked);
+                    inode.mark_pages_dirty();
+                    fs.sync_list.add(inode);
+                }
+                Ok(false) => {}
+                Err(e) => return to_fault(e),
+            }
+        }
         let r = vmf.insert_pmd_ro(pfn);
         if r != VM_FAULT_NOPAGE || !write {
             return r;
         }
-        match vmf.pmd_mkwrite(pfn) {
+        match vmf.pmd_mkwrite(pfn, &inode.dirty_pmd, start / GROUP) {
             Upgrade::Done => return VM_FAULT_NOPAGE,
+            Upgrade::Unmarked => fs.count(Counter::UpgradeRemarks),
             Upgrade::Gone => {}
             // A page table in the slot (filled by PTE faults before ours):
             // the retry maps 4 KiB pages. The PMD mark stays, a superset.
@@ -380,13 +404,12 @@ pub(crate) fn mmap_check(inode: &Inode, sync: bool) -> Result {
     Ok(())
 }
 
-/// Mark the page dirty, then give it a writable PTE, all under `dirty_lock`
-/// shared: insert a read-only PTE if none is there, then upgrade that PTE
-/// (see "Mapping types" above).
+/// Mark the page dirty, then give it a writable PTE: insert a read-only PTE
+/// if none is there, then upgrade that PTE if the entry is still marked
+/// (see "Marks and write access without a lock" above).
 fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
-    let _d = inode.dirty_lock().read();
     // An allocated block needs no transaction: the lockless lookup (one
     // atomic load per pointer) finds it, and no mount-wide lock is taken.
     // Only a hole opens one.
@@ -420,28 +443,30 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
         // Raced with a PMD fault of this range: retry (it is mapped now).
         return VM_FAULT_NOPAGE;
     }
-    match inode.dirty.mark_dirty(pgoff, block) {
-        Ok(true) => {
-            fs.count(Counter::EntriesMarked);
-            inode.mark_pages_dirty();
-            // After the mark: see `sync_all`.
-            fs.sync_list.add(inode);
-        }
-        Ok(false) => {}
-        Err(e) => return to_fault(e),
-    }
     vmf.associate(pfn, pgoff);
     // A fresh block's allocation already zapped this page's zero-page PTEs
     // in every mapping (`inode::get_or_alloc_tx`). A few rounds: a PTE can
     // vanish between insert and upgrade (MADV_DONTNEED needs only the mmap
-    // lock shared), and a PTE of another page is zapped here.
+    // lock shared), a PTE of another page is zapped here, and a writeback
+    // walk may claim the entry between the mark and the upgrade.
     for _ in 0..4 {
+        match inode.dirty.mark_dirty(pgoff, block) {
+            Ok(true) => {
+                fs.count(Counter::EntriesMarked);
+                inode.mark_pages_dirty();
+                // After the mark: see `sync_all`.
+                fs.sync_list.add(inode);
+            }
+            Ok(false) => {}
+            Err(e) => return to_fault(e),
+        }
         let r = vmf.insert_ro(pfn);
         if r != VM_FAULT_NOPAGE {
             return r;
         }
-        match vmf.pte_mkwrite(pfn) {
+        match vmf.pte_mkwrite(pfn, &inode.dirty, pgoff) {
             Upgrade::Done => return VM_FAULT_NOPAGE,
+            Upgrade::Unmarked => fs.count(Counter::UpgradeRemarks),
             Upgrade::Gone => {}
             Upgrade::Other => inode.unmap_range(pgoff << BLOCK_SHIFT, BLOCK_SIZE as u64, false),
         }
@@ -508,11 +533,13 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
         if n == 0 {
             break;
         }
-        // 2. Revalidate and clear marks, then zap the PTEs, with dirty_lock
-        //    exclusive so no fault installs a writable PTE in between.
+        // 2. Revalidate and clear marks, then (after a full barrier) zap
+        //    the PTEs: a fault that marked before the clear either sees
+        //    the clear when it comes to upgrade its PTE, or made it
+        //    writable before the zap, which removes it (see "Marks and
+        //    write access without a lock" above).
         let mut claimed = [false; BATCH];
         {
-            let _d = inode.dirty_lock().write();
             for k in 0..n {
                 let (idx, block) = hints[k];
                 match inode.dirty.claim(idx, block) {
@@ -520,6 +547,7 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
                     Claim::Dropped => fs.count(Counter::RevalidateDrops),
                 }
             }
+            crate::sys::smp_mb();
             zap_claimed(inode, &hints[..n], &claimed[..n], 1);
             // After the zap no new reference can be taken without a fault
             // (which marks). A page get_user_pages still holds may be
@@ -555,8 +583,8 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
             fs.stats.add(Counter::LinesFlushed, lines);
         }
     }
-    // 3b. The PMD entries that overlap the range, the same way, one at a
-    //     time: claim and zap under dirty_lock exclusive, then flush 2 MiB.
+    // 3b. The PMD entries that overlap the range, the same way: claim,
+    //     barrier and zap, then flush 2 MiB each.
     writeback_huge(inode, first / GROUP, last / GROUP)?;
     // 4. One fence for the whole walk.
     fs.pmem.fence();
@@ -567,8 +595,8 @@ pub(crate) fn writeback(inode: &Inode, start: u64, end: u64) -> Result {
 }
 
 /// The PMD part of [`writeback`]: entries `first..=last` of `dirty_pmd`
-/// (indexes of 2 MiB extents), in batches as the 4 KiB walk: claim under
-/// dirty_lock exclusive and zap runs of adjacent claimed extents with one
+/// (indexes of 2 MiB extents), in batches as the 4 KiB walk: claim, then
+/// after the barrier zap runs of adjacent claimed extents with one
 /// unmap each (one TLB flush per run, not per extent), then flush 2 MiB
 /// each. No fence: the caller's ends the walk.
 fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
@@ -584,7 +612,6 @@ fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
         }
         let mut claimed = [false; BATCH];
         {
-            let _d = inode.dirty_lock().write();
             for k in 0..n {
                 let (pi, b0) = hints[k];
                 match inode.dirty_pmd.claim(pi, b0) {
@@ -592,6 +619,8 @@ fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
                     Claim::Dropped => fs.count(Counter::RevalidateDrops),
                 }
             }
+            // As for pages: the barrier pairs with the PMD upgrade's.
+            crate::sys::smp_mb();
             zap_claimed(inode, &hints[..n], &claimed[..n], GROUP);
             // A page of the extent that get_user_pages still holds: keep
             // the entry marked (see the 4 KiB walk).

@@ -13,9 +13,13 @@
 //!    exclusive in truncate, hole punch and eviction
 //! 4. `sync_lock` (per inode mutex): one writeback walk at a time, so a second
 //!    fsync cannot return while the first is still flushing an entry it claimed
-//! 5. `dirty_lock` (per inode rwsem): shared while a fault marks an entry and
-//!    installs a writable PTE, exclusive while fsync clears marks and zaps PTEs,
-//!    so a writable PTE never exists for an unmarked entry
+//! 5. `huge_lock` (per inode rwsem): shared in PTE faults, exclusive in PMD
+//!    faults, so a PMD slot never holds a page table and a PMD leaf at once.
+//!    Faults and the fsync walk take no lock against each other: a fault
+//!    makes a PTE writable only if its entry is still marked, checked under
+//!    the page-table lock (9) after a full barrier that pairs with the
+//!    walk's between clearing marks and zapping (`dax.rs`, "Marks and write
+//!    access without a lock")
 //! 6. a journal area (per area mutex, `journal.rs`): held by the one
 //!    transaction running in that area, from begin to commit; a thread
 //!    holds at most one (quiescing takes all, in order, as subclasses). A
@@ -34,9 +38,10 @@
 //!    Taken for one call when allocating; a transaction that frees keeps it
 //!    until it commits, and takes no inode after that (6b)
 //! 9. `i_mmap_rwsem` (unmap_mapping_range), then page-table locks: taken by
-//!    the core inside any of the above (zap under `dirty_lock` or
-//!    `map_lock`; the PTE upgrade of a write fault takes the page-table lock
-//!    of the fault address under `dirty_lock` shared, without i_mmap)
+//!    the core inside any of the above (the walk's zap under `sync_lock`,
+//!    truncate's under `map_lock`; the PTE upgrade of a write fault takes
+//!    the page-table lock of the fault address under `huge_lock` shared,
+//!    without i_mmap, and reads the XArray mark inside it)
 //! 10. the XArray spinlock; the page's refcount wait queue (a truncate waiting
 //!    for a pinned page sleeps with `i_rwsem` held and the invalidate lock
 //!    *released*, as ext4_break_layouts does)

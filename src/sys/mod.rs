@@ -31,6 +31,13 @@ pub(crate) fn euclean() -> Error {
 pub(crate) fn enodata() -> Error {
     Error::from_errno(-(bindings::ENODATA as i32))
 }
+/// A full memory barrier (`smp_mb`): the writeback walk's side of the
+/// upgrade protocol, between clearing marks and zapping (`dax.rs`).
+pub(crate) fn smp_mb() {
+    // SAFETY: a barrier; no memory is accessed.
+    unsafe { ferrofs_smp_mb() }
+}
+
 pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
@@ -69,7 +76,6 @@ extern "C" {
     ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_flush_insn() -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_init_inode_locks(
-        dirty: *mut bindings::rw_semaphore,
         sync: *mut bindings::mutex,
         map: *mut bindings::mutex,
         xa: *mut bindings::xarray,
@@ -120,6 +126,8 @@ extern "C" {
     pub(crate) fn ferrofs_pmd_mkwrite(
         vmf: *mut bindings::vm_fault,
         pfn: kernel::ffi::c_ulong,
+        xa: *mut bindings::xarray,
+        index: kernel::ffi::c_ulong,
     ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_pmd_is_leaf(vmf: *mut bindings::vm_fault) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_pmd_fits(vmf: *mut bindings::vm_fault) -> kernel::ffi::c_int;
@@ -140,10 +148,13 @@ extern "C" {
         vmf: *mut bindings::vm_fault,
         pfn: kernel::ffi::c_ulong,
     ) -> bindings::vm_fault_t;
+    pub(crate) fn ferrofs_smp_mb();
     pub(crate) fn ferrofs_insert_zero(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t;
     pub(crate) fn ferrofs_pte_mkwrite(
         vmf: *mut bindings::vm_fault,
         pfn: kernel::ffi::c_ulong,
+        xa: *mut bindings::xarray,
+        index: kernel::ffi::c_ulong,
     ) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_page_refs(pfn: kernel::ffi::c_ulong) -> kernel::ffi::c_int;
     pub(crate) fn ferrofs_page_associate(

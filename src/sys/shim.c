@@ -31,8 +31,7 @@ int ferrofs_dax_synchronous(struct dax_device *dax);
 int ferrofs_fiemap_prep(struct inode *inode, struct fiemap_extent_info *fi, u64 start, u64 *len);
 int ferrofs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, u32 flags);
 int ferrofs_flush_insn(void);
-void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
-			      struct mutex *map, struct xarray *xa);
+void ferrofs_init_inode_locks(struct mutex *sync, struct mutex *map, struct xarray *xa);
 void ferrofs_init_huge(struct rw_semaphore *huge, struct xarray *xa);
 void ferrofs_init_xattr_lock(struct rw_semaphore *sem);
 int ferrofs_acl_from_xattr(const void *value, size_t size, struct posix_acl **out);
@@ -51,7 +50,8 @@ void ferrofs_set_cached_acl(struct inode *inode, int type, struct posix_acl *acl
 int ferrofs_acl_update_mode(struct mnt_idmap *idmap, struct inode *inode, umode_t *mode,
 			    struct posix_acl **acl);
 vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn);
-int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn);
+int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *xa,
+			unsigned long index);
 int ferrofs_pmd_is_leaf(struct vm_fault *vmf);
 int ferrofs_pmd_fits(struct vm_fault *vmf);
 void ferrofs_init_sb_mutex(struct mutex *m);
@@ -138,10 +138,8 @@ int ferrofs_flush_insn(void)
 	return 0;
 }
 
-void ferrofs_init_inode_locks(struct rw_semaphore *dirty, struct mutex *sync,
-			      struct mutex *map, struct xarray *xa)
+void ferrofs_init_inode_locks(struct mutex *sync, struct mutex *map, struct xarray *xa)
 {
-	init_rwsem(dirty);
 	mutex_init(sync);
 	mutex_init(map);
 	xa_init(xa);
@@ -179,11 +177,31 @@ vm_fault_t ferrofs_insert_pmd(struct vm_fault *vmf, unsigned long pfn)
 }
 
 /*
- * The PMD twin of ferrofs_pte_mkwrite, under the PMD's lock: 1 if the PMD
- * at the fault address is a devmap leaf of @pfn (now writable, dirty,
- * young), 0 if the slot is empty, -1 otherwise.
+ * The fault side of the upgrade protocol (src/dax.rs, "Marks and write
+ * access without a lock"), called with the page-table lock of the PTE or
+ * PMD about to become writable held: is entry @index of @xa still marked
+ * dirty? The writeback walk clears the mark, then issues smp_mb(), then
+ * zaps (which takes this lock if it finds the table). The full barrier
+ * here pairs with that one: if the walk's zap found no table to lock (so
+ * missed the PTE inserted since), this load sees the cleared mark; if it
+ * took the lock before us, the lock orders the clear before this load; if
+ * after, the zap removes what we make writable now.
  */
-int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn)
+static bool ferrofs_still_marked(struct xarray *xa, unsigned long index)
+{
+	smp_mb();
+	return xa_get_mark(xa, index, XA_MARK_0);
+}
+
+/*
+ * The PMD twin of ferrofs_pte_mkwrite, under the PMD's lock: 1 if the PMD
+ * at the fault address is a devmap leaf of @pfn and entry @index of @xa is
+ * still marked dirty (the PMD is now writable, dirty, young), 2 if it is a
+ * leaf of @pfn but the entry is no longer marked (a writeback walk claimed
+ * it: mark again and retry), 0 if the slot is empty, -1 otherwise.
+ */
+int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *xa,
+			unsigned long index)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	unsigned long haddr = vmf->address & PMD_MASK;
@@ -200,6 +218,8 @@ int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn)
 	} else if (!pmd_leaf(pmd) || !pmd_devmap(pmd) || pmd_pfn(pmd) != pfn) {
 		/* (x86's pmd_trans_huge is false for a devmap PMD: pmd_leaf.) */
 		ret = -1;
+	} else if (!ferrofs_still_marked(xa, index)) {
+		ret = 2;
 	} else {
 		entry = pmd_mkyoung(pmd_mkdirty(pmd_mkwrite_novma(pmd)));
 		if (!pmd_same(pmd, entry)) {
@@ -468,16 +488,25 @@ struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, si
  * inserted read-only (vm_page_prot of a shared writable ferrofs VMA has no
  * write bit: we have pfn_mkwrite, so the VMA wants write notification); a
  * write fault makes the one PTE writable with ferrofs_pte_mkwrite, in the
- * fault handler, under the inode's dirty_lock.
+ * fault handler, if its dirty entry is still marked (ferrofs_still_marked).
  */
 vm_fault_t ferrofs_insert_page(struct vm_fault *vmf, unsigned long pfn);
+void ferrofs_smp_mb(void);
 vm_fault_t ferrofs_insert_zero(struct vm_fault *vmf);
-int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn);
+int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *xa,
+			unsigned long index);
 int ferrofs_page_refs(unsigned long pfn);
 void ferrofs_page_associate(unsigned long pfn, struct address_space *mapping, pgoff_t index);
 void ferrofs_page_disassociate(unsigned long pfn, struct address_space *mapping);
 int ferrofs_wait_page_idle(unsigned long pfn, struct rw_semaphore *drop);
 int ferrofs_wait_page_idle_final(unsigned long pfn, unsigned int msecs);
+
+/* The writeback walk's side of ferrofs_still_marked: between clearing
+ * marks and zapping. */
+void ferrofs_smp_mb(void)
+{
+	smp_mb();
+}
 
 vm_fault_t ferrofs_insert_page(struct vm_fault *vmf, unsigned long pfn)
 {
@@ -495,6 +524,8 @@ vm_fault_t ferrofs_insert_zero(struct vm_fault *vmf)
 struct ferrofs_mkwrite_arg {
 	struct vm_area_struct *vma;
 	unsigned long pfn;
+	struct xarray *xa;
+	unsigned long index;
 	int found;
 };
 
@@ -516,6 +547,10 @@ static int ferrofs_mkwrite_one(pte_t *ptep, unsigned long addr, void *data)
 		a->found = -1;
 		return 0;
 	}
+	if (!ferrofs_still_marked(a->xa, a->index)) {
+		a->found = 2;
+		return 0;
+	}
 	entry = pte_mkyoung(pte_mkdirty(pte_mkwrite_novma(pte)));
 	if (!pte_same(pte, entry)) {
 		set_pte_at(a->vma->vm_mm, addr, ptep, entry);
@@ -526,14 +561,19 @@ static int ferrofs_mkwrite_one(pte_t *ptep, unsigned long addr, void *data)
 }
 
 /*
- * Make the PTE at the fault address writable if it maps @pfn. Returns 1 if
- * it does (and is now writable), 0 if no PTE is there (zapped since the
- * insert: MADV_DONTNEED needs only the mmap lock shared), -1 if another
- * pfn is mapped there or the VMA is not writable.
+ * Make the PTE at the fault address writable if it maps @pfn and entry
+ * @index of @xa is still marked dirty. Returns 1 if it does (and is now
+ * writable), 2 if it maps @pfn but the entry is no longer marked (a
+ * writeback walk claimed it since the fault marked it: mark again and
+ * retry), 0 if no PTE is there (zapped since the insert: MADV_DONTNEED
+ * needs only the mmap lock shared), -1 if another pfn is mapped there or
+ * the VMA is not writable.
  */
-int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn)
+int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *xa,
+			unsigned long index)
 {
-	struct ferrofs_mkwrite_arg a = { .vma = vmf->vma, .pfn = pfn, .found = 0 };
+	struct ferrofs_mkwrite_arg a = { .vma = vmf->vma, .pfn = pfn, .xa = xa, .index = index,
+					 .found = 0 };
 	int err;
 
 	if (!(vmf->vma->vm_flags & VM_WRITE) || !(vmf->vma->vm_flags & VM_SHARED))

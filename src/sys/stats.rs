@@ -49,8 +49,13 @@ pub(crate) enum Counter {
     /// Transactions begun in a journal area other than the first, because
     /// that one was running a transaction (version 5: two at once).
     TxOverlapped,
+    /// A write fault found its entry no longer marked when it came to make
+    /// the PTE (or PMD) writable: a writeback walk claimed it in between.
+    /// The fault marked it again (counted in `entries_marked` or
+    /// `pmd_entries_marked`) and retried.
+    UpgradeRemarks,
 }
-const NCOUNTERS: usize = 21;
+const NCOUNTERS: usize = 22;
 /// Rows of counters; each row is a whole number of 64-byte lines.
 const SHARDS: usize = 8;
 const SHARD_WORDS: usize = NCOUNTERS.next_multiple_of(8);
@@ -78,6 +83,7 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"freezes",
     c"thaws",
     c"tx_overlapped",
+    c"upgrade_remarks",
     c"flush_insn",
     c"trace_mark",
     c"trace_user",

@@ -53,7 +53,6 @@ pub(crate) struct Inode {
     /// PTE faults shared, PMD faults exclusive: a PMD slot never gets a page
     /// table and a PMD leaf at once.
     huge_lock: Opaque<bindings::rw_semaphore>,
-    dirty_lock: Opaque<bindings::rw_semaphore>,
     /// Exclusive while extended attributes change, shared while they are
     /// read (see `xattr.rs`).
     xattr_lock: Opaque<bindings::rw_semaphore>,
@@ -266,10 +265,6 @@ impl Inode {
         };
     }
 
-    pub(crate) fn dirty_lock(&self) -> &RwSem {
-        // SAFETY: initialised in alloc_inode and alive as long as the inode.
-        unsafe { RwSem::from_raw(self.dirty_lock.get()) }
-    }
     pub(crate) fn xattr_lock(&self) -> &RwSem {
         // SAFETY: initialised in alloc_inode and alive as long as the inode.
         unsafe { RwSem::from_raw(self.xattr_lock.get()) }
@@ -866,12 +861,15 @@ impl VmFault {
         // a device page with a struct page (checked at mount).
         unsafe { super::ferrofs_insert_pmd(self.0, pfn as c_ulong) }
     }
-    /// Make the PMD at the fault address writable if it maps `pfn`.
-    pub(crate) fn pmd_mkwrite(&self, pfn: u64) -> Upgrade {
+    /// Make the PMD at the fault address writable if it maps `pfn` and
+    /// entry `index` of `xa` is still marked: see [`Upgrade`].
+    pub(crate) fn pmd_mkwrite(&self, pfn: u64, xa: &XArray, index: u64) -> Upgrade {
         // SAFETY: a live fault: vmf->pmd and the mm are valid (the core
-        // holds the mmap or VMA lock).
-        match unsafe { super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong) } {
+        // holds the mmap or VMA lock); `xa` is an initialised XArray that
+        // the borrow keeps alive for the call.
+        match unsafe { super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong) } {
             1 => Upgrade::Done,
+            2 => Upgrade::Unmarked,
             0 => Upgrade::Gone,
             _ => Upgrade::Other,
         }
@@ -884,13 +882,15 @@ impl VmFault {
         unsafe { super::ferrofs_insert_zero(self.0) }
     }
     /// Make the PTE at the fault address writable and dirty if it maps
-    /// `pfn`: see [`Upgrade`].
-    pub(crate) fn pte_mkwrite(&self, pfn: u64) -> Upgrade {
+    /// `pfn` and entry `index` of `xa` is still marked: see [`Upgrade`].
+    pub(crate) fn pte_mkwrite(&self, pfn: u64, xa: &XArray, index: u64) -> Upgrade {
         // The core holds the mmap lock or the VMA lock around the fault, so
         // the page tables of the fault address are not freed under the walk.
-        // SAFETY: a live fault: vmf->vma and its mm are valid (above).
-        match unsafe { super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong) } {
+        // SAFETY: a live fault: vmf->vma and its mm are valid (above); `xa`
+        // is an initialised XArray that the borrow keeps alive for the call.
+        match unsafe { super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong) } {
             1 => Upgrade::Done,
+            2 => Upgrade::Unmarked,
             0 => Upgrade::Gone,
             _ => Upgrade::Other,
         }
@@ -951,6 +951,10 @@ impl Drop for IntWrite {
 pub(crate) enum Upgrade {
     /// A PTE of the page: it is writable now.
     Done,
+    /// A PTE of the page, but its dirty entry is no longer marked: a
+    /// writeback walk claimed it after the fault marked it, and may have
+    /// zapped before this PTE was there. Left read-only; mark again.
+    Unmarked,
     /// No PTE (zapped since it was inserted).
     Gone,
     /// A PTE of another page, or the VMA is not shared and writable.
@@ -1337,7 +1341,6 @@ unsafe extern "C" fn alloc_inode(sb: *mut bindings::super_block) -> *mut binding
     unsafe {
         bindings::inode_init_once((*p).vfs.get());
         super::ferrofs_init_inode_locks(
-            (*p).dirty_lock.get(),
             (*p).sync_lock.as_ptr(),
             (*p).map_lock.as_ptr(),
             (*p).dirty.as_ptr(),
