@@ -64,11 +64,40 @@ impl XArray {
 
     /// Record that `index` is backed by `block` and may be dirty. Returns true
     /// if the entry was not marked before (a new dirty entry).
+    ///
+    /// A fault that finds the entry already `block` and marked takes no lock:
+    /// the walk may clear the mark right after this look, but the fault
+    /// checks the mark again under the page-table lock before it makes a PTE
+    /// writable (`dax.rs`, "Marks and write access without a lock"), and
+    /// marks again if it is gone. Otherwise one lock round: store the value
+    /// if it is not there yet, then set the mark.
     pub(crate) fn mark_dirty(&self, index: u64, block: u64) -> Result<bool> {
-        self.record(index, block)?;
+        // SAFETY: valid xarray; xa_load and xa_get_mark take the RCU read
+        // lock themselves.
+        let marked = unsafe {
+            to_value(bindings::xa_load(self.as_ptr(), index as _)) == Some(block)
+                && bindings::xa_get_mark(self.as_ptr(), index as _, XA_MARK_DIRTY)
+        };
+        if marked {
+            return Ok(false);
+        }
         let _g = self.lock();
-        // SAFETY: valid xarray, lock held as __xa_set_mark requires.
+        // SAFETY: valid xarray, lock held as __xa_store and __xa_set_mark
+        // require. __xa_store may drop and retake the lock to allocate
+        // (GFP_KERNEL: we are in process context, the lock is a plain
+        // spinlock) and keeps the entry's marks; the mark is tested and set
+        // after it, under the lock.
         unsafe {
+            let e = bindings::xa_load(self.as_ptr(), index as _);
+            if to_value(e) != Some(block) {
+                let old = bindings::__xa_store(
+                    self.as_ptr(),
+                    index as _,
+                    mk_value(block),
+                    bindings::GFP_KERNEL,
+                );
+                xa_err(old)?;
+            }
             if bindings::xa_get_mark(self.as_ptr(), index as _, XA_MARK_DIRTY) {
                 return Ok(false);
             }

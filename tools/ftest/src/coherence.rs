@@ -618,6 +618,7 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
     let per_round = secs / rounds;
     let fsyncs = AtomicU64::new(0);
     let mut faults = 0i128;
+    let remarks0 = crate::gup::stat_value(ctx, "upgrade_remarks");
     for round in 1..=rounds {
         let stop = AtomicBool::new(false);
         let (stored, synced) = std::thread::scope(|s| {
@@ -685,5 +686,11 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
         }
     }
     ctx.diag(&format!("{} fsyncs racing the stores; {faults} faults after them", fsyncs.load(SeqCst)));
+    // ferrofs counts the faults that found their entry claimed between
+    // their mark and their upgrade: the window this case is about.
+    if let (Some(r0), Some(r1)) = (remarks0, crate::gup::stat_value(ctx, "upgrade_remarks")) {
+        ctx.diag(&format!("{} faults found their entry claimed before the upgrade", r1 - r0));
+        ctx.check(r1 > r0, || "no fault met a walk between its mark and its upgrade (upgrade_remarks did not grow): the race was not reached".into());
+    }
     Ok(())
 }

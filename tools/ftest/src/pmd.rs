@@ -501,6 +501,7 @@ pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ct
     let secs = crate::coherence::secs_env("FERROTEST_COHERENCE_SECS", 6);
     let rounds = 6u32;
     let fsyncs = AtomicU64::new(0);
+    let remarks0 = stat_value(ctx, "upgrade_remarks");
     for round in 1..=rounds {
         let stop = AtomicBool::new(false);
         let (stored, synced) = std::thread::scope(|s| {
@@ -553,5 +554,8 @@ pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ct
         }
     }
     ctx.diag(&format!("{} fsyncs racing the stores", fsyncs.load(SeqCst)));
+    if let (Some(r0), Some(r1)) = (remarks0, stat_value(ctx, "upgrade_remarks")) {
+        ctx.diag(&format!("{} faults found their entry claimed before the upgrade", r1 - r0));
+    }
     Ok(())
 }
