@@ -67,7 +67,8 @@ fn split_mark(v: u64) -> (usize, u64) {
 /// thread's model before or after its own last marker.
 pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Opts) -> Result<Report, String> {
     let geo = tree::geometry(&pre)?;
-    let mut states: Vec<Models> = workloads.iter().map(|w| Models::new(w)).collect();
+    let start = ferrofs_crashwl::thread_start(workloads.len());
+    let mut states: Vec<Models> = workloads.iter().map(|w| Models::new(start.clone(), w)).collect();
     let mut rng = Rng(o.rng_seed);
     let candidates: Vec<usize> = events
         .iter()
@@ -172,29 +173,32 @@ pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Op
 /// instead of holding every state (each holds all file contents).
 struct Models<'a> {
     ops: &'a [Op],
+    start: Model,
     k: usize,
     before: Model,
     after: Model,
 }
 
 impl<'a> Models<'a> {
-    fn new(ops: &'a [Op]) -> Models<'a> {
-        let mut after = Model::default();
+    /// From the tree `start` (`ferrofs_crashwl::thread_start`).
+    fn new(start: Model, ops: &'a [Op]) -> Models<'a> {
+        let mut after = start.clone();
         if let Some(op) = ops.first() {
             after.apply(op);
         }
         Models {
             ops,
             k: 0,
-            before: Model::default(),
+            before: start.clone(),
             after,
+            start,
         }
     }
 
     /// (model before op k, model after op k); `k < ops.len()`.
     fn around(&mut self, k: usize) -> (&Model, &Model) {
         if k < self.k {
-            *self = Models::new(self.ops);
+            *self = Models::new(self.start.clone(), self.ops);
         }
         while self.k < k {
             self.k += 1;
@@ -224,14 +228,36 @@ fn check_state(
     }
     let roots: Vec<String> = (0..workloads.len()).map(ferrofs_crashwl::thread_root).collect();
     let under = |p: &str, r: &str| p == r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'));
-    if let Some(p) = t.keys().find(|p| !roots.iter().any(|r| under(p, r))) {
+    let shared = ferrofs_crashwl::SHARED;
+    if let Some(p) = t.keys().find(|p| *p != shared && !roots.iter().any(|r| under(p, r))) {
         return Err(format!("{p}: outside every thread's directory"));
     }
     for (i, root) in roots.iter().enumerate() {
-        let sub: Tree = t.iter().filter(|(p, _)| under(p, root)).map(|(p, v)| (p.clone(), v.clone())).collect();
+        let mut sub: Tree = t.iter().filter(|(p, _)| under(p, root)).map(|(p, v)| (p.clone(), v.clone())).collect();
+        // The shared file, durable before any thread's first marker, with
+        // only this thread's region kept: the others' are zeros in its model.
+        if last_mark[i].is_some() {
+            if let Some((ino, Kind::File(bytes, x, f))) = t.get(shared) {
+                let (lo, hi) = region(i);
+                let mut mine = vec![0u8; bytes.len()];
+                let hi = hi.min(bytes.len());
+                if lo < hi {
+                    mine[lo..hi].copy_from_slice(&bytes[lo..hi]);
+                }
+                sub.insert(shared.to_string(), (*ino, Kind::File(mine, x.clone(), *f)));
+            } else if let Some((ino, k)) = t.get(shared) {
+                sub.insert(shared.to_string(), (*ino, k.clone()));
+            }
+        }
         check_thread(&sub, last_mark[i], &workloads[i], &mut states[i]).map_err(|e| format!("thread {i}: {e}"))?;
     }
     Ok(())
+}
+
+/// Thread `t`'s bytes of the shared file.
+fn region(t: usize) -> (usize, usize) {
+    let r = ferrofs_crashwl::SHARED_REGION as usize;
+    (t * r, (t + 1) * r)
 }
 
 /// One thread's part of a crash state (the tree under its directory).
@@ -407,7 +433,7 @@ mod tests {
     fn models_around_each_operation_match_the_workload_states() {
         let ops = ferrofs_crashwl::ops(11, 40);
         let all = ferrofs_crashwl::states_of(&ops);
-        let mut m = Models::new(&ops);
+        let mut m = Models::new(Model::default(), &ops);
         for k in [0, 1, 2, 2, 7, 39, 3, 0, 20] {
             let (a, b) = m.around(k);
             assert_eq!((a, b), (&all[k], &all[k + 1]), "around op {k}");

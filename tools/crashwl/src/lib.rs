@@ -381,11 +381,78 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
     ops_in(seed, count, "w")
 }
 
-/// The workload of thread `t` of a run with several (`ferrotest
+/// The file every thread of a run with several writes to and punches, each
+/// only in its own region of [`SHARED_REGION`] bytes (thread t's starts at
+/// t * [`SHARED_REGION`]): transactions of two threads then change one inode
+/// (its block map and block count), which one transaction owns until it
+/// commits (`journal::Tx::lock_inode`). The driver makes it, sized, and
+/// fsyncs it before the first operation of any thread.
+pub const SHARED: &str = "shared";
+pub const SHARED_REGION: u64 = 128 << 10;
+
+/// The tree every thread's model starts from in a run of `threads`: the
+/// shared file, all zeros, for more than one thread; empty for one.
+pub fn thread_start(threads: usize) -> Model {
+    let mut m = Model::default();
+    if threads > 1 {
+        m.apply(&Op::Create(SHARED.into()));
+        m.apply(&Op::Truncate {
+            path: SHARED.into(),
+            size: threads as u64 * SHARED_REGION,
+        });
+    }
+    m
+}
+
+/// The workload of thread `t` of a run of `threads` (`ferrotest
 /// crash-workload --threads`): its own top directory ([`thread_root`]) and
-/// seed, so the threads' trees never meet.
-pub fn thread_ops(seed: u64, count: usize, t: usize) -> Vec<Op> {
-    ops_in(seed.wrapping_add(t as u64), count, &thread_root(t))
+/// seed, so the threads' trees never meet; with more than one thread, one
+/// operation in five (after the first two) writes (three in four) or
+/// punches (one in four) the thread's region of [`SHARED`] instead.
+pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> {
+    let seed = seed.wrapping_add(t as u64);
+    let root = thread_root(t);
+    if threads <= 1 {
+        return ops_in(seed, count, &root);
+    }
+    let n_shared = count / 5;
+    let own = ops_in(seed, count - n_shared, &root);
+    let mut rng = Rng(seed ^ 0x5348_4152_4544 ^ ((t as u64) << 40));
+    let base = t as u64 * SHARED_REGION;
+    let end = base + SHARED_REGION;
+    let mut out = Vec::with_capacity(count);
+    let mut shared = 0;
+    let shared_op = |k: usize, rng: &mut Rng| {
+        let page = rng.below(SHARED_REGION / 4096) * 4096;
+        if rng.below(4) == 0 {
+            let off = base + page;
+            Op::Punch {
+                path: SHARED.into(),
+                off,
+                len: (4096 * (1 + rng.below(8))).min(end - off),
+            }
+        } else {
+            let off = base + page + rng.below(64);
+            Op::Write {
+                path: SHARED.into(),
+                off,
+                len: (1 + rng.below(3 * 4096)).min(end - off),
+                seed: seed ^ ((k as u64) << 20) ^ 0x5357,
+            }
+        }
+    };
+    for (j, op) in own.into_iter().enumerate() {
+        out.push(op);
+        if j >= 1 && (j - 1) % 4 == 3 && shared < n_shared {
+            out.push(shared_op(out.len(), &mut rng));
+            shared += 1;
+        }
+    }
+    while shared < n_shared {
+        out.push(shared_op(out.len(), &mut rng));
+        shared += 1;
+    }
+    out
 }
 
 /// Thread `t`'s top directory: `w` for thread 0 (the single-thread
@@ -602,7 +669,12 @@ pub fn states(seed: u64, count: usize) -> Vec<Model> {
 
 /// The model before any of `ops` (index 0) and after each (index k + 1).
 pub fn states_of(ops: &[Op]) -> Vec<Model> {
-    let mut m = Model::default();
+    states_from(Model::default(), ops)
+}
+
+/// [`states_of`] from the tree `start` (see [`thread_start`]).
+pub fn states_from(start: Model, ops: &[Op]) -> Vec<Model> {
+    let mut m = start;
     let mut v = vec![m.clone()];
     for op in ops {
         m.apply(op);
@@ -736,14 +808,32 @@ mod tests {
     }
 
     #[test]
-    fn thread_workloads_stay_in_their_own_directories() {
-        assert_eq!(thread_ops(5, 200, 0), ops(5, 200));
-        for t in 1..3 {
+    fn thread_workloads_stay_in_their_own_directories_and_regions() {
+        assert_eq!(thread_ops(5, 200, 0, 1), ops(5, 200));
+        for t in 0..3 {
             let root = thread_root(t);
-            let v = thread_ops(5, 200, t);
-            let m = states_of(&v).pop().unwrap_or_default();
-            assert!(m.nodes.keys().all(|p| p == &root || p.starts_with(&format!("{root}/"))), "thread {t}");
+            let v = thread_ops(5, 200, t, 3);
+            assert_eq!(v.len(), 200, "thread {t}");
+            let on_shared: Vec<_> = v.iter().filter(|op| op.data_target() == Some(SHARED)).collect();
+            assert_eq!(on_shared.len(), 40, "thread {t}");
+            assert!(on_shared.iter().any(|op| matches!(op, Op::Punch { .. })), "thread {t}: no punch");
+            let (lo, hi) = (t as u64 * SHARED_REGION, (t as u64 + 1) * SHARED_REGION);
+            for op in &on_shared {
+                let (Op::Write { off, len, .. } | Op::Punch { off, len, .. }) = op else {
+                    panic!("thread {t}: {op:?}");
+                };
+                assert!(*off >= lo && off + len <= hi && *len > 0, "thread {t}: {op:?} outside {lo}..{hi}");
+            }
+            let m = states_from(thread_start(3), &v).pop().unwrap_or_default();
+            assert!(
+                m.nodes.keys().all(|p| p == SHARED || p == &root || p.starts_with(&format!("{root}/"))),
+                "thread {t}"
+            );
             assert_eq!(m.nodes.get(&format!("{root}/many")), Some(&Node::Dir));
+            let f = m.file(SHARED).cloned().unwrap_or_default();
+            assert_eq!(f.len() as u64, 3 * SHARED_REGION);
+            assert!(f[..lo as usize].iter().chain(&f[hi as usize..]).all(|&b| b == 0), "thread {t} wrote outside");
+            assert!(f[lo as usize..hi as usize].iter().any(|&b| b != 0), "thread {t} wrote nothing");
         }
     }
 

@@ -235,11 +235,20 @@ pub fn run_threads(seed: u64, count: usize, dir: &Path, marks: Option<&Path>, th
     if threads <= 1 {
         return run(seed, count, dir, marks);
     }
+    // The shared file, sized and durable (with its name) before any
+    // thread's first marker (ferrofs_crashwl::SHARED).
+    let shared = dir.join(ferrofs_crashwl::SHARED);
+    let f = fs::File::create(&shared).map_err(|e| format!("{}: {e}", shared.display()))?;
+    f.set_len(threads as u64 * ferrofs_crashwl::SHARED_REGION)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| fs::File::open(dir)?.sync_all())
+        .map_err(|e| format!("{}: {e}", shared.display()))?;
+    drop(f);
     let res: Vec<Result<(), String>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    let list = ferrofs_crashwl::thread_ops(seed, count, t);
+                    let list = ferrofs_crashwl::thread_ops(seed, count, t, threads);
                     run_list(&list, dir, marks, (t as u64) << 32)
                         .map_err(|e| format!("thread {t}: {e}"))
                 })
@@ -336,12 +345,17 @@ mod tests {
     }
 
     fn same(m: &Model, dir: &Path) {
+        same_under(m, dir, "w")
+    }
+
+    /// The tree under `root` is the model's, besides the shared file.
+    fn same_under(m: &Model, dir: &Path, root: &str) {
         let mut got = BTreeMap::new();
-        walk(dir, "w", &mut got);
-        let want: Vec<_> = m.nodes.keys().collect();
+        walk(dir, root, &mut got);
+        let want: Vec<_> = m.nodes.keys().filter(|p| *p != ferrofs_crashwl::SHARED).collect();
         assert_eq!(got.keys().collect::<Vec<_>>(), want);
         let mut ino_of = BTreeMap::new();
-        for (path, node) in &m.nodes {
+        for (path, node) in m.nodes.iter().filter(|(p, _)| *p != ferrofs_crashwl::SHARED) {
             let (ino, kind, bytes) = &got[path];
             match node {
                 Node::File(id) => {
@@ -355,6 +369,38 @@ mod tests {
         }
         let inos: std::collections::BTreeSet<_> = ino_of.values().collect();
         assert_eq!(inos.len(), ino_of.len(), "distinct files share an inode");
+    }
+
+    #[test]
+    fn two_threads_on_a_host_filesystem_leave_each_models_tree_and_region() {
+        use ferrofs_crashwl::{states_from, thread_ops, thread_root, thread_start, SHARED, SHARED_REGION};
+        let dir = std::env::temp_dir().join(format!("crashrun2-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let probe = dir.join("probe");
+        File::create(&probe).unwrap();
+        let can_flag = set_flags(&probe, ferrofs_crashwl::FLAG_APPEND).is_ok();
+        let _ = set_flags(&probe, 0);
+        if !can_flag {
+            // The thread workloads set chattr flags (CAP_LINUX_IMMUTABLE).
+            eprintln!("skipped: chattr is refused here");
+            let _ = fs::remove_dir_all(&dir);
+            return;
+        }
+        let run_dir = dir.join("fs");
+        fs::create_dir_all(&run_dir).unwrap();
+        let (seed, n) = (77, 150);
+        let r = run_threads(seed, n, &run_dir, None, 2);
+        assert!(r.is_ok(), "{r:?}");
+        let shared = fs::read(run_dir.join(SHARED)).unwrap();
+        assert_eq!(shared.len() as u64, 2 * SHARED_REGION);
+        for t in 0..2 {
+            let m = states_from(thread_start(2), &thread_ops(seed, n, t, 2)).pop().unwrap();
+            same_under(&m, &run_dir, &thread_root(t));
+            let (lo, hi) = ((t as u64 * SHARED_REGION) as usize, ((t as u64 + 1) * SHARED_REGION) as usize);
+            let want = m.file(SHARED).unwrap();
+            assert!(shared[lo..hi] == want[lo..hi], "thread {t}: its region of the shared file differs");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
