@@ -488,6 +488,10 @@ impl<'a> Tx<'a> {
         if self.records == 0 {
             return Ok(());
         }
+        if let Some(t) = self.pmem.trace() {
+            // Test only (`trace_tx_delay`): let other transactions run now.
+            t.tx_delay();
+        }
         // Every in-place store was written back; order them before the commit.
         self.pmem.fence();
         let seq = self.st.seq_done.checked_add(1).ok_or(EIO)?;

@@ -55,8 +55,9 @@ workload_under_trace() {
   "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the traced workload: exit $?"
 }
 # The same with two workload threads at once (each its own directory and
-# seed, `ferrotest crash-workload --threads 2`), so that crash states hold
-# transactions of two journal areas in flight together. The trace records
+# seed, and its own region of one shared file: `ferrotest crash-workload
+# --threads 2`), so that crash states hold transactions of two journal areas
+# in flight together, also on one inode. The trace records
 # which thread issued each write-back and fence; ferrocrash --threads 2
 # (scripts/check.sh) checks each thread's directory against that thread's
 # model. fsync's flush assertion is not asked here: it does not tell
@@ -64,7 +65,13 @@ workload_under_trace() {
 workload_of_two_threads_under_trace() {
   traced_fresh_mount $P2 64
   local o0; o0=$(cat $TRACE/tx_overlapped)
+  # Every transaction sleeps 500 us before its commit, so the other thread's
+  # transactions run beside it often, on the shared file too (where only
+  # inode ownership keeps them apart), not only when the scheduler happens
+  # to interleave them.
+  echo 500 > $TRACE/trace_tx_delay
   "$FT" crash-workload --seed $SEED --ops $OPS2 --threads 2 --dir $PM --mark $TRACE/trace_mark
+  echo 0 > $TRACE/trace_tx_delay
   cat $TRACE/trace > $P2/trace.bin
   echo "$SEED $OPS2 2" > $P2/params
   echo "trace: $(stat -c %s $P2/trace.bin) bytes, $(( $(cat $TRACE/tx_overlapped) - o0 )) transactions beside another"

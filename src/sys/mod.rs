@@ -149,6 +149,7 @@ extern "C" {
         pfn: kernel::ffi::c_ulong,
     ) -> bindings::vm_fault_t;
     pub(crate) fn ferrofs_smp_mb();
+    pub(crate) fn ferrofs_usleep(us: kernel::ffi::c_ulong);
     pub(crate) fn ferrofs_insert_zero(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t;
     pub(crate) fn ferrofs_pte_mkwrite(
         vmf: *mut bindings::vm_fault,

@@ -16,6 +16,7 @@
 #include <linux/blkdev.h>
 #include <linux/pagemap.h>
 #include <linux/wait_bit.h>
+#include <linux/delay.h>
 #include <linux/fiemap.h>
 #include <linux/xattr.h>
 #include <linux/posix_acl.h>
@@ -492,6 +493,7 @@ struct inode *ferrofs_sync_list_pop(spinlock_t *lock, struct list_head *priv, si
  */
 vm_fault_t ferrofs_insert_page(struct vm_fault *vmf, unsigned long pfn);
 void ferrofs_smp_mb(void);
+void ferrofs_usleep(unsigned long us);
 vm_fault_t ferrofs_insert_zero(struct vm_fault *vmf);
 int ferrofs_pte_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *xa,
 			unsigned long index);
@@ -500,6 +502,12 @@ void ferrofs_page_associate(unsigned long pfn, struct address_space *mapping, pg
 void ferrofs_page_disassociate(unsigned long pfn, struct address_space *mapping);
 int ferrofs_wait_page_idle(unsigned long pfn, struct rw_semaphore *drop);
 int ferrofs_wait_page_idle_final(unsigned long pfn, unsigned int msecs);
+
+/* Trace mode's trace_tx_delay: a sleep before a commit. */
+void ferrofs_usleep(unsigned long us)
+{
+	usleep_range(us, us + us / 4 + 1);
+}
 
 /* The writeback walk's side of ferrofs_still_marked: between clearing
  * marks and zapping. */

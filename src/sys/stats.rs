@@ -59,8 +59,9 @@ const NCOUNTERS: usize = 22;
 /// Rows of counters; each row is a whole number of 64-byte lines.
 const SHARDS: usize = 8;
 const SHARD_WORDS: usize = NCOUNTERS.next_multiple_of(8);
-/// Counters, then `flush_insn`, `trace_mark` and `trace_user`.
-const NATTRS: usize = NCOUNTERS + 3;
+/// Counters, then `flush_insn`, `trace_tx_delay`, `trace_mark` and
+/// `trace_user`.
+const NATTRS: usize = NCOUNTERS + 4;
 const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"faults",
     c"write_faults",
@@ -85,6 +86,7 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"tx_overlapped",
     c"upgrade_remarks",
     c"flush_insn",
+    c"trace_tx_delay",
     c"trace_mark",
     c"trace_user",
 ];
@@ -187,6 +189,33 @@ unsafe extern "C" fn store_mark(
     };
     t.mark(v);
     count as isize
+}
+
+/// sysfs `store` of `trace_tx_delay`: microseconds (0 to 100000) every
+/// transaction sleeps before its commit, in a traced mount (test only).
+///
+/// # Safety
+/// Called by sysfs for our ktype: `kobj` is the first field of a live
+/// [`StatsObj`]; `buf` holds `count` bytes.
+unsafe extern "C" fn store_tx_delay(
+    kobj: *mut bindings::kobject,
+    _attr: *mut bindings::kobj_attribute,
+    buf: *const kernel::ffi::c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: the caller's promise, passed on.
+    let (t, bytes) = match unsafe { store_args(kobj, buf, count) } {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let text = core::str::from_utf8(bytes).unwrap_or("").trim();
+    match text.parse::<u32>() {
+        Ok(us) if us <= 100_000 => {
+            t.set_tx_delay(us);
+            count as isize
+        }
+        _ => -(bindings::EINVAL as isize),
+    }
 }
 
 /// The trace and the written bytes of a `store` on one of our trace files,
@@ -313,6 +342,9 @@ pub(crate) fn init() -> Result {
             ATTRS[i].show = Some(show);
             ATTR_PTRS[i] = core::ptr::addr_of_mut!(ATTRS[i].attr);
         }
+        ATTRS[NATTRS - 3].attr.mode = 0o200;
+        ATTRS[NATTRS - 3].show = None;
+        ATTRS[NATTRS - 3].store = Some(store_tx_delay);
         ATTRS[NATTRS - 2].attr.mode = 0o200;
         ATTRS[NATTRS - 2].show = None;
         ATTRS[NATTRS - 2].store = Some(store_mark);

@@ -60,6 +60,11 @@ struct Buf {
 pub(crate) struct Trace {
     buf: Pin<KBox<SpinLock<Buf>>>,
     lines: u64,
+    /// `trace_tx_delay`: microseconds every transaction sleeps before it
+    /// commits (0: none). Test-only, to widen the window in which another
+    /// transaction runs beside it, so crash states with two transactions in
+    /// flight are many instead of rare.
+    tx_delay_us: core::sync::atomic::AtomicU32,
 }
 
 fn bit(map: &[u64], line: u64) -> bool {
@@ -152,7 +157,26 @@ impl Trace {
             list_overflow: false,
         };
         let buf = KBox::pin_init(new_spinlock!(buf, "ferrofs_trace"), GFP_KERNEL)?;
-        Ok(Trace { buf, lines })
+        Ok(Trace {
+            buf,
+            lines,
+            tx_delay_us: core::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    /// See the field.
+    pub(crate) fn set_tx_delay(&self, us: u32) {
+        self.tx_delay_us.store(us, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sleep as `trace_tx_delay` asks, before a commit.
+    pub(crate) fn tx_delay(&self) {
+        let us = self.tx_delay_us.load(core::sync::atomic::Ordering::Relaxed);
+        if us > 0 {
+            // SAFETY: a sleep; transactions run in process context and
+            // hold only mutexes.
+            unsafe { super::ferrofs_usleep(us as kernel::ffi::c_ulong) };
+        }
     }
 
     /// Cached stores of `data` at `off`.

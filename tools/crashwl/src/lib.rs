@@ -407,15 +407,18 @@ pub fn thread_start(threads: usize) -> Model {
 /// The workload of thread `t` of a run of `threads` (`ferrotest
 /// crash-workload --threads`): its own top directory ([`thread_root`]) and
 /// seed, so the threads' trees never meet; with more than one thread, one
-/// operation in five (after the first two) writes (three in four) or
-/// punches (one in four) the thread's region of [`SHARED`] instead.
+/// operation in three (after the first two) is on the thread's region of
+/// [`SHARED`] instead: a store through a MAP_SYNC mapping (half of them:
+/// its write faults allocate without the VFS inode lock, so only inode
+/// ownership keeps two threads' transactions on the file apart), a
+/// pwrite + fsync or a hole punch (a quarter each).
 pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> {
     let seed = seed.wrapping_add(t as u64);
     let root = thread_root(t);
     if threads <= 1 {
         return ops_in(seed, count, &root);
     }
-    let n_shared = count / 5;
+    let n_shared = count / 3;
     let own = ops_in(seed, count - n_shared, &root);
     let mut rng = Rng(seed ^ 0x5348_4152_4544 ^ ((t as u64) << 40));
     let base = t as u64 * SHARED_REGION;
@@ -424,26 +427,32 @@ pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> 
     let mut shared = 0;
     let shared_op = |k: usize, rng: &mut Rng| {
         let page = rng.below(SHARED_REGION / 4096) * 4096;
-        if rng.below(4) == 0 {
-            let off = base + page;
-            Op::Punch {
+        let off = base + page + rng.below(64);
+        let len = (1 + rng.below(3 * 4096)).min(end - off);
+        let seed = seed ^ ((k as u64) << 20) ^ 0x5357;
+        match rng.below(4) {
+            0 => Op::Punch {
+                path: SHARED.into(),
+                off: base + page,
+                len: (4096 * (1 + rng.below(8))).min(end - base - page),
+            },
+            1 => Op::Write {
                 path: SHARED.into(),
                 off,
-                len: (4096 * (1 + rng.below(8))).min(end - off),
-            }
-        } else {
-            let off = base + page + rng.below(64);
-            Op::Write {
+                len,
+                seed,
+            },
+            _ => Op::MapWrite {
                 path: SHARED.into(),
                 off,
-                len: (1 + rng.below(3 * 4096)).min(end - off),
-                seed: seed ^ ((k as u64) << 20) ^ 0x5357,
-            }
+                len,
+                seed,
+            },
         }
     };
     for (j, op) in own.into_iter().enumerate() {
         out.push(op);
-        if j >= 1 && (j - 1) % 4 == 3 && shared < n_shared {
+        if j >= 1 && (j - 1) % 2 == 1 && shared < n_shared {
             out.push(shared_op(out.len(), &mut rng));
             shared += 1;
         }
@@ -815,11 +824,16 @@ mod tests {
             let v = thread_ops(5, 200, t, 3);
             assert_eq!(v.len(), 200, "thread {t}");
             let on_shared: Vec<_> = v.iter().filter(|op| op.data_target() == Some(SHARED)).collect();
-            assert_eq!(on_shared.len(), 40, "thread {t}");
-            assert!(on_shared.iter().any(|op| matches!(op, Op::Punch { .. })), "thread {t}: no punch");
+            assert_eq!(on_shared.len(), 66, "thread {t}");
+            for kind in ["Punch", "Write", "MapWrite"] {
+                assert!(
+                    on_shared.iter().any(|op| format!("{op:?}").starts_with(&format!("{kind} "))),
+                    "thread {t}: no {kind}"
+                );
+            }
             let (lo, hi) = (t as u64 * SHARED_REGION, (t as u64 + 1) * SHARED_REGION);
             for op in &on_shared {
-                let (Op::Write { off, len, .. } | Op::Punch { off, len, .. }) = op else {
+                let (Op::Write { off, len, .. } | Op::MapWrite { off, len, .. } | Op::Punch { off, len, .. }) = op else {
                     panic!("thread {t}: {op:?}");
                 };
                 assert!(*off >= lo && off + len <= hi && *len > 0, "thread {t}: {op:?} outside {lo}..{hi}");
