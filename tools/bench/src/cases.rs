@@ -1182,17 +1182,19 @@ impl Bench {
             ("create.sep", "create + 128 B + fsync, separate directories", &cs),
             ("create.one", "create + 128 B + fsync, one directory", &co),
         ];
-        let reps = if self.plan.batches > 7 { 5 } else { 3 };
+        let reps = 5;
         let mut out = Vec::new();
         for (id, title, work) in kinds {
             let t = Instant::now();
-            let mut by_n = Vec::new();
-            for &n in &counts {
-                let mut v = Vec::new();
-                for _ in 0..reps {
-                    v.push(run(n, work)?);
+            // Thread counts take turns (1, 2, 1, 2, ...) rather than one
+            // series after the other, so a drift of the machine's speed
+            // during the case (TCG: the host's load) lands on both sides
+            // of the ratio alike.
+            let mut by_n: Vec<(usize, Vec<f64>)> = counts.iter().map(|&n| (n, Vec::new())).collect();
+            for _ in 0..reps {
+                for (n, v) in by_n.iter_mut() {
+                    v.push(run(*n, work)?);
                 }
-                by_n.push((n, v));
             }
             let med = |v: &[f64]| crate::stats::Summary::of(v).map_or(0.0, |s| s.median);
             let one = med(&by_n[0].1);
