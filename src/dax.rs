@@ -366,14 +366,8 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
     for _ in 0..4 {
         // The mark before any writable PMD, as for a page.
         if write {
-            match inode.dirty_pmd.mark_dirty(start / GROUP, b0) {
-                Ok(true) => {
-                    fs.count(Counter::PmdEntriesMarked);
-                    inode.mark_pages_dirty();
-                    fs.sync_list.add(inode);
-                }
-                Ok(false) => {}
-                Err(e) => return to_fault(e),
+            if let Err(e) = mark(inode, &inode.dirty_pmd, start / GROUP, b0, Counter::PmdEntriesMarked) {
+                return to_fault(e);
             }
         }
         let r = vmf.insert_pmd_ro(pfn);
@@ -390,6 +384,19 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
         }
     }
     VM_FAULT_NOPAGE
+}
+
+/// Mark entry `index` of `xa` (`block` behind it) dirty, before a fault
+/// makes a PTE or PMD writable. A new mark is counted in `counter` and puts
+/// the inode on the mount's sync list (after the mark: see `sync_all`).
+fn mark(inode: &Inode, xa: &XArray, index: u64, block: u64, counter: Counter) -> Result {
+    if xa.mark_dirty(index, block)? {
+        let fs = inode.fs();
+        fs.count(counter);
+        inode.mark_pages_dirty();
+        fs.sync_list.add(inode);
+    }
+    Ok(())
 }
 
 /// mmap: MAP_SYNC (`sync`) only on a synchronous device.
@@ -450,15 +457,8 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
     // lock shared), a PTE of another page is zapped here, and a writeback
     // walk may claim the entry between the mark and the upgrade.
     for _ in 0..4 {
-        match inode.dirty.mark_dirty(pgoff, block) {
-            Ok(true) => {
-                fs.count(Counter::EntriesMarked);
-                inode.mark_pages_dirty();
-                // After the mark: see `sync_all`.
-                fs.sync_list.add(inode);
-            }
-            Ok(false) => {}
-            Err(e) => return to_fault(e),
+        if let Err(e) = mark(inode, &inode.dirty, pgoff, block, Counter::EntriesMarked) {
+            return to_fault(e);
         }
         let r = vmf.insert_ro(pfn);
         if r != VM_FAULT_NOPAGE {

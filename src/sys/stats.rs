@@ -170,8 +170,7 @@ unsafe extern "C" fn show(
 /// sysfs `store` of `trace_mark`: a decimal number becomes a MARK event.
 ///
 /// # Safety
-/// Called by sysfs for our ktype: `kobj` is the first field of a live
-/// [`StatsObj`]; `buf` holds `count` bytes.
+/// As [`store_decimal`].
 unsafe extern "C" fn store_mark(
     kobj: *mut bindings::kobject,
     _attr: *mut bindings::kobj_attribute,
@@ -179,24 +178,19 @@ unsafe extern "C" fn store_mark(
     count: usize,
 ) -> isize {
     // SAFETY: the caller's promise, passed on.
-    let (t, bytes) = match unsafe { store_args(kobj, buf, count) } {
-        Ok(a) => a,
-        Err(e) => return e,
-    };
-    let text = core::str::from_utf8(bytes).unwrap_or("").trim();
-    let Ok(v) = text.parse::<u64>() else {
-        return -(bindings::EINVAL as isize);
-    };
-    t.mark(v);
-    count as isize
+    unsafe {
+        store_decimal(kobj, buf, count, |t, v| {
+            t.mark(v);
+            true
+        })
+    }
 }
 
 /// sysfs `store` of `trace_tx_delay`: microseconds (0 to 100000) every
 /// transaction sleeps before its commit, in a traced mount (test only).
 ///
 /// # Safety
-/// Called by sysfs for our ktype: `kobj` is the first field of a live
-/// [`StatsObj`]; `buf` holds `count` bytes.
+/// As [`store_decimal`].
 unsafe extern "C" fn store_tx_delay(
     kobj: *mut bindings::kobject,
     _attr: *mut bindings::kobj_attribute,
@@ -204,16 +198,37 @@ unsafe extern "C" fn store_tx_delay(
     count: usize,
 ) -> isize {
     // SAFETY: the caller's promise, passed on.
+    unsafe {
+        store_decimal(kobj, buf, count, |t, us| match u32::try_from(us) {
+            Ok(us) if us <= 100_000 => {
+                t.set_tx_delay(us);
+                true
+            }
+            _ => false,
+        })
+    }
+}
+
+/// A `store` of a decimal number on one of our trace files: `apply` takes
+/// it (false: out of range, EINVAL).
+///
+/// # Safety
+/// Called from a sysfs `store` of our ktype: `kobj` is the first field of a
+/// live [`StatsObj`]; `buf` holds `count` bytes.
+unsafe fn store_decimal(
+    kobj: *mut bindings::kobject,
+    buf: *const kernel::ffi::c_char,
+    count: usize,
+    apply: impl FnOnce(&Trace, u64) -> bool,
+) -> isize {
+    // SAFETY: the caller's promise, passed on.
     let (t, bytes) = match unsafe { store_args(kobj, buf, count) } {
         Ok(a) => a,
         Err(e) => return e,
     };
     let text = core::str::from_utf8(bytes).unwrap_or("").trim();
-    match text.parse::<u32>() {
-        Ok(us) if us <= 100_000 => {
-            t.set_tx_delay(us);
-            count as isize
-        }
+    match text.parse::<u64>() {
+        Ok(v) if apply(t, v) => count as isize,
         _ => -(bindings::EINVAL as isize),
     }
 }

@@ -620,35 +620,19 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
     let mut faults = 0i128;
     let remarks0 = crate::gup::stat_value(ctx, "upgrade_remarks");
     for round in 1..=rounds {
-        let stop = AtomicBool::new(false);
-        let (stored, synced) = std::thread::scope(|s| {
-            let (stop, fd, fsyncs) = (&stop, &fd, &fsyncs);
-            let storer = s.spawn(move || {
-                let mut v = 0u64;
-                while !stop.load(Relaxed) {
-                    v += 1;
-                    for p in 0..RACE_PAGES {
-                        store_word(base, p * PAGE + 8 * (p % WORDS), tag(4, p as u64, v));
-                    }
+        let v = store_while_syncing(
+            per_round,
+            |v| {
+                for p in 0..RACE_PAGES {
+                    store_word(base, p * PAGE + 8 * (p % WORDS), tag(4, p as u64, v));
                 }
-                v
-            });
-            let syncer = s.spawn(move || {
-                while !stop.load(Relaxed) {
-                    fd.fsync()?;
-                    fsyncs.fetch_add(1, Relaxed);
-                }
-                Ok::<(), String>(())
-            });
-            std::thread::sleep(per_round);
-            stop.store(true, SeqCst);
-            (storer.join(), syncer.join())
-        });
-        let v = match (stored, synced) {
-            (Ok(v), Ok(Ok(()))) => v,
-            (_, Ok(Err(e))) => return Err(CaseError::Fail(e)),
-            _ => return Err(CaseError::Fail("a thread panicked".into())),
-        };
+            },
+            || {
+                fd.fsync()?;
+                fsyncs.fetch_add(1, Relaxed);
+                Ok(())
+            },
+        )?;
         fd.fsync()?;
         let s0 = ctx.snap()?;
         let v2 = v + 1;
@@ -693,4 +677,40 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
         ctx.check(r1 > r0, || "no fault met a walk between its mark and its upgrade (upgrade_remarks did not grow): the race was not reached".into());
     }
     Ok(())
+}
+
+/// One round of a race of stores against writeback: `store(v)` for v = 1,
+/// 2, ... in one thread and `sync()` in a loop in another, for `dur`; both
+/// stop together. Returns the last v stored.
+pub(crate) fn store_while_syncing(
+    dur: Duration,
+    store: impl Fn(u64) + Sync,
+    sync: impl Fn() -> Result<(), String> + Sync,
+) -> Result<u64, CaseError> {
+    let stop = AtomicBool::new(false);
+    let (stored, synced) = std::thread::scope(|s| {
+        let (stop, store, sync) = (&stop, &store, &sync);
+        let storer = s.spawn(move || {
+            let mut v = 0u64;
+            while !stop.load(Relaxed) {
+                v += 1;
+                store(v);
+            }
+            v
+        });
+        let syncer = s.spawn(move || {
+            while !stop.load(Relaxed) {
+                sync()?;
+            }
+            Ok::<(), String>(())
+        });
+        std::thread::sleep(dur);
+        stop.store(true, SeqCst);
+        (storer.join(), syncer.join())
+    });
+    match (stored, synced) {
+        (Ok(v), Ok(Ok(()))) => Ok(v),
+        (_, Ok(Err(e))) => Err(CaseError::Fail(e)),
+        _ => Err(CaseError::Fail("a thread panicked".into())),
+    }
 }

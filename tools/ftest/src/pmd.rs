@@ -486,7 +486,7 @@ pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseRes
 /// the mark, then zap 2 MiB). After one last fsync, one store per extent
 /// must fault and mark each extent again, and the next fsync flush each once.
 pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ctx) -> CaseResult {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+    use std::sync::atomic::{AtomicU64, Ordering::*};
     need_counters(ctx)?;
     const N: usize = 4;
     let len = N * MIB2;
@@ -503,38 +503,22 @@ pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ct
     let fsyncs = AtomicU64::new(0);
     let remarks0 = stat_value(ctx, "upgrade_remarks");
     for round in 1..=rounds {
-        let stop = AtomicBool::new(false);
-        let (stored, synced) = std::thread::scope(|s| {
-            let (stop, fd, fsyncs) = (&stop, &fd, &fsyncs);
-            let base = map.addr();
-            let storer = s.spawn(move || {
-                let mut v = 0u8;
-                while !stop.load(Relaxed) {
-                    v = v.wrapping_add(1);
-                    for r in 0..N {
-                        // SAFETY: inside the live shared mapping of `len`
-                        // bytes, which outlives the scope; a volatile store.
-                        unsafe { ((base + r * MIB2 + 8 * r) as *mut u8).write_volatile(v) };
-                    }
+        let base = map.addr();
+        let v = crate::coherence::store_while_syncing(
+            secs / rounds,
+            |v| {
+                for r in 0..N {
+                    // SAFETY: inside the live shared mapping of `len` bytes,
+                    // which outlives the round; a volatile store.
+                    unsafe { ((base + r * MIB2 + 8 * r) as *mut u8).write_volatile(v as u8) };
                 }
-                v
-            });
-            let syncer = s.spawn(move || {
-                while !stop.load(Relaxed) {
-                    fd.fsync()?;
-                    fsyncs.fetch_add(1, Relaxed);
-                }
-                Ok::<(), String>(())
-            });
-            std::thread::sleep(secs / rounds);
-            stop.store(true, SeqCst);
-            (storer.join(), syncer.join())
-        });
-        let v = match (stored, synced) {
-            (Ok(v), Ok(Ok(()))) => v,
-            (_, Ok(Err(e))) => return Err(CaseError::Fail(e)),
-            _ => return Err(CaseError::Fail("a thread panicked".into())),
-        };
+            },
+            || {
+                fd.fsync()?;
+                fsyncs.fetch_add(1, Relaxed);
+                Ok(())
+            },
+        )? as u8;
         fd.fsync()?;
         let s0 = snap(ctx, &NAMES);
         let v2 = v.wrapping_add(1);
