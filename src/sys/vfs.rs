@@ -864,8 +864,8 @@ impl VmFault {
     /// Make the PMD at the fault address writable if it maps `pfn` and
     /// entry `index` of `xa` is still marked: see [`Upgrade`].
     pub(crate) fn pmd_mkwrite(&self, pfn: u64, xa: &XArray, index: u64) -> Upgrade {
-        // SAFETY: a live fault: vmf->pmd and the mm are valid (the core
-        // holds the mmap or VMA lock); `xa` is an initialised XArray that
+        // The core holds the mmap or VMA lock: vmf->pmd and the mm stay valid.
+        // SAFETY: a live fault (above); `xa` is an initialised XArray that
         // the borrow keeps alive for the call.
         match unsafe { super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong) } {
             1 => Upgrade::Done,

@@ -82,11 +82,11 @@ impl XArray {
             return Ok(false);
         }
         let _g = self.lock();
-        // SAFETY: valid xarray, lock held as __xa_store and __xa_set_mark
-        // require. __xa_store may drop and retake the lock to allocate
-        // (GFP_KERNEL: we are in process context, the lock is a plain
-        // spinlock) and keeps the entry's marks; the mark is tested and set
-        // after it, under the lock.
+        // __xa_store may drop and retake the lock to allocate (GFP_KERNEL:
+        // process context, a plain spinlock) and keeps the entry's marks; the
+        // mark is tested and set after it, under the lock.
+        // SAFETY: valid xarray, its lock held as __xa_store and __xa_set_mark
+        // require.
         unsafe {
             let e = bindings::xa_load(self.as_ptr(), index as _);
             if to_value(e) != Some(block) {
