@@ -173,8 +173,8 @@ impl Trace {
     pub(crate) fn tx_delay(&self) {
         let us = self.tx_delay_us.load(core::sync::atomic::Ordering::Relaxed);
         if us > 0 {
-            // SAFETY: a sleep; transactions run in process context and
-            // hold only mutexes.
+            // SAFETY: a sleep; the one caller, `Tx::finish`, runs in process
+            // context holding only mutexes (area, allocator, map_lock).
             unsafe { super::ferrofs_usleep(us as kernel::ffi::c_ulong) };
         }
     }
