@@ -39,7 +39,8 @@ run: runs the benchmark cases in DIR, a directory on the mounted filesystem
    13  scaling, 1 and 2 threads (and nproc): write faults over separate
        files and one shared file, 4 KiB append + fsync to separate files,
        create + fsync in separate directories and in one; totals and the
-       2-thread / 1-thread ratio
+       2-thread / 1-thread ratio (one per turn of 1 then 2 threads), with
+       two references with no file system (getppid, anonymous faults)
 fsync-scaling: case 2 alone (files of 4 KiB, 64 MiB, 256 MiB and the
   largest that fits, at most --max-mib, default 768; --samples per size,
   default 15), then the ratio of the largest file's median fsync time to the

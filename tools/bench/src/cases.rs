@@ -107,6 +107,8 @@ pub struct Plan {
     pub batch: usize,
     /// Untimed runs before each latency series.
     pub warmup: usize,
+    /// Turns of each thread count in case 13.
+    pub scale_reps: usize,
 }
 
 impl Plan {
@@ -120,6 +122,7 @@ impl Plan {
                 batches: 7,
                 batch: 32,
                 warmup: 2,
+                scale_reps: 5,
             }
         } else {
             Plan {
@@ -130,6 +133,7 @@ impl Plan {
                 batches: 15,
                 batch: 128,
                 warmup: 3,
+                scale_reps: 9,
             }
         }
     }
@@ -1080,7 +1084,11 @@ impl Bench {
     /// every page faults), 4 KiB append + fsync to separate files, and
     /// create + fsync in separate directories and in one. Rates are totals
     /// over the threads; one series per thread count, and the ratio of the
-    /// 2-thread rate to the 1-thread rate.
+    /// 2-thread rate to the 1-thread rate, one sample per turn (the two runs
+    /// of a turn are next to each other in time). Two references with no
+    /// file system in them, run in the same turns: a getppid loop and
+    /// first-touch faults on anonymous memory. Their ratios are what the
+    /// machine gives two threads of kernel work (under TCG, less than 2).
     pub fn scaling(&mut self) -> Result<(), String> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut counts = vec![1usize, 2];
@@ -1172,17 +1180,41 @@ impl Bench {
                 Ok(r)
             }
         };
+        let syscalls = |_t: usize, _n: usize| -> Result<f64, String> {
+            let calls = batch * 300;
+            let t0 = Instant::now();
+            for _ in 0..calls {
+                // SAFETY: getppid has no arguments and cannot fail.
+                std::hint::black_box(unsafe { libc::getppid() });
+            }
+            Ok(calls as f64 / secs(t0))
+        };
+        let anon = |_t: usize, _n: usize| -> Result<f64, String> {
+            let map = Map::anon_4k_only(len)?;
+            let mut best = Vec::new();
+            for i in 0..sweeps {
+                let t0 = Instant::now();
+                for p in 0..pages {
+                    map.store_word(p, i as u64);
+                }
+                best.push(pages as f64 / secs(t0));
+                map.advise(libc::MADV_DONTNEED)?;
+            }
+            Ok(crate::stats::Summary::of(&best).map_or(0.0, |s| s.median))
+        };
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let cs = creates(false);
         let co = creates(true);
-        let kinds: [(&str, &str, &Work); 5] = [
+        let kinds: [(&str, &str, &Work); 7] = [
+            ("ref.syscall", "reference, no file system: getppid calls", &syscalls),
+            ("ref.anon", "reference, no file system: first-touch faults on anonymous memory", &anon),
             ("faults.sep", "write faults, separate files (4 KiB PTEs)", &faults_sep),
             ("faults.shared", "write faults, one shared file (4 KiB PTEs)", &faults_shared),
             ("append.sep", "4 KiB append + fsync, separate files", &appends),
             ("create.sep", "create + 128 B + fsync, separate directories", &cs),
             ("create.one", "create + 128 B + fsync, one directory", &co),
         ];
-        let reps = 5;
+        let reps = self.plan.scale_reps;
         let mut out = Vec::new();
         for (id, title, work) in kinds {
             let t = Instant::now();
@@ -1196,8 +1228,6 @@ impl Bench {
                     v.push(run(*n, work)?);
                 }
             }
-            let med = |v: &[f64]| crate::stats::Summary::of(v).map_or(0.0, |s| s.median);
-            let one = med(&by_n[0].1);
             for (n, v) in &by_n {
                 out.push((
                     format!("c13.{id}.t{n}"),
@@ -1207,12 +1237,21 @@ impl Bench {
                     secs(t),
                 ));
             }
-            let two = by_n.iter().find(|(n, _)| *n == 2).map_or(0.0, |(_, v)| med(v));
+            // One ratio per turn: its 2-thread run over its 1-thread run.
+            let ratios = match by_n.iter().find(|(n, _)| *n == 2) {
+                Some((_, two)) => by_n[0]
+                    .1
+                    .iter()
+                    .zip(two)
+                    .map(|(&a, &b)| if a > 0.0 { b / a } else { 0.0 })
+                    .collect(),
+                None => Vec::new(),
+            };
             out.push((
                 format!("c13.{id}.scale2"),
                 format!("{title}: 2 threads / 1 thread"),
                 Unit::Rate("x"),
-                vec![if one > 0.0 { two / one } else { 0.0 }],
+                ratios,
                 0.0,
             ));
         }

@@ -65,6 +65,44 @@ impl Map {
         })
     }
 
+    /// Private anonymous memory with 4 KiB pages only (MADV_NOHUGEPAGE):
+    /// the reference for case 13's fault scaling with no file system.
+    pub fn anon_4k_only(len: usize) -> Result<Map, String> {
+        // SAFETY: a fresh anonymous mapping chosen by the kernel (no
+        // MAP_FIXED), so no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap of {len} anonymous bytes: {}", last_err()));
+        }
+        let m = Map {
+            ptr: p.cast::<u8>(),
+            len,
+            base: p.cast::<u8>(),
+            base_len: len,
+        };
+        m.advise(libc::MADV_NOHUGEPAGE)?;
+        Ok(m)
+    }
+
+    /// madvise over the whole mapping (MADV_DONTNEED on anonymous memory
+    /// frees its pages, so the next touch of each faults again).
+    pub fn advise(&self, advice: c_int) -> Result<(), String> {
+        // SAFETY: the range is this mapping, which `self` owns.
+        if unsafe { libc::madvise(self.ptr.cast::<c_void>(), self.len, advice) } != 0 {
+            return Err(format!("madvise({advice}): {}", last_err()));
+        }
+        Ok(())
+    }
+
     /// At a virtual address 4 KiB past a 2 MiB boundary, so that file offset
     /// and address never agree modulo 2 MiB: only 4 KiB PTEs are possible.
     pub fn shared_4k_only(fd: &Fd, len: usize) -> Result<Map, String> {
