@@ -314,14 +314,18 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
     sb.set_root(root)?;
     // Orphans: unlinked while open when the system went down. Reading and
     // dropping them frees them, as eviction of any unlinked inode does.
+    let mut freed = 0usize;
     for &ino in orphans.iter() {
         match vfs::iget(fs, ino) {
-            Ok(i) => drop(i),
+            Ok(i) => {
+                drop(i);
+                freed += 1;
+            }
             Err(e) => pr_err!("{:?}: cannot free orphan inode {}: {:?}\n", dev, ino, e),
         }
     }
     if !orphans.is_empty() {
-        pr_info!("{:?}: freed {} orphan inodes\n", dev, orphans.len());
+        pr_info!("{:?}: freed {} orphan inodes\n", dev, freed);
     }
     {
         let a = fs.alloc.lock();
