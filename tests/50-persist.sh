@@ -55,9 +55,10 @@ workload_under_trace() {
   "$BIN/fsck-ferrofs" -n $DEV2 || fail "fsck after the traced workload: exit $?"
 }
 # The same with two workload threads at once (each its own directory and
-# seed, and its own region of one shared file: `ferrotest crash-workload
-# --threads 2`), so that crash states hold transactions of two journal areas
-# in flight together, also on one inode. The trace records
+# seed, its own region of one shared file and its own names in one shared
+# directory: `ferrotest crash-workload --threads 2`), so that crash states
+# hold transactions of two journal areas in flight together, also on one
+# inode, and two threads' changes to one directory. The trace records
 # which thread issued each write-back and fence; ferrocrash --threads 2
 # (scripts/check.sh) checks each thread's directory against that thread's
 # model. fsync's flush assertion is not asked here: it does not tell

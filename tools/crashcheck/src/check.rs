@@ -229,11 +229,22 @@ fn check_state(
     let roots: Vec<String> = (0..workloads.len()).map(ferrofs_crashwl::thread_root).collect();
     let under = |p: &str, r: &str| p == r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'));
     let shared = ferrofs_crashwl::SHARED;
-    if let Some(p) = t.keys().find(|p| *p != shared && !roots.iter().any(|r| under(p, r))) {
-        return Err(format!("{p}: outside every thread's directory"));
+    let sd = ferrofs_crashwl::SHARED_DIR;
+    let mine = ferrofs_crashwl::shared_dir_mine;
+    if let Some(p) = t.keys().find(|p| {
+        *p != shared && *p != sd && !(0..roots.len()).any(|i| under(p, &roots[i]) || mine(p, i))
+    }) {
+        return Err(format!("{p}: outside every thread's directory and names"));
     }
     for (i, root) in roots.iter().enumerate() {
-        let mut sub: Tree = t.iter().filter(|(p, _)| under(p, root)).map(|(p, v)| (p.clone(), v.clone())).collect();
+        // The thread's tree, and its names in the shared directory (which,
+        // like the shared file, is durable before its first marker).
+        let started = last_mark[i].is_some();
+        let mut sub: Tree = t
+            .iter()
+            .filter(|(p, _)| under(p, root) || (started && (*p == sd || mine(p, i))))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect();
         // The shared file, durable before any thread's first marker, with
         // only this thread's region kept: the others' are zeros in its model.
         if last_mark[i].is_some() {
@@ -263,7 +274,7 @@ fn region(t: usize) -> (usize, usize) {
 /// One thread's part of a crash state (the tree under its directory).
 fn check_thread(t: &Tree, last_mark: Option<u64>, ops: &[Op], states: &mut Models) -> Result<(), String> {
     let Some(v) = last_mark else {
-        return compare(&t, &Model::default(), None);
+        return compare(t, &Model::default(), None);
     };
     let k = (v / 2) as usize;
     if k >= ops.len() {
@@ -271,11 +282,11 @@ fn check_thread(t: &Tree, last_mark: Option<u64>, ops: &[Op], states: &mut Model
     }
     let (pre, post) = states.around(k);
     if v % 2 == 1 {
-        return compare(&t, post, None);
+        return compare(t, post, None);
     }
     let target = ops[k].data_target();
-    let before = compare(&t, pre, target.map(|p| (p, post)));
-    let after = compare(&t, post, target.map(|p| (p, pre)));
+    let before = compare(t, pre, target.map(|p| (p, post)));
+    let after = compare(t, post, target.map(|p| (p, pre)));
     match (before, after) {
         (Ok(()), _) | (_, Ok(())) => Ok(()),
         (Err(b), Err(a)) => Err(format!(

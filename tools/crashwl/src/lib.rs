@@ -390,8 +390,25 @@ pub fn ops(seed: u64, count: usize) -> Vec<Op> {
 pub const SHARED: &str = "shared";
 pub const SHARED_REGION: u64 = 128 << 10;
 
+/// The directory every thread of a run with several creates, renames and
+/// unlinks names in, each only names of its own ([`shared_dir_mine`]):
+/// transactions of two threads then change one directory (its blocks, size
+/// and times) and the VFS's directory lock is all that orders them. The
+/// driver makes it, durable, before the first operation of any thread.
+pub const SHARED_DIR: &str = "sd";
+
+/// Whether `path` is one of thread `t`'s names in [`SHARED_DIR`].
+pub fn shared_dir_mine(path: &str, t: usize) -> bool {
+    path.strip_prefix(SHARED_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|r| r.strip_prefix('t'))
+        .and_then(|r| r.strip_prefix(t.to_string().as_str()))
+        .is_some_and(|r| r.starts_with('-'))
+}
+
 /// The tree every thread's model starts from in a run of `threads`: the
-/// shared file, all zeros, for more than one thread; empty for one.
+/// shared file, all zeros, and the empty shared directory for more than
+/// one thread; empty for one.
 pub fn thread_start(threads: usize) -> Model {
     let mut m = Model::default();
     if threads > 1 {
@@ -400,18 +417,22 @@ pub fn thread_start(threads: usize) -> Model {
             path: SHARED.into(),
             size: threads as u64 * SHARED_REGION,
         });
+        m.apply(&Op::Mkdir(SHARED_DIR.into()));
     }
     m
 }
 
 /// The workload of thread `t` of a run of `threads` (`ferrotest
 /// crash-workload --threads`): its own top directory ([`thread_root`]) and
-/// seed, so the threads' trees never meet; with more than one thread, one
-/// operation in three (after the first two) is on the thread's region of
-/// [`SHARED`] instead: a store through a MAP_SYNC mapping (half of them:
-/// its write faults allocate without the VFS inode lock, so only inode
-/// ownership keeps two threads' transactions on the file apart), a
-/// pwrite + fsync or a hole punch (a quarter each).
+/// seed, so the threads' trees never meet; with more than one thread, a
+/// third of the operations are on the thread's region of [`SHARED`]: a
+/// store through a MAP_SYNC mapping (half of them: its write faults
+/// allocate without the VFS inode lock, so only inode ownership keeps two
+/// threads' transactions on the file apart), a pwrite + fsync or a hole
+/// punch (a quarter each); a sixth are on the thread's names in
+/// [`SHARED_DIR`]: create, symlink, rename to a new name, unlink (one new
+/// name in eight takes two directory slots). The other half is the
+/// thread's own tree; one shared operation follows each own one.
 pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> {
     let seed = seed.wrapping_add(t as u64);
     let root = thread_root(t);
@@ -419,7 +440,8 @@ pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> 
         return ops_in(seed, count, &root);
     }
     let n_shared = count / 3;
-    let own = ops_in(seed, count - n_shared, &root);
+    let n_dir = count / 6;
+    let own = ops_in(seed, count - n_shared - n_dir, &root);
     let mut rng = Rng(seed ^ 0x5348_4152_4544 ^ ((t as u64) << 40));
     let base = t as u64 * SHARED_REGION;
     let end = base + SHARED_REGION;
@@ -450,17 +472,66 @@ pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> 
             },
         }
     };
+    // Thread t's names in the shared directory, and the next number.
+    let mut names: Vec<String> = Vec::new();
+    let mut next = 0u32;
+    let mut dir_op = |rng: &mut Rng| {
+        next += 1;
+        let short = format!("{SHARED_DIR}/t{t}-{next}");
+        let fresh = if rng.below(8) == 0 {
+            let len = 249 + rng.below(7) as usize;
+            format!("{short}-{}", "l".repeat(len - (short.len() - SHARED_DIR.len())))
+        } else {
+            short
+        };
+        let pick = if names.is_empty() {
+            None
+        } else {
+            Some(rng.below(names.len() as u64) as usize)
+        };
+        match (rng.below(4), pick) {
+            (2, Some(i)) => {
+                let from = std::mem::replace(&mut names[i], fresh.clone());
+                Op::Rename { from, to: fresh }
+            }
+            (3, Some(i)) => Op::Unlink(names.swap_remove(i)),
+            (1, _) => {
+                names.push(fresh.clone());
+                Op::Symlink {
+                    path: fresh,
+                    target: format!("target-{}", rng.below(1 << 20)),
+                }
+            }
+            _ => {
+                names.push(fresh.clone());
+                Op::Create(fresh)
+            }
+        }
+    };
+    let (mut dirs, mut k) = (0, 0usize);
+    // One shared operation (file, file, directory, ... while both last);
+    // false when none is left.
+    let mut extra = |out: &mut Vec<Op>, rng: &mut Rng| {
+        let want_dir = (k % 3 == 2 && dirs < n_dir) || shared >= n_shared;
+        k += 1;
+        if want_dir && dirs < n_dir {
+            out.push(dir_op(rng));
+            dirs += 1;
+        } else if shared < n_shared {
+            out.push(shared_op(out.len(), rng));
+            shared += 1;
+        } else {
+            return false;
+        }
+        true
+    };
     for (j, op) in own.into_iter().enumerate() {
         out.push(op);
-        if j >= 1 && (j - 1) % 2 == 1 && shared < n_shared {
-            out.push(shared_op(out.len(), &mut rng));
-            shared += 1;
+        if j >= 1 {
+            extra(&mut out, &mut rng);
         }
     }
-    while shared < n_shared {
-        out.push(shared_op(out.len(), &mut rng));
-        shared += 1;
-    }
+    while extra(&mut out, &mut rng) {}
     out
 }
 
@@ -838,10 +909,49 @@ mod tests {
                 };
                 assert!(*off >= lo && off + len <= hi && *len > 0, "thread {t}: {op:?} outside {lo}..{hi}");
             }
+            // Its operations in the shared directory name only its own
+            // entries there, and every kind is among them.
+            let in_dir: Vec<String> = v
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } => Some(vec![p.clone()]),
+                    Op::Rename { from, to } => Some(vec![from.clone(), to.clone()]),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|p| p.starts_with(&format!("{SHARED_DIR}/")))
+                .collect();
+            assert!(in_dir.iter().all(|p| shared_dir_mine(p, t)), "thread {t}: {in_dir:?}");
+            for u in 0..3 {
+                assert_eq!(in_dir.iter().any(|p| shared_dir_mine(p, u)), u == t);
+            }
+            let dir_ops: Vec<_> = v
+                .iter()
+                .filter(|op| {
+                    matches!(op, Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } | Op::Rename { to: p, .. }
+                        if shared_dir_mine(p, t))
+                })
+                .collect();
+            assert_eq!(dir_ops.len(), 33, "thread {t}");
+            for kind in ["Create", "Unlink", "Symlink", "Rename"] {
+                assert!(
+                    dir_ops.iter().any(|op| format!("{op:?}").starts_with(kind)),
+                    "thread {t}: no {kind} in the shared directory"
+                );
+            }
+            assert!(in_dir.iter().any(|p| p.len() > 200), "thread {t}: no long name in the shared directory");
             let m = states_from(thread_start(3), &v).pop().unwrap_or_default();
             assert!(
-                m.nodes.keys().all(|p| p == SHARED || p == &root || p.starts_with(&format!("{root}/"))),
+                m.nodes.keys().all(|p| p == SHARED
+                    || p == SHARED_DIR
+                    || shared_dir_mine(p, t)
+                    || p == &root
+                    || p.starts_with(&format!("{root}/"))),
                 "thread {t}"
+            );
+            assert!(
+                m.nodes.keys().all(|p| p.len() - p.rfind('/').map_or(0, |i| i + 1) <= 255),
+                "thread {t}: a name longer than 255 bytes"
             );
             assert_eq!(m.nodes.get(&format!("{root}/many")), Some(&Node::Dir));
             let f = m.file(SHARED).cloned().unwrap_or_default();

@@ -244,6 +244,12 @@ pub fn run_threads(seed: u64, count: usize, dir: &Path, marks: Option<&Path>, th
         .and_then(|()| fs::File::open(dir)?.sync_all())
         .map_err(|e| format!("{}: {e}", shared.display()))?;
     drop(f);
+    // The shared directory, durable with its name before any marker too.
+    let sd = dir.join(ferrofs_crashwl::SHARED_DIR);
+    fs::create_dir(&sd)
+        .and_then(|()| fs::File::open(&sd)?.sync_all())
+        .and_then(|()| fs::File::open(dir)?.sync_all())
+        .map_err(|e| format!("{}: {e}", sd.display()))?;
     let res: Vec<Result<(), String>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
@@ -345,17 +351,25 @@ mod tests {
     }
 
     fn same(m: &Model, dir: &Path) {
-        same_under(m, dir, "w")
+        same_under(m, dir, "w", None)
     }
 
-    /// The tree under `root` is the model's, besides the shared file.
-    fn same_under(m: &Model, dir: &Path, root: &str) {
+    /// The tree under `root` is the model's, besides the shared file and
+    /// directory; with `t`, so are thread t's names in the shared directory.
+    fn same_under(m: &Model, dir: &Path, root: &str, t: Option<usize>) {
+        use ferrofs_crashwl::{shared_dir_mine, SHARED, SHARED_DIR};
         let mut got = BTreeMap::new();
         walk(dir, root, &mut got);
-        let want: Vec<_> = m.nodes.keys().filter(|p| *p != ferrofs_crashwl::SHARED).collect();
+        if let Some(t) = t {
+            let mut sd = BTreeMap::new();
+            walk(dir, SHARED_DIR, &mut sd);
+            got.extend(sd.into_iter().filter(|(p, _)| shared_dir_mine(p, t)));
+        }
+        let keep = |p: &&String| *p != SHARED && *p != SHARED_DIR;
+        let want: Vec<_> = m.nodes.keys().filter(keep).collect();
         assert_eq!(got.keys().collect::<Vec<_>>(), want);
         let mut ino_of = BTreeMap::new();
-        for (path, node) in m.nodes.iter().filter(|(p, _)| *p != ferrofs_crashwl::SHARED) {
+        for (path, node) in m.nodes.iter().filter(|(p, _)| keep(p)) {
             let (ino, kind, bytes) = &got[path];
             match node {
                 Node::File(id) => {
@@ -395,7 +409,11 @@ mod tests {
         assert_eq!(shared.len() as u64, 2 * SHARED_REGION);
         for t in 0..2 {
             let m = states_from(thread_start(2), &thread_ops(seed, n, t, 2)).pop().unwrap();
-            same_under(&m, &run_dir, &thread_root(t));
+            assert!(
+                m.nodes.keys().any(|p| ferrofs_crashwl::shared_dir_mine(p, t)),
+                "thread {t} leaves no name in the shared directory"
+            );
+            same_under(&m, &run_dir, &thread_root(t), Some(t));
             let (lo, hi) = ((t as u64 * SHARED_REGION) as usize, ((t as u64 + 1) * SHARED_REGION) as usize);
             let want = m.file(SHARED).unwrap();
             assert!(shared[lo..hi] == want[lo..hi], "thread {t}: its region of the shared file differs");
