@@ -585,7 +585,9 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
             .and_then(|f| m.file(f))
             .map_or(0, |f| f.len() as u64);
         let full = m.data() > MAX_DATA;
-        let op = match rng.below(100) {
+        let others = m.paths(|n| matches!(n, Node::Symlink(_) | Node::Whiteout));
+        let op_kind = rng.below(100);
+        let op = match op_kind {
             0..=11 => Some(Op::Create(fresh)),
             12 | 13 => match rng.pick(&flagged).cloned() {
                 Some(path) if rng.below(2) == 0 => Some(Op::SetFlags { path, flags: 0 }),
@@ -618,6 +620,18 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
                 }),
                 path,
             }),
+            // Four in seven unlinks, one in ten renames and one in four hard
+            // links are of a symlink (or, for unlink, a whiteout) when there
+            // is one: a symlink's target block is freed, then its inode.
+            60..=63 | 56 | 67 if !others.is_empty() => {
+                let name = rng.pick(&others).cloned();
+                let symlink = |p: &String| matches!(m.nodes.get(p), Some(Node::Symlink(_)));
+                match op_kind {
+                    56 => name.filter(symlink).map(|from| Op::Rename { from, to: fresh }),
+                    67 => name.filter(symlink).map(|from| Op::Link { from, to: fresh }),
+                    _ => name.map(Op::Unlink),
+                }
+            }
             47..=56 => file.map(|from| {
                 // A third of renames replace another file.
                 let other = files
@@ -835,18 +849,25 @@ mod tests {
                 | Op::MapWrite { path, .. }
                 | Op::Truncate { path, .. }
                 | Op::Fallocate { path, .. }
-                | Op::Punch { path, .. }
-                | Op::Unlink(path) => assert!(m.file(path).is_some(), "{op:?}"),
+                | Op::Punch { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                Op::Unlink(path) => assert!(
+                    matches!(m.nodes.get(path), Some(Node::File(_) | Node::Symlink(_) | Node::Whiteout)),
+                    "{op:?}"
+                ),
                 Op::Create(p) | Op::Mkdir(p) | Op::Symlink { path: p, .. } => {
                     assert!(!m.nodes.contains_key(p), "{op:?}")
                 }
                 Op::Link { from, to } => {
                     assert!(
-                        m.file(from).is_some() && !m.nodes.contains_key(to),
+                        matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_)))
+                            && !m.nodes.contains_key(to),
                         "{op:?}"
                     )
                 }
-                Op::Rename { from, .. } => assert!(m.file(from).is_some(), "{op:?}"),
+                Op::Rename { from, .. } => assert!(
+                    matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_))),
+                    "{op:?}"
+                ),
                 Op::Whiteout { from, to } => {
                     assert!(m.file(from).is_some() && !m.nodes.contains_key(to), "{op:?}")
                 }
