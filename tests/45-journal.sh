@@ -97,6 +97,47 @@ an_orphan_is_freed_at_mount() {
   mount -t ferrofs -o dax $DEV $MNT
 }
 
+an_orphan_symlink_without_its_target_block_is_freed_at_mount() {
+  # Eviction of an unlinked symlink frees its target block, then, in the
+  # next transaction, the inode: a crash between the two leaves an orphan
+  # symlink with no target block. Made as above (the symlink held through
+  # an O_PATH descriptor, unlinked, the device copied), then the block cut
+  # from the copy. Mount must free it (it used to refuse it as corrupt and
+  # keep the inode), and fsck must accept it before and find nothing after.
+  fresh_mount
+  local free0 ifree0 ino pid
+  free0=$(stat -f -c %f $MNT); ifree0=$(stat -f -c %d $MNT)
+  ln -s some/target $MNT/sl
+  ino=$(stat -c %i $MNT/sl)
+  rm -f /tmp/held
+  python3 -c 'import os, sys, time
+fd = os.open(sys.argv[1], os.O_PATH | os.O_NOFOLLOW)
+open("/tmp/held", "w").close()
+time.sleep(120)' $MNT/sl &
+  pid=$!
+  for _ in $(seq 100); do [ -e /tmp/held ] && break; sleep 0.1; done
+  [ -e /tmp/held ] || fail "the symlink was not opened"
+  rm $MNT/sl
+  sync
+  dd if=$DEV of=/tmp/orphan.img bs=1M count=64 status=none
+  kill $pid; wait $pid 2>/dev/null || true
+  umount $MNT
+  dd if=/tmp/orphan.img of=$DEV bs=1M conv=notrunc status=none
+  rm -f /tmp/orphan.img /tmp/held
+  "$FT" cut-symlink-block $DEV $ino
+  "$BIN/fsck-ferrofs" -n $DEV > /tmp/os.fsck 2>&1 || fail "fsck of the cut orphan: exit $?: $(cat /tmp/os.fsck)"
+  grep -q "inode $ino: orphan" /tmp/os.fsck || fail "fsck does not see the orphan: $(cat /tmp/os.fsck)"
+  kmsg_mark
+  mount -t ferrofs -o dax $DEV $MNT
+  kmsg_since | grep -q "freed 1 orphan inodes" || fail "no orphan freed: $(kmsg_since | grep ferrofs)"
+  ! kmsg_since | grep -q "corrupt\|cannot free" || fail "mount: $(kmsg_since | grep ferrofs)"
+  assert_eq "$ifree0" "$(stat -f -c %d $MNT)" "free inodes after the orphan is freed"
+  assert_eq "$free0" "$(stat -f -c %f $MNT)" "free blocks after the orphan is freed"
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV || fail "fsck after mount: exit $?"
+  mount -t ferrofs -o dax $DEV $MNT
+}
+
 freeing_a_large_file_takes_bounded_transactions() {
   fresh_mount
   local free0; free0=$(stat -f -c %f $MNT)
@@ -119,6 +160,7 @@ t mount_rolls_back_an_unfinished_unlink mount_rolls_back_an_unfinished_unlink
 t every_operation_commits_one_transaction every_operation_commits_one_transaction
 t a_damaged_journal_fails_the_mount_cleanly a_damaged_journal_fails_the_mount_cleanly
 t an_orphan_is_freed_at_mount an_orphan_is_freed_at_mount
+t an_orphan_symlink_without_its_target_block_is_freed_at_mount an_orphan_symlink_without_its_target_block_is_freed_at_mount
 t freeing_a_large_file_takes_bounded_transactions freeing_a_large_file_takes_bounded_transactions
 t concurrent_transactions_leave_a_consistent_file_system concurrent_transactions_leave_a_consistent_file_system
 mountpoint -q $MNT && umount $MNT

@@ -11,6 +11,7 @@ usage: ferrotest list
        ferrotest mmap-fill FILE SEED LEN [--sync=msync|fsync|none|unmap|syncfs|mapsync]
        ferrotest sbpatch DEV FIELD VALUE [--fix-csum]
        ferrotest flipbyte DEV OFFSET
+       ferrotest cut-symlink-block DEV INO
        ferrotest crash-workload --seed S --ops N --dir DIR [--mark FILE] [--threads T]
 
 run: runs the named cases (all if none) in DIR (default: the current
@@ -30,6 +31,9 @@ fill/verify: write (write(2), then fsync) or check LEN bytes of the pattern
 sbpatch: set FIELD (magic, version, blocks_count, block_size) of the ferrofs
   superblock at offset 0 of DEV; the checksum is left stale unless --fix-csum.
 flipbyte: invert every bit of the byte at OFFSET of DEV.
+cut-symlink-block: on the unmounted DEV, free the target block of symlink
+  inode INO (pointer, block count, checksum, bitmap bit): what eviction's
+  first transaction leaves of an unlinked symlink.
 crash-workload: run the N operations of the persistence checker's workload
   for seed S (ferrofs-crashwl) under DIR, each data change followed by
   fsync; with --mark, write 2k to FILE before operation k and 2k+1 after it.
@@ -110,6 +114,10 @@ pub enum Command {
     FlipByte {
         dev: PathBuf,
         offset: u64,
+    },
+    CutSymlinkBlock {
+        dev: PathBuf,
+        ino: u32,
     },
     CrashWorkload {
         seed: u64,
@@ -309,6 +317,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             Ok(Command::FlipByte {
                 dev: PathBuf::from(&pos[0]),
                 offset: parse_size(utf8(&pos[1])?)?,
+            })
+        }
+        "cut-symlink-block" => {
+            let (opts, pos) = split(rest, &[])?;
+            no_options(cmd, &opts)?;
+            want_positionals(cmd, &pos, 2)?;
+            let ino = parse_num(utf8(&pos[1])?)?;
+            Ok(Command::CutSymlinkBlock {
+                dev: PathBuf::from(&pos[0]),
+                ino: u32::try_from(ino).map_err(|_| format!("inode number {ino} too large"))?,
             })
         }
         "crash-workload" => {

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             fix_csum,
         } => said(tools::sbpatch(&dev, field, &value, fix_csum)),
         Command::FlipByte { dev, offset } => said(tools::flipbyte(&dev, offset)),
+        Command::CutSymlinkBlock { dev, ino } => said(tools::cut_symlink_block(&dev, ino)),
         Command::CrashWorkload {
             seed,
             ops,
