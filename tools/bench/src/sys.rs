@@ -68,25 +68,11 @@ impl Map {
     /// Private anonymous memory with 4 KiB pages only (MADV_NOHUGEPAGE):
     /// the reference for case 13's fault scaling with no file system.
     pub fn anon_4k_only(len: usize) -> Result<Map, String> {
-        // SAFETY: a fresh anonymous mapping chosen by the kernel (no
-        // MAP_FIXED), so no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap of {len} anonymous bytes: {}", last_err()));
-        }
+        let p = ferrofs_usys::mmap_anon(len)?;
         let m = Map {
-            ptr: p.cast::<u8>(),
+            ptr: p,
             len,
-            base: p.cast::<u8>(),
+            base: p,
             base_len: len,
         };
         m.advise(libc::MADV_NOHUGEPAGE)?;

@@ -170,22 +170,8 @@ pub(crate) struct Anon {
 
 impl Anon {
     pub(crate) fn new(len: usize) -> Result<Anon, String> {
-        // SAFETY: a fresh private anonymous mapping chosen by the kernel.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap of {len} anonymous bytes: {}", last_err()));
-        }
         Ok(Anon {
-            ptr: p.cast::<u8>(),
+            ptr: ferrofs_usys::mmap_anon(len)?,
             len,
         })
     }

@@ -23,6 +23,26 @@ pub fn cpath(p: &Path) -> Result<CString, String> {
         .map_err(|_| format!("{}: path contains a NUL byte", p.display()))
 }
 
+/// A fresh private anonymous read-write mapping of `len` bytes, chosen by
+/// the kernel; the caller owns it and unmaps it.
+pub fn mmap_anon(len: usize) -> Result<*mut u8, String> {
+    // SAFETY: no MAP_FIXED, so no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap of {len} anonymous bytes: {}", last_err()));
+    }
+    Ok(p.cast::<u8>())
+}
+
 /// An open file descriptor, closed on drop.
 pub struct Fd {
     fd: c_int,
