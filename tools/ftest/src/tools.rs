@@ -206,21 +206,12 @@ pub fn sbpatch(dev: &Path, field: SbField, value: &str, fix_csum: bool) -> Resul
 /// Free symlink `ino`'s target block on the unmounted `dev`: its pointer
 /// and block count zeroed (checksum updated), its bitmap bit cleared.
 pub fn cut_symlink_block(dev: &Path, ino: u32) -> Result<String, String> {
-    use ferrofs_format::{Inode, BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, S_IFLNK, S_IFMT};
-    let fd = Fd::open_rw(dev)?;
-    let mut raw = [0u8; SUPERBLOCK_SIZE];
-    fd.pread_exact(&mut raw, 0)?;
-    let sb = Superblock::from_bytes(&raw).ok_or_else(|| format!("{}: short superblock", dev.display()))?;
-    let geo = sb.geometry();
-    if ino == 0 || ino > geo.inodes_count {
-        return Err(format!("inode {ino} is not in the table"));
-    }
-    let slot = u64::from(ino - 1);
-    let per = INODES_PER_BLOCK as u64;
-    let off = (geo.itable_start + slot / per) * BLOCK_SIZE as u64 + (slot % per) * INODE_SIZE as u64;
-    let mut buf = [0u8; INODE_SIZE];
-    fd.pread_exact(&mut buf, off)?;
-    let mut d = Inode::from_bytes(&buf).ok_or("short inode")?;
+    use ferrofs_format::{BLOCK_SIZE, S_IFLNK, S_IFMT};
+    let name = dev.display();
+    let file = std::fs::File::open(dev).map_err(|e| format!("{name}: {e}"))?;
+    let mut img = ferrofs_image::Image::new(file);
+    let (_, geo) = img.validated_superblock().map_err(|e| format!("{name}: {e}"))?;
+    let mut d = img.inode(&geo, ino).map_err(|e| format!("{name}: {e}"))?;
     if d.mode.get() & S_IFMT != S_IFLNK {
         return Err(format!("inode {ino} is not a symlink (mode {:o})", d.mode.get()));
     }
@@ -228,17 +219,21 @@ pub fn cut_symlink_block(dev: &Path, ino: u32) -> Result<String, String> {
     if b < geo.data_start || b >= geo.blocks_count {
         return Err(format!("inode {ino}: target block {b} is not a data block"));
     }
+    // Both offsets lie inside the validated geometry, so inside the device.
+    let (block, slot) = ferrofs_image::inode_location(&geo, ino).ok_or("inode outside the table")?;
+    let at_inode = block * BLOCK_SIZE as u64 + slot as u64;
+    let at_bit = geo.bitmap_start * BLOCK_SIZE as u64 + b / 8;
     d.direct[0].set(0);
     d.blocks.set(0);
     d.update_checksum(ino);
-    fd.pwrite_all(d.as_bytes(), off)?;
-    let at = geo.bitmap_start * BLOCK_SIZE as u64 + b / 8;
+    let fd = Fd::open_rw(dev)?;
+    fd.pwrite_all(d.as_bytes(), at_inode)?;
     let mut byte = [0u8; 1];
-    fd.pread_exact(&mut byte, at)?;
+    fd.pread_exact(&mut byte, at_bit)?;
     byte[0] &= !(1u8 << (b % 8));
-    fd.pwrite_all(&byte, at)?;
+    fd.pwrite_all(&byte, at_bit)?;
     fd.fsync()?;
-    Ok(format!("{}: inode {ino}: target block {b} freed", dev.display()))
+    Ok(format!("{name}: inode {ino}: target block {b} freed"))
 }
 
 pub fn flipbyte(dev: &Path, offset: u64) -> Result<String, String> {
