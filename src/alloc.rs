@@ -158,7 +158,12 @@ impl Allocator {
     /// Allocate block `goal` if it is free (the block after the one that
     /// backs the previous page of a file, so that a file written in order
     /// lies in order), else any block as [`Allocator::alloc_block`] does.
-    pub(crate) fn alloc_block_near(&mut self, tx: &mut Tx<'_>, g: &Geometry, goal: u64) -> Result<u64> {
+    pub(crate) fn alloc_block_near(
+        &mut self,
+        tx: &mut Tx<'_>,
+        g: &Geometry,
+        goal: u64,
+    ) -> Result<u64> {
         if goal >= g.data_start && goal < g.blocks_count && !tx.freed {
             let off = (g.bitmap_start << format::BLOCK_SHIFT) + (goal / 64) * 8;
             let v = tx.pmem().read_u64(off)?;
@@ -193,10 +198,14 @@ impl Allocator {
     /// skipping the first `skip`: (its distance from `next_group`, index).
     fn whole_group(&self, g: &Geometry, skip: usize) -> Option<(usize, usize)> {
         let n = self.groups.len();
-        (skip..n).map(|i| (i, (self.next_group + i) % n)).find(|&(_, gi)| {
-            let first = gi as u64 * GROUP;
-            self.groups[gi] == GROUP as u16 && first >= g.data_start && first + GROUP <= g.blocks_count
-        })
+        (skip..n)
+            .map(|i| (i, (self.next_group + i) % n))
+            .find(|&(_, gi)| {
+                let first = gi as u64 * GROUP;
+                self.groups[gi] == GROUP as u16
+                    && first >= g.data_start
+                    && first + GROUP <= g.blocks_count
+            })
     }
 
     fn is_reserved(&self, gi: u64) -> bool {

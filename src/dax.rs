@@ -168,11 +168,11 @@
 //! that was then unmapped are still flushed by the next fsync, and eviction
 //! writes back whatever is left.
 
+use crate::alloc::GROUP;
 use crate::format::{BLOCK_SHIFT, BLOCK_SIZE, INODE_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
-use crate::alloc::GROUP;
 use crate::sys::vfs::{
     page_busy, Inode, Upgrade, VmFault, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE, VM_FAULT_OOM,
     VM_FAULT_SIGBUS,
@@ -366,7 +366,13 @@ fn map_huge(vmf: &VmFault, inode: &Inode, start: u64, write: bool) -> vm_fault_t
     for _ in 0..4 {
         // The mark before any writable PMD, as for a page.
         if write {
-            if let Err(e) = mark(inode, &inode.dirty_pmd, start / GROUP, b0, Counter::PmdEntriesMarked) {
+            if let Err(e) = mark(
+                inode,
+                &inode.dirty_pmd,
+                start / GROUP,
+                b0,
+                Counter::PmdEntriesMarked,
+            ) {
                 return to_fault(e);
             }
         }
@@ -495,7 +501,12 @@ const BATCH: usize = 32;
 /// The lockless part of a writeback walk: up to [`BATCH`] (index, block)
 /// hints of marked entries of `xa` in `*index..=last`, moving `*index` past
 /// them. Returns how many, and whether the range may hold more.
-fn next_hints(xa: &XArray, index: &mut u64, last: u64, hints: &mut [(u64, u64); BATCH]) -> (usize, bool) {
+fn next_hints(
+    xa: &XArray,
+    index: &mut u64,
+    last: u64,
+    hints: &mut [(u64, u64); BATCH],
+) -> (usize, bool) {
     let mut n = 0;
     while n < BATCH {
         let Some(block) = xa.next_dirty(index, last) else {
@@ -663,32 +674,34 @@ fn writeback_huge(inode: &Inode, first: u64, last: u64) -> Result {
 /// and must stay off).
 pub(crate) fn drop_huge(inode: &Inode, first: u64, last: u64, keep: bool) {
     let fs = inode.fs();
-    inode.dirty_pmd.take_range(first / GROUP, last / GROUP, &mut |pi, b0, dirty| {
-        if dirty {
-            fs.count(Counter::PmdEntriesRemoved);
-        }
-        if !dirty || !keep {
-            return;
-        }
-        let base = pi * GROUP;
-        for k in 0..GROUP {
-            let p = base + k;
-            if p >= first && p <= last {
-                continue;
+    inode
+        .dirty_pmd
+        .take_range(first / GROUP, last / GROUP, &mut |pi, b0, dirty| {
+            if dirty {
+                fs.count(Counter::PmdEntriesRemoved);
             }
-            match inode.dirty.mark_dirty(p, b0 + k) {
-                Ok(true) => fs.count(Counter::EntriesMarked),
-                Ok(false) => {}
-                Err(e) => kernel::pr_err!(
-                    "inode {}: page {}: keeping its dirty state failed: {:?}\n",
-                    inode.ino(),
-                    p,
-                    e
-                ),
+            if !dirty || !keep {
+                return;
             }
-        }
-        fs.sync_list.add(inode);
-    });
+            let base = pi * GROUP;
+            for k in 0..GROUP {
+                let p = base + k;
+                if p >= first && p <= last {
+                    continue;
+                }
+                match inode.dirty.mark_dirty(p, b0 + k) {
+                    Ok(true) => fs.count(Counter::EntriesMarked),
+                    Ok(false) => {}
+                    Err(e) => kernel::pr_err!(
+                        "inode {}: page {}: keeping its dirty state failed: {:?}\n",
+                        inode.ino(),
+                        p,
+                        e
+                    ),
+                }
+            }
+            fs.sync_list.add(inode);
+        });
 }
 
 /// sync(2) and syncfs(2) (`sync_fs` with wait): write back every inode of
@@ -755,10 +768,17 @@ fn check_sync_fault(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u64) {
     let Some(t) = fs.pmem.trace() else {
         return;
     };
-    fs.journal.quiesced(|| check_sync_fault_quiet(inode, pgoff, block, fresh_blocks, t));
+    fs.journal
+        .quiesced(|| check_sync_fault_quiet(inode, pgoff, block, fresh_blocks, t));
 }
 
-fn check_sync_fault_quiet(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u64, t: &crate::sys::trace::Trace) {
+fn check_sync_fault_quiet(
+    inode: &Inode,
+    pgoff: u64,
+    block: u64,
+    fresh_blocks: u64,
+    t: &crate::sys::trace::Trace,
+) {
     let fs = inode.fs();
     let mut bad = t.unclean(0, (fs.geo.data_start << BLOCK_SHIFT) as usize);
     let mut path = [0u64; 3];
@@ -767,7 +787,10 @@ fn check_sync_fault_quiet(inode: &Inode, pgoff: u64, block: u64, fresh_blocks: u
         bad += t.unclean(FsInfo::block_off(b), BLOCK_SIZE);
     }
     if fresh_blocks > 0 {
-        bad += t.unclean(FsInfo::block_off(block), (fresh_blocks as usize) << BLOCK_SHIFT);
+        bad += t.unclean(
+            FsInfo::block_off(block),
+            (fresh_blocks as usize) << BLOCK_SHIFT,
+        );
     }
     if bad > 0 {
         kernel::pr_err!(
@@ -803,7 +826,9 @@ pub(crate) fn writeback_evicting(inode: &Inode) -> Result {
         .next_dirty(&mut index, i64::MAX as u64 >> (BLOCK_SHIFT + 9))
     {
         if let Claim::Claimed = inode.dirty_pmd.claim(index, b0) {
-            let lines = fs.pmem.flush(FsInfo::block_off(b0), (GROUP as usize) << BLOCK_SHIFT)?;
+            let lines = fs
+                .pmem
+                .flush(FsInfo::block_off(b0), (GROUP as usize) << BLOCK_SHIFT)?;
             fs.count(Counter::PmdEntriesFlushed);
             fs.stats.add(Counter::LinesFlushed, lines);
         }

@@ -75,7 +75,14 @@ fn for_each(dir: &Inode, mut f: impl FnMut(&Entry<'_>) -> Result<bool>) -> Resul
             } else {
                 1
             };
-            let e = Entry { idx, off, slots, ino: check_ino(dir, d.ino.get())?, file_type: d.file_type, name };
+            let e = Entry {
+                idx,
+                off,
+                slots,
+                ino: check_ino(dir, d.ino.get())?,
+                file_type: d.file_type,
+                name,
+            };
             if f(&e)? {
                 return Ok(Some(off));
             }
@@ -100,7 +107,11 @@ pub(crate) fn find(dir: &Inode, name: &[u8]) -> Result<Option<Slot>> {
     let mut found = None;
     for_each(dir, |e| {
         if e.name == name {
-            found = Some(Slot { off: e.off, slots: e.slots, ino: e.ino });
+            found = Some(Slot {
+                off: e.off,
+                slots: e.slots,
+                ino: e.ino,
+            });
             return Ok(true);
         }
         Ok(false)

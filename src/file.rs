@@ -8,7 +8,8 @@ use crate::format::{BLOCK_SHIFT, BLOCK_SIZE};
 use crate::inode;
 use crate::super_::FsInfo;
 use crate::sys::vfs::{
-    Fiemap, Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, FIEMAP_EXTENT_LAST,
+    Fiemap, Inode, IovIter, Kiocb, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+    FIEMAP_EXTENT_LAST,
 };
 use kernel::error::{code::*, Result};
 use kernel::prelude::*;
@@ -23,7 +24,10 @@ const STREAM_MIN: u64 = 256 << 10;
 /// Blocks a copy of `want` bytes from `inb` into its first block touches,
 /// at most [`RUN_MAX`].
 fn blocks_for(inb: u64, want: u64) -> u64 {
-    core::cmp::min(RUN_MAX, (inb + core::cmp::min(want, RUN_MAX * BS)).div_ceil(BS))
+    core::cmp::min(
+        RUN_MAX,
+        (inb + core::cmp::min(want, RUN_MAX * BS)).div_ceil(BS),
+    )
 }
 
 pub(crate) fn read(i: &Inode, k: &mut Kiocb, to: &mut IovIter) -> Result<usize> {
@@ -237,16 +241,25 @@ pub(crate) fn fiemap(i: &Inode, start: u64, len: u64, out: &mut Fiemap) -> Resul
             let _g = i.rwsem().read();
             let mut found = false;
             if after < crate::format::MAX_FILE_BLOCKS {
-                inode::for_each_block(i, after, crate::format::MAX_FILE_BLOCKS - 1, &mut |_, _| {
-                    found = true;
-                    Ok(false)
-                })?;
+                inode::for_each_block(
+                    i,
+                    after,
+                    crate::format::MAX_FILE_BLOCKS - 1,
+                    &mut |_, _| {
+                        found = true;
+                        Ok(false)
+                    },
+                )?;
             }
             found
         };
         let count = ext.len();
         for (k, &(l, p, n)) in ext.iter().enumerate() {
-            let flags = if k + 1 == count && !beyond { FIEMAP_EXTENT_LAST } else { 0 };
+            let flags = if k + 1 == count && !beyond {
+                FIEMAP_EXTENT_LAST
+            } else {
+                0
+            };
             if out.fill(l << BLOCK_SHIFT, p, n << BLOCK_SHIFT, flags)? {
                 return Ok(());
             }

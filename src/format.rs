@@ -378,7 +378,11 @@ impl Superblock {
             flags: Le32::new(0),
             journal_start: Le64::new(geo.journal_start),
             journal_blocks: Le32::new(geo.journal_blocks),
-            journal_slots: Le32::new(if geo.journal_slots > 1 { geo.journal_slots } else { 0 }),
+            journal_slots: Le32::new(if geo.journal_slots > 1 {
+                geo.journal_slots
+            } else {
+                0
+            }),
             bitmap_start: Le64::new(geo.bitmap_start),
             bitmap_blocks: Le32::new(geo.bitmap_blocks),
             pad1: Le32::new(0),
@@ -468,7 +472,9 @@ impl Superblock {
         }
         let slots = self.journal_slots.get();
         if slots > 1 && self.version.get() < VERSION_SLOTS {
-            return Err(FormatError::BadGeometry("journal areas on an image older than version 5"));
+            return Err(FormatError::BadGeometry(
+                "journal areas on an image older than version 5",
+            ));
         }
         if slots > JOURNAL_SLOTS_MAX
             || g.journal_blocks % g.journal_slots != 0
@@ -619,7 +625,9 @@ impl Inode {
                 return Err(FormatError::BadInode("special file with data"));
             }
         } else if self.rdev.get() != 0 {
-            return Err(FormatError::BadInode("device number on a file that is not a device"));
+            return Err(FormatError::BadInode(
+                "device number on a file that is not a device",
+            ));
         }
         if self.flags.get() & !INODE_FL_KNOWN != 0 {
             return Err(FormatError::BadInode("unknown inode flags"));
@@ -628,7 +636,12 @@ impl Inode {
         let all = self
             .direct
             .iter()
-            .chain([&self.indirect, &self.dindirect, &self.tindirect, &self.xattr])
+            .chain([
+                &self.indirect,
+                &self.dindirect,
+                &self.tindirect,
+                &self.xattr,
+            ])
             .all(|p| ptr_ok(p.get()));
         if !all {
             return Err(FormatError::BadInode("block pointer past the end"));
@@ -688,7 +701,11 @@ impl Dirent {
     /// The slots of an entry: one, or for a name longer than
     /// [`SLOT_NAME_MAX`] bytes (up to [`NAME_MAX`]) the entry's slot and
     /// its continuation.
-    pub fn new_entry(ino: u32, name: &[u8], file_type: u8) -> Result<(Dirent, Option<Dirent>), FormatError> {
+    pub fn new_entry(
+        ino: u32,
+        name: &[u8],
+        file_type: u8,
+    ) -> Result<(Dirent, Option<Dirent>), FormatError> {
         if name.len() <= SLOT_NAME_MAX {
             return Ok((Self::new(ino, name, file_type)?, None));
         }
@@ -741,7 +758,9 @@ impl Dirent {
             return Err(FormatError::BadDirent("long name in a block's last slot"));
         };
         if !c.is_cont() || c.name_len as usize != n - SLOT_NAME_MAX || c.file_type != 0 {
-            return Err(FormatError::BadDirent("long name without its continuation slot"));
+            return Err(FormatError::BadDirent(
+                "long name without its continuation slot",
+            ));
         }
         buf[..SLOT_NAME_MAX].copy_from_slice(&self.name);
         buf[SLOT_NAME_MAX..n].copy_from_slice(&c.name[..n - SLOT_NAME_MAX]);
@@ -772,7 +791,9 @@ impl BlockEntry {
 /// name length, a long name without its continuation, a continuation
 /// without its entry). Free slots are skipped. The inode numbers are not
 /// checked against the geometry.
-pub fn block_entries(blk: &[u8]) -> impl Iterator<Item = Result<BlockEntry, (usize, FormatError)>> + '_ {
+pub fn block_entries(
+    blk: &[u8],
+) -> impl Iterator<Item = Result<BlockEntry, (usize, FormatError)>> + '_ {
     let slot = |s: usize| blk.get(s * DIRENT_SIZE..).and_then(Dirent::from_bytes);
     let mut s = 0;
     core::iter::from_fn(move || loop {
@@ -788,10 +809,20 @@ pub fn block_entries(blk: &[u8]) -> impl Iterator<Item = Result<BlockEntry, (usi
             continue;
         }
         if d.is_cont() {
-            return Some(Err((here, FormatError::BadDirent("continuation slot without its entry"))));
+            return Some(Err((
+                here,
+                FormatError::BadDirent("continuation slot without its entry"),
+            )));
         }
         let next = if d.is_long() { slot(s) } else { None };
-        let mut e = BlockEntry { slot: here, slots: 1, ino: d.ino.get(), file_type: d.file_type, name: [0; NAME_MAX], len: 0 };
+        let mut e = BlockEntry {
+            slot: here,
+            slots: 1,
+            ino: d.ino.get(),
+            file_type: d.file_type,
+            name: [0; NAME_MAX],
+            len: 0,
+        };
         match d.full_name(next.as_ref(), &mut e.name) {
             Ok(n) => e.len = n.len(),
             Err(err) => return Some(Err((here, err))),
@@ -1146,13 +1177,13 @@ impl<'a> Iterator for Records<'a> {
         }
         let target = h.target.get();
         let span = if masked { 8 } else { len as u64 };
-        let in_range = target >= self.lo
-            && target
-                .checked_add(span)
-                .is_some_and(|end| end <= self.hi);
+        let in_range =
+            target >= self.lo && target.checked_add(span).is_some_and(|end| end <= self.hi);
         if masked && (len != MASKED_DATA || target % 8 != 0) {
             self.done = true;
-            return Some(Err(FormatError::BadJournal("malformed masked journal record")));
+            return Some(Err(FormatError::BadJournal(
+                "malformed masked journal record",
+            )));
         }
         if !in_range {
             self.done = true;

@@ -7,17 +7,17 @@
 //! journal transaction (`journal.rs`). Functions named `*_tx` join the
 //! caller's transaction; the others run their own.
 
+use crate::alloc::GROUP;
 use crate::alloc::{ino_valid, inode_off};
 use crate::format::{
     self, Inode as DiskInode, MapPath, Pod, BLOCK_SHIFT, BLOCK_SIZE, PTRS_PER_BLOCK,
 };
-use crate::alloc::GROUP;
 use crate::journal::{Tx, RESERVE};
 use crate::super_::FsInfo;
 use crate::sys::stats::Counter;
 use crate::sys::vfs::{Inode, Kind};
-use kernel::error::{code::*, Result};
 use kernel::bindings::{FS_APPEND_FL, FS_IMMUTABLE_FL};
+use kernel::error::{code::*, Result};
 use kernel::prelude::*;
 
 /// Read and check inode `inode.ino()` from pmem into the VFS inode (I_NEW).
@@ -83,7 +83,6 @@ pub(crate) fn read_inode(inode: &Inode) -> Result {
     }
     Ok(())
 }
-
 
 /// The VFS's FS_*_FL flags for on-media inode flags.
 pub(crate) fn fs_flags_of(disk: u16) -> u32 {
@@ -229,7 +228,11 @@ pub(crate) fn init_new_tx(tx: &mut Tx<'_>, inode: &Inode, parent: u32) -> Result
 pub(crate) fn set_xattr_block_tx(tx: &mut Tx<'_>, inode: &Inode, new: u64, old: u64) -> Result {
     let _g = tx.lock_inode(inode);
     let mut d = load(inode)?;
-    let blocks = d.blocks.get().saturating_sub(u64::from(old != 0)).saturating_add(u64::from(new != 0));
+    let blocks = d
+        .blocks
+        .get()
+        .saturating_sub(u64::from(old != 0))
+        .saturating_add(u64::from(new != 0));
     d.blocks.set(blocks);
     d.xattr.set(u32::try_from(new).map_err(|_| EINVAL)?);
     inode.set_blocks(blocks);
@@ -407,7 +410,12 @@ fn alloc_data(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result
 
 /// [`get_or_alloc_block`] inside the caller's transaction; `stream` as for
 /// [`alloc_data`].
-pub(crate) fn get_or_alloc_tx(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result<(u64, bool)> {
+pub(crate) fn get_or_alloc_tx(
+    tx: &mut Tx<'_>,
+    inode: &Inode,
+    lblk: u64,
+    stream: bool,
+) -> Result<(u64, bool)> {
     let _g = tx.lock_inode(inode);
     let fs = inode.fs();
     let mut d = load(inode)?;
@@ -585,7 +593,13 @@ pub(crate) fn alloc_extent(inode: &Inode, start: u64) -> Result<Option<u64>> {
 /// Point logical block `lblk` (a hole) at `b`, allocating indirect blocks
 /// on the way; direct pointers change in `d`, which the caller stores.
 /// Returns how many indirect blocks it allocated.
-fn set_block_tx(tx: &mut Tx<'_>, inode: &Inode, d: &mut DiskInode, lblk: u64, b: u64) -> Result<u64> {
+fn set_block_tx(
+    tx: &mut Tx<'_>,
+    inode: &Inode,
+    d: &mut DiskInode,
+    lblk: u64,
+    b: u64,
+) -> Result<u64> {
     let fs = inode.fs();
     let path = format::map_path(lblk).ok_or(EFBIG)?;
     let (slot, idx): (&mut format::Le32, &[usize]) = match &path {
@@ -782,7 +796,11 @@ pub(crate) fn for_each_block(
     }
     let p = PTRS_PER_BLOCK as u64;
     let mut base = format::NDIRECT as u64;
-    let roots = [(d.indirect.get(), 1u32, p), (d.dindirect.get(), 2, p * p), (d.tindirect.get(), 3, p * p * p)];
+    let roots = [
+        (d.indirect.get(), 1u32, p),
+        (d.dindirect.get(), 2, p * p),
+        (d.tindirect.get(), 3, p * p * p),
+    ];
     for (root, level, span) in roots {
         if base <= last && base + span > first {
             let b = check_ptr(fs, inode.ino(), root)?;
@@ -899,7 +917,11 @@ fn release_pages_final(inode: &Inode) -> bool {
         Ok(true)
     });
     if let Err(e) = r {
-        pr_err!("inode {}: releasing its pages failed: {:?}\n", inode.ino(), e);
+        pr_err!(
+            "inode {}: releasing its pages failed: {:?}\n",
+            inode.ino(),
+            e
+        );
         return false;
     }
     idle

@@ -55,7 +55,7 @@ use crate::format::{
     RecordHeader, Records, BLOCK_SHIFT, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF,
     RECORD_HEADER_SIZE, RECORD_MASKED, RECORD_MAX_DATA,
 };
-use crate::sys::locks::{Guard, MutexGuard, Mutex};
+use crate::sys::locks::{Guard, Mutex, MutexGuard};
 use crate::sys::pmem::Pmem;
 use crate::sys::vfs::Inode;
 use crate::sys::NoFs;
@@ -107,7 +107,10 @@ impl Journal {
             let seq_done = Self::recover_area(pmem, g, start, len, k)?;
             slots.push(
                 Slot {
-                    state: Mutex::new_with(JState { seq_done }, crate::sys::ferrofs_init_journal_mutex)?,
+                    state: Mutex::new_with(
+                        JState { seq_done },
+                        crate::sys::ferrofs_init_journal_mutex,
+                    )?,
                     start,
                     len,
                     running: KBox::new(AtomicU64::new(0), GFP_KERNEL)?,
@@ -192,7 +195,11 @@ impl Journal {
     fn in_flight(&self, t: u64) -> bool {
         let k = (t & ((1 << TAG_SLOT_BITS) - 1)) as usize;
         let id = t >> TAG_SLOT_BITS;
-        t != 0 && self.slots.get(k).is_some_and(|s| s.running.load(Ordering::Acquire) == id)
+        t != 0
+            && self
+                .slots
+                .get(k)
+                .is_some_and(|s| s.running.load(Ordering::Acquire) == id)
     }
 
     /// Sleep until the transaction of tag `t` has finished.
@@ -344,7 +351,8 @@ impl<'a> Tx<'a> {
         let rec = self.slot.start + self.pos as u64;
         let data_at = rec + RECORD_HEADER_SIZE as u64;
         let mut h = RecordHeader::new(seq, target, &[]);
-        h.len.set(n as u32 | if masked.is_some() { RECORD_MASKED } else { 0 });
+        h.len
+            .set(n as u32 | if masked.is_some() { RECORD_MASKED } else { 0 });
         let mut check = fnv1a64_update(
             format::FNV1A64_INIT,
             &h.as_bytes()[..RECORD_HEADER_SIZE - 4],
@@ -386,7 +394,8 @@ impl<'a> Tx<'a> {
             self.log(off, 8)?;
         }
         self.ready();
-        self.pmem.write_u64_atomic(off, (v & !mask) | (bits & mask))?;
+        self.pmem
+            .write_u64_atomic(off, (v & !mask) | (bits & mask))?;
         self.pmem.flush(off, 8)?;
         Ok(())
     }
@@ -503,7 +512,9 @@ impl<'a> Tx<'a> {
         self.records = 0;
         self.pos = JOURNAL_RECORDS_OFF;
         if self.raises != 0 {
-            self.j.version.fetch_max(self.raises, core::sync::atomic::Ordering::Relaxed);
+            self.j
+                .version
+                .fetch_max(self.raises, core::sync::atomic::Ordering::Relaxed);
             self.raises = 0;
         }
         Ok(())

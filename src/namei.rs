@@ -118,7 +118,13 @@ pub(crate) fn mknod(idmap: &IdMap, dir: &Inode, dentry: &Dentry, mode: u16, dev:
         raised = fs.raise_version(tx, format::VERSION_SPECIAL)?;
         let ni = new_object(tx, idmap, dir, Some(dentry), mode, kind, slot)?;
         changed = Some(xattr::init_tx(tx, ni.get(), &acls.values)?);
-        dir::add(tx, dir, dentry.name(), ni.get().ino(), format::dt_from_mode(mode))
+        dir::add(
+            tx,
+            dir,
+            dentry.name(),
+            ni.get().ino(),
+            format::dt_from_mode(mode),
+        )
     })?;
     if raised {
         fs.version_raised(format::VERSION_SPECIAL);
@@ -151,8 +157,8 @@ pub(crate) fn tmpfile(idmap: &IdMap, dir: &Inode, mode: u16) -> Result<NewInode>
         };
         let i = ni.get();
         i.set_nlink(0);
-        let r = inode::init_new_tx(tx, i, dir.ino())
-            .and_then(|()| xattr::init_tx(tx, i, &acls.values));
+        let r =
+            inode::init_new_tx(tx, i, dir.ino()).and_then(|()| xattr::init_tx(tx, i, &acls.values));
         i.set_nlink(1);
         changed = Some(r?);
         Ok(())
@@ -333,12 +339,23 @@ impl<'a> RenamePlan<'a> {
             }
             None => None,
         };
-        Ok(RenamePlan { src, old_slot, target })
+        Ok(RenamePlan {
+            src,
+            old_slot,
+            target,
+        })
     }
 
     /// In `tx`, then commit: `new` names the source; the old name goes, or
     /// names `whiteout`.
-    fn run(self, mut tx: Tx<'_>, od: &Inode, nd: &Inode, new: &Dentry, whiteout: Option<&Inode>) -> Result {
+    fn run(
+        self,
+        mut tx: Tx<'_>,
+        od: &Inode,
+        nd: &Inode,
+        new: &Dentry,
+        whiteout: Option<&Inode>,
+    ) -> Result {
         let src = self.src;
         let dt = format::dt_from_mode(src.mode());
         match self.target {
@@ -382,7 +399,10 @@ pub(crate) fn exchange(od: &Inode, old: &Dentry, nd: &Inode, new: &Dentry) -> Re
     let b = new.inode().ok_or(ENOENT)?;
     let a_slot = dir::find(od, old.name())?.ok_or(ENOENT)?;
     let b_slot = dir::find(nd, new.name())?.ok_or(ENOENT)?;
-    let (a_dt, b_dt) = (format::dt_from_mode(a.mode()), format::dt_from_mode(b.mode()));
+    let (a_dt, b_dt) = (
+        format::dt_from_mode(a.mode()),
+        format::dt_from_mode(b.mode()),
+    );
     let mut tx = od.fs().tx();
     dir::retarget(&mut tx, od, &a_slot, b.ino(), b_dt)?;
     dir::retarget(&mut tx, nd, &b_slot, a.ino(), a_dt)?;

@@ -94,7 +94,12 @@ impl FsInfo {
     /// Raises happen only on images older than version 5, which have one
     /// journal area: their transactions run one at a time.
     pub(crate) fn raise_version(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result<bool> {
-        if self.journal.version.load(core::sync::atomic::Ordering::Relaxed) >= to {
+        if self
+            .journal
+            .version
+            .load(core::sync::atomic::Ordering::Relaxed)
+            >= to
+        {
             return Ok(false);
         }
         let mut raw: Superblock = self.pmem.read_pod(0)?;
@@ -106,7 +111,11 @@ impl FsInfo {
 
     /// [`FsInfo::raise_version`] for a caller deep inside a transaction:
     /// the in-memory version follows when `tx` commits.
-    pub(crate) fn raise_version_on_commit(&self, tx: &mut crate::journal::Tx<'_>, to: u32) -> Result {
+    pub(crate) fn raise_version_on_commit(
+        &self,
+        tx: &mut crate::journal::Tx<'_>,
+        to: u32,
+    ) -> Result {
         if self.raise_version(tx, to)? {
             tx.raises = core::cmp::max(tx.raises, to);
         }
@@ -115,7 +124,9 @@ impl FsInfo {
 
     /// The transaction of [`FsInfo::raise_version`]`(.., to)` committed.
     pub(crate) fn version_raised(&self, to: u32) {
-        self.journal.version.fetch_max(to, core::sync::atomic::Ordering::Relaxed);
+        self.journal
+            .version
+            .fetch_max(to, core::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn statfs(&self) -> StatFs {
@@ -270,10 +281,16 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
     // just rolled back (`raw` was read before).
     let version = pmem.read_pod::<Superblock>(0)?.version.get();
     if !(format::VERSION_MIN..=format::VERSION).contains(&version) {
-        pr_err!("{:?}: cannot mount: the journal's rollback leaves format version {}\n", dev, version);
+        pr_err!(
+            "{:?}: cannot mount: the journal's rollback leaves format version {}\n",
+            dev,
+            version
+        );
         return Err(EINVAL);
     }
-    journal.version.store(version, core::sync::atomic::Ordering::Relaxed);
+    journal
+        .version
+        .store(version, core::sync::atomic::Ordering::Relaxed);
     let mut orphans = KVec::new();
     let allocator = Allocator::scan(&pmem, &geo, &mut orphans)?;
     let stats = Stats::new(dev, insn.name())?;

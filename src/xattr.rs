@@ -47,7 +47,8 @@ fn prefix(index: u8) -> &'static [u8] {
 /// The inode's xattr block number (0: none), from the medium: one aligned
 /// load (a change rewrites it under `xattr_lock`, which the caller holds).
 fn block_of(fs: &FsInfo, ino: u32) -> Result<u64> {
-    let off = crate::alloc::inode_off(&fs.geo, ino) + core::mem::offset_of!(DiskInode, xattr) as u64;
+    let off =
+        crate::alloc::inode_off(&fs.geo, ino) + core::mem::offset_of!(DiskInode, xattr) as u64;
     let b = fs.pmem.read_u32(off)? as u64;
     if b != 0 && (b < fs.geo.data_start || b >= fs.geo.blocks_count) {
         pr_err!("inode {}: xattr block {} out of range\n", ino, b);
@@ -66,7 +67,12 @@ fn read_block(inode: &Inode) -> Result<Option<KVec<u8>>> {
     let mut buf = KVec::from_elem(0u8, BLOCK_SIZE, GFP_KERNEL)?;
     fs.pmem.read(FsInfo::block_off(b), &mut buf)?;
     if let Err(e) = format::xattr_entries(&buf, inode.ino()) {
-        pr_err!("inode {}: xattr block {} is corrupt: {}\n", inode.ino(), b, e.reason());
+        pr_err!(
+            "inode {}: xattr block {} is corrupt: {}\n",
+            inode.ino(),
+            b,
+            e.reason()
+        );
         return Err(crate::sys::euclean());
     }
     Ok(Some(buf))
@@ -146,7 +152,13 @@ impl Changed {
 
 /// setxattr / removexattr (`value` None) in one transaction of its own,
 /// with the inode's ctime. `flags`: XATTR_CREATE, XATTR_REPLACE.
-pub(crate) fn set(inode: &Inode, index: u8, name: &[u8], value: Option<&[u8]>, flags: i32) -> Result {
+pub(crate) fn set(
+    inode: &Inode,
+    index: u8,
+    name: &[u8],
+    value: Option<&[u8]>,
+    flags: i32,
+) -> Result {
     let fs = inode.fs();
     let _g = inode.xattr_lock().write();
     let mut tx = fs.tx();
@@ -174,7 +186,12 @@ pub(crate) fn set_tx(
         return Err(ERANGE);
     }
     let old = read_block(inode)?;
-    let old_entries = || old.as_deref().map(|b| entries(b, ino)).into_iter().flatten();
+    let old_entries = || {
+        old.as_deref()
+            .map(|b| entries(b, ino))
+            .into_iter()
+            .flatten()
+    };
     let exists = old_entries().any(|e| e.index == index && e.name == name);
     if exists && flags & XATTR_CREATE != 0 {
         return Err(EEXIST);
@@ -185,7 +202,11 @@ pub(crate) fn set_tx(
     if !exists && value.is_none() {
         return Err(crate::sys::enodata());
     }
-    let new = value.map(|v| XattrEntry { index, name, value: v });
+    let new = value.map(|v| XattrEntry {
+        index,
+        name,
+        value: v,
+    });
     let kept = old_entries().filter(|e| !(e.index == index && e.name == name));
     let empty = new.is_none() && old_entries().all(|e| e.index == index && e.name == name);
     let mut buf = KVec::from_elem(0u8, BLOCK_SIZE, GFP_KERNEL)?;
@@ -214,7 +235,11 @@ pub(crate) fn set_tx(
 /// A new inode's first attributes (the ACLs it inherits), in its creating
 /// transaction: the inode is not visible yet and has no block. Returns
 /// what [`set_tx`] does, for after the commit.
-pub(crate) fn init_tx(tx: &mut Tx<'_>, inode: &Inode, values: &[(u8, KVec<u8>)]) -> Result<Changed> {
+pub(crate) fn init_tx(
+    tx: &mut Tx<'_>,
+    inode: &Inode,
+    values: &[(u8, KVec<u8>)],
+) -> Result<Changed> {
     if values.is_empty() {
         return Ok(Changed { raised: false });
     }

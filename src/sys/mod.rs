@@ -141,7 +141,10 @@ extern "C" {
     pub(crate) fn ferrofs_inode_fs_flags(inode: *mut bindings::inode) -> kernel::ffi::c_uint;
     pub(crate) fn ferrofs_fileattr_fill(fa: *mut bindings::fileattr, flags: kernel::ffi::c_uint);
     pub(crate) fn ferrofs_fileattr_flags(fa: *const bindings::fileattr) -> kernel::ffi::c_long;
-    pub(crate) fn ferrofs_inode_set_fs_flags(inode: *mut bindings::inode, flags: kernel::ffi::c_uint);
+    pub(crate) fn ferrofs_inode_set_fs_flags(
+        inode: *mut bindings::inode,
+        flags: kernel::ffi::c_uint,
+    );
     pub(crate) fn ferrofs_sb_start_intwrite(sb: *mut bindings::super_block);
     pub(crate) fn ferrofs_sb_end_intwrite(sb: *mut bindings::super_block);
     pub(crate) fn ferrofs_insert_page(

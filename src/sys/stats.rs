@@ -155,10 +155,9 @@ unsafe extern "C" fn show(
             as usize;
         let mut w = Writer { buf, len: 0 };
         if idx < NCOUNTERS {
-            let v = (*obj)
-                .counters
-                .iter()
-                .fold(0u64, |a, row| a.wrapping_add(row[idx].load(Ordering::Relaxed)));
+            let v = (*obj).counters.iter().fold(0u64, |a, row| {
+                a.wrapping_add(row[idx].load(Ordering::Relaxed))
+            });
             let _ = core::fmt::write(&mut w, format_args!("{}\n", v));
         } else {
             let _ = core::fmt::write(&mut w, format_args!("{}\n", (*obj).insn));

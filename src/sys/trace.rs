@@ -166,7 +166,8 @@ impl Trace {
 
     /// See the field.
     pub(crate) fn set_tx_delay(&self, us: u32) {
-        self.tx_delay_us.store(us, core::sync::atomic::Ordering::Relaxed);
+        self.tx_delay_us
+            .store(us, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sleep as `trace_tx_delay` asks, before a commit.
@@ -214,7 +215,12 @@ impl Trace {
     pub(crate) fn flush(&self, off: u64, n: usize) {
         let task = task();
         let mut b = self.buf.lock();
-        b.put(&[&[FLUSH], &task.to_le_bytes(), &off.to_le_bytes(), &(n as u32).to_le_bytes()]);
+        b.put(&[
+            &[FLUSH],
+            &task.to_le_bytes(),
+            &off.to_le_bytes(),
+            &(n as u32).to_le_bytes(),
+        ]);
         b.written_back(off, n, false);
     }
 
@@ -269,7 +275,11 @@ impl Trace {
             let w = (l / 64) as usize;
             let at = l % 64;
             let take = core::cmp::min(64 - at, end - l);
-            let mask = if take == 64 { !0u64 } else { ((1u64 << take) - 1) << at };
+            let mask = if take == 64 {
+                !0u64
+            } else {
+                ((1u64 << take) - 1) << at
+            };
             let bits = b.unflushed.as_slice().get(w).copied().unwrap_or(0)
                 | b.unfenced.as_slice().get(w).copied().unwrap_or(0);
             count += (bits & mask).count_ones() as u64;

@@ -314,7 +314,8 @@ impl Inode {
 
     pub(crate) fn mark_associated(&self) {
         if !self.associated.load(core::sync::atomic::Ordering::Relaxed) {
-            self.associated.store(true, core::sync::atomic::Ordering::Relaxed);
+            self.associated
+                .store(true, core::sync::atomic::Ordering::Relaxed);
         }
     }
     /// Whether a fault may have mapped (and so associated) a page. Read
@@ -867,7 +868,9 @@ impl VmFault {
         // The core holds the mmap or VMA lock: vmf->pmd and the mm stay valid.
         // SAFETY: a live fault (above); `xa` is an initialised XArray that
         // the borrow keeps alive for the call.
-        match unsafe { super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong) } {
+        match unsafe {
+            super::ferrofs_pmd_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong)
+        } {
             1 => Upgrade::Done,
             2 => Upgrade::Unmarked,
             0 => Upgrade::Gone,
@@ -888,7 +891,9 @@ impl VmFault {
         // the page tables of the fault address are not freed under the walk.
         // SAFETY: a live fault: vmf->vma and its mm are valid (above); `xa`
         // is an initialised XArray that the borrow keeps alive for the call.
-        match unsafe { super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong) } {
+        match unsafe {
+            super::ferrofs_pte_mkwrite(self.0, pfn as c_ulong, xa.as_ptr(), index as c_ulong)
+        } {
             1 => Upgrade::Done,
             2 => Upgrade::Unmarked,
             0 => Upgrade::Gone,
@@ -1282,8 +1287,15 @@ unsafe extern "C" fn ferrofs_param_rs(trace: *mut u32, opt: c_int, value: u32) -
 
 /// `get_tree_bdev`'s fill_super: `trace_mib` 0 means no trace.
 #[no_mangle]
-unsafe extern "C" fn ferrofs_fill_super_rs(sb: *mut bindings::super_block, trace_mib: u32) -> c_int {
-    let trace = if trace_mib == 0 { None } else { Some(trace_mib) };
+unsafe extern "C" fn ferrofs_fill_super_rs(
+    sb: *mut bindings::super_block,
+    trace_mib: u32,
+) -> c_int {
+    let trace = if trace_mib == 0 {
+        None
+    } else {
+        Some(trace_mib)
+    };
     from_result(|| {
         crate::super_::fill_super(&NewSuper(sb), trace)?;
         Ok(0)
@@ -1413,13 +1425,19 @@ unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::k
     0
 }
 
-unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
+unsafe extern "C" fn show_options(
+    m: *mut bindings::seq_file,
+    root: *mut bindings::dentry,
+) -> c_int {
     // SAFETY: the root dentry of a mounted ferrofs; s_fs_info is set.
     let fs = unsafe { &*((*(*root).d_sb).s_fs_info as *const FsInfo) };
     // ferrofs is always DAX; fstests and users look for "dax" in
     // /proc/mounts. A remount given these options back accepts them.
     let mut buf = [0u8; 32];
-    let mut w = ByteWriter { buf: &mut buf, len: 0 };
+    let mut w = ByteWriter {
+        buf: &mut buf,
+        len: 0,
+    };
     let _ = if fs.trace_mib != 0 {
         core::fmt::Write::write_fmt(&mut w, format_args!(",dax,trace={}", fs.trace_mib))
     } else {
@@ -1515,7 +1533,10 @@ unsafe extern "C" fn create(
     })
 }
 
-unsafe extern "C" fn fileattr_get(dentry: *mut bindings::dentry, fa: *mut bindings::fileattr) -> c_int {
+unsafe extern "C" fn fileattr_get(
+    dentry: *mut bindings::dentry,
+    fa: *mut bindings::fileattr,
+) -> c_int {
     // SAFETY: the VFS passes a live, positive dentry and its fileattr.
     let inode = unsafe { Inode::from_raw((*dentry).d_inode) };
     // SAFETY: `fa` is the caller's.
@@ -1530,7 +1551,12 @@ unsafe extern "C" fn fileattr_set(
 ) -> c_int {
     // SAFETY: the VFS passes a live, positive dentry (inode locked, the
     // permission and CAP_LINUX_IMMUTABLE checks done) and its fileattr.
-    let (inode, f) = unsafe { (Inode::from_raw((*dentry).d_inode), super::ferrofs_fileattr_flags(fa)) };
+    let (inode, f) = unsafe {
+        (
+            Inode::from_raw((*dentry).d_inode),
+            super::ferrofs_fileattr_flags(fa),
+        )
+    };
     if f < 0 {
         return f as c_int;
     }
@@ -1604,10 +1630,19 @@ unsafe extern "C" fn ferrofs_xattr_set_rs(
     from_result(|| crate::xattr::set(inode, index as u8, name, value, flags).map(|()| 0))
 }
 
-unsafe extern "C" fn listxattr(dentry: *mut bindings::dentry, buffer: *mut c_char, size: usize) -> isize {
+unsafe extern "C" fn listxattr(
+    dentry: *mut bindings::dentry,
+    buffer: *mut c_char,
+    size: usize,
+) -> isize {
     // SAFETY: the VFS passes a live, positive dentry and a kernel buffer of
     // `size` bytes or NULL.
-    let (inode, buf) = unsafe { (Inode::from_raw((*dentry).d_inode), kbuf(buffer as *mut c_void, size)) };
+    let (inode, buf) = unsafe {
+        (
+            Inode::from_raw((*dentry).d_inode),
+            kbuf(buffer as *mut c_void, size),
+        )
+    };
     // SAFETY: capable() checks the current task.
     let trusted = unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) };
     match crate::xattr::list(inode, buf, trusted, true) {
@@ -1706,7 +1741,12 @@ fn read_acl(inode: &Inode, ty: c_int) -> Result<Option<Acl>> {
 
 /// set_acl: store `acl` (NULL: remove) as type `ty`; an access ACL that
 /// says no more than the mode bits is folded into the mode instead.
-fn write_acl(inode: &Inode, idmap: *mut bindings::mnt_idmap, acl: *mut bindings::posix_acl, ty: c_int) -> Result {
+fn write_acl(
+    inode: &Inode,
+    idmap: *mut bindings::mnt_idmap,
+    acl: *mut bindings::posix_acl,
+    ty: c_int,
+) -> Result {
     let index = acl_index(ty)?;
     if ty == ACL_TYPE_DEFAULT && !inode.is_dir() {
         return if acl.is_null() { Ok(()) } else { Err(EACCES) };
@@ -1722,7 +1762,11 @@ fn write_acl(inode: &Inode, idmap: *mut bindings::mnt_idmap, acl: *mut bindings:
             return Err(Error::from_errno(r));
         }
     }
-    let value = if acl.is_null() { None } else { Some(Acl::to_xattr(acl)?) };
+    let value = if acl.is_null() {
+        None
+    } else {
+        Some(Acl::to_xattr(acl)?)
+    };
     inode.set_mode(mode);
     match crate::xattr::set(inode, index, b"", value.as_deref(), 0) {
         Ok(()) => {}
@@ -1767,10 +1811,16 @@ pub(crate) fn acl_create(dir: &Inode, mode: &mut u16) -> Result<NewAcls> {
     let access = (!acc.is_null()).then(|| Acl(acc));
     let mut values = KVec::new();
     if let Some(a) = &default {
-        values.push((crate::format::XATTR_ACL_DEFAULT, Acl::to_xattr(a.0)?), GFP_KERNEL)?;
+        values.push(
+            (crate::format::XATTR_ACL_DEFAULT, Acl::to_xattr(a.0)?),
+            GFP_KERNEL,
+        )?;
     }
     if let Some(a) = &access {
-        values.push((crate::format::XATTR_ACL_ACCESS, Acl::to_xattr(a.0)?), GFP_KERNEL)?;
+        values.push(
+            (crate::format::XATTR_ACL_ACCESS, Acl::to_xattr(a.0)?),
+            GFP_KERNEL,
+        )?;
     }
     *mode = m;
     Ok(NewAcls {
@@ -2083,7 +2133,10 @@ unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t
     crate::dax::fault(&VmFault(vmf))
 }
 
-unsafe extern "C" fn huge_fault(vmf: *mut bindings::vm_fault, order: c_uint) -> bindings::vm_fault_t {
+unsafe extern "C" fn huge_fault(
+    vmf: *mut bindings::vm_fault,
+    order: c_uint,
+) -> bindings::vm_fault_t {
     crate::dax::huge_fault(&VmFault(vmf), order)
 }
 

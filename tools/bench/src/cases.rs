@@ -877,7 +877,11 @@ impl Bench {
                 };
                 let size_name = if len == 64 { "64 B" } else { "4 KiB" };
                 self.push(
-                    format!("c9.{}.{}", if sync { "mapsync" } else { "msync" }, if len == 64 { "64" } else { "4k" }),
+                    format!(
+                        "c9.{}.{}",
+                        if sync { "mapsync" } else { "msync" },
+                        if len == 64 { "64" } else { "4k" }
+                    ),
                     9,
                     "persist",
                     Some(len as u64),
@@ -923,7 +927,10 @@ impl Bench {
                     "fio libpmem on {}: {} {}",
                     self.fs,
                     out.status,
-                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
                 ));
             }
             let text = String::from_utf8_lossy(&out.stdout);
@@ -984,11 +991,29 @@ impl Bench {
         let _ = std::fs::remove_file(&path);
         let took = secs(t);
         for (id, title, v) in [
-            ("c11.write", "bulk write of a new 256 MiB file, 1 MiB pwrites + fsync", w),
-            ("c11.overwrite", "bulk overwrite of it, 1 MiB pwrites + fsync", o),
+            (
+                "c11.write",
+                "bulk write of a new 256 MiB file, 1 MiB pwrites + fsync",
+                w,
+            ),
+            (
+                "c11.overwrite",
+                "bulk overwrite of it, 1 MiB pwrites + fsync",
+                o,
+            ),
             ("c11.read", "bulk read of it, 1 MiB preads", r),
         ] {
-            self.push(id.into(), 11, "bulk", None, title.into(), Unit::Rate("MiB/s"), true, v, took);
+            self.push(
+                id.into(),
+                11,
+                "bulk",
+                None,
+                title.into(),
+                Unit::Rate("MiB/s"),
+                true,
+                v,
+                took,
+            );
         }
         Ok(())
     }
@@ -1046,7 +1071,9 @@ impl Bench {
                 12,
                 "aging",
                 None,
-                format!("{tag} file system: share of a new 256 MiB file that is PMD-mappable (FIEMAP)"),
+                format!(
+                    "{tag} file system: share of a new 256 MiB file that is PMD-mappable (FIEMAP)"
+                ),
                 Unit::Rate("%"),
                 true,
                 vec![share * 100.0],
@@ -1164,9 +1191,15 @@ impl Bench {
         let creates = |shared_dir: bool| {
             let dir = &dir;
             move |t: usize, _n: usize| -> Result<f64, String> {
-                let d = if shared_dir { dir.join("one") } else { dir.join(format!("d{t}")) };
+                let d = if shared_dir {
+                    dir.join("one")
+                } else {
+                    dir.join(format!("d{t}"))
+                };
                 let _ = std::fs::create_dir_all(&d);
-                let names: Vec<PathBuf> = (0..batch * 2).map(|i| d.join(format!("t{t}-{i}"))).collect();
+                let names: Vec<PathBuf> = (0..batch * 2)
+                    .map(|i| d.join(format!("t{t}-{i}")))
+                    .collect();
                 let t0 = Instant::now();
                 for a in &names {
                     let fd = Fd::open(a, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)?;
@@ -1206,12 +1239,36 @@ impl Bench {
         let cs = creates(false);
         let co = creates(true);
         let kinds: [(&str, &str, &Work); 7] = [
-            ("ref.syscall", "reference, no file system: getppid calls", &syscalls),
-            ("ref.anon", "reference, no file system: first-touch faults on anonymous memory", &anon),
-            ("faults.sep", "write faults, separate files (4 KiB PTEs)", &faults_sep),
-            ("faults.shared", "write faults, one shared file (4 KiB PTEs)", &faults_shared),
-            ("append.sep", "4 KiB append + fsync, separate files", &appends),
-            ("create.sep", "create + 128 B + fsync, separate directories", &cs),
+            (
+                "ref.syscall",
+                "reference, no file system: getppid calls",
+                &syscalls,
+            ),
+            (
+                "ref.anon",
+                "reference, no file system: first-touch faults on anonymous memory",
+                &anon,
+            ),
+            (
+                "faults.sep",
+                "write faults, separate files (4 KiB PTEs)",
+                &faults_sep,
+            ),
+            (
+                "faults.shared",
+                "write faults, one shared file (4 KiB PTEs)",
+                &faults_shared,
+            ),
+            (
+                "append.sep",
+                "4 KiB append + fsync, separate files",
+                &appends,
+            ),
+            (
+                "create.sep",
+                "create + 128 B + fsync, separate directories",
+                &cs,
+            ),
             ("create.one", "create + 128 B + fsync, one directory", &co),
         ];
         let reps = self.plan.scale_reps;
@@ -1222,7 +1279,8 @@ impl Bench {
             // series after the other, so a drift of the machine's speed
             // during the case (TCG: the host's load) lands on both sides
             // of the ratio alike.
-            let mut by_n: Vec<(usize, Vec<f64>)> = counts.iter().map(|&n| (n, Vec::new())).collect();
+            let mut by_n: Vec<(usize, Vec<f64>)> =
+                counts.iter().map(|&n| (n, Vec::new())).collect();
             for _ in 0..reps {
                 for (n, v) in by_n.iter_mut() {
                     v.push(run(*n, work)?);

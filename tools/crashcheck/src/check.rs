@@ -65,10 +65,18 @@ fn split_mark(v: u64) -> (usize, u64) {
 /// [`ferrofs_crashwl::thread_root`]`(t)`, its markers `t * 2^32 + 2k(+1)`.
 /// Each crash state's tree must be, under each thread's directory, that
 /// thread's model before or after its own last marker.
-pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Opts) -> Result<Report, String> {
+pub fn run_threads(
+    pre: Vec<u8>,
+    events: &[Event],
+    workloads: &[Vec<Op>],
+    o: &Opts,
+) -> Result<Report, String> {
     let geo = tree::geometry(&pre)?;
     let start = ferrofs_crashwl::thread_start(workloads.len());
-    let mut states: Vec<Models> = workloads.iter().map(|w| Models::new(start.clone(), w)).collect();
+    let mut states: Vec<Models> = workloads
+        .iter()
+        .map(|w| Models::new(start.clone(), w))
+        .collect();
     let mut rng = Rng(o.rng_seed);
     let candidates: Vec<usize> = events
         .iter()
@@ -98,9 +106,12 @@ pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Op
         if let Event::Mark(v) = e {
             m.step(e);
             let (t, k) = split_mark(*v);
-            *last_mark
-                .get_mut(t)
-                .ok_or_else(|| format!("marker {v:#x} of thread {t}: the workload has {}", workloads.len()))? = Some(k);
+            *last_mark.get_mut(t).ok_or_else(|| {
+                format!(
+                    "marker {v:#x} of thread {t}: the workload has {}",
+                    workloads.len()
+                )
+            })? = Some(k);
         }
         if check_here {
             r.points += 1;
@@ -122,9 +133,14 @@ pub fn run_threads(pre: Vec<u8>, events: &[Event], workloads: &[Vec<Op>], o: &Op
             for p in prefixes {
                 r.states += 1;
                 m.crash_image_into(&p, &mut img);
-                if let Err(why) =
-                    check_state(&mut img, &geo, &last_mark, workloads, &mut states, &mut scratch)
-                {
+                if let Err(why) = check_state(
+                    &mut img,
+                    &geo,
+                    &last_mark,
+                    workloads,
+                    &mut states,
+                    &mut scratch,
+                ) {
                     r.inconsistent += 1;
                     if r.details.len() < 10 {
                         let one = |lm: &Option<u64>| {
@@ -226,8 +242,11 @@ fn check_state(
     if workloads.len() == 1 {
         return check_thread(&t, last_mark[0], &workloads[0], &mut states[0]);
     }
-    let roots: Vec<String> = (0..workloads.len()).map(ferrofs_crashwl::thread_root).collect();
-    let under = |p: &str, r: &str| p == r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'));
+    let roots: Vec<String> = (0..workloads.len())
+        .map(ferrofs_crashwl::thread_root)
+        .collect();
+    let under =
+        |p: &str, r: &str| p == r || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'));
     let shared = ferrofs_crashwl::SHARED;
     let sd = ferrofs_crashwl::SHARED_DIR;
     let mine = ferrofs_crashwl::shared_dir_mine;
@@ -260,7 +279,8 @@ fn check_state(
                 sub.insert(shared.to_string(), (*ino, k.clone()));
             }
         }
-        check_thread(&sub, last_mark[i], &workloads[i], &mut states[i]).map_err(|e| format!("thread {i}: {e}"))?;
+        check_thread(&sub, last_mark[i], &workloads[i], &mut states[i])
+            .map_err(|e| format!("thread {i}: {e}"))?;
     }
     Ok(())
 }
@@ -272,7 +292,12 @@ fn region(t: usize) -> (usize, usize) {
 }
 
 /// One thread's part of a crash state (the tree under its directory).
-fn check_thread(t: &Tree, last_mark: Option<u64>, ops: &[Op], states: &mut Models) -> Result<(), String> {
+fn check_thread(
+    t: &Tree,
+    last_mark: Option<u64>,
+    ops: &[Op],
+    states: &mut Models,
+) -> Result<(), String> {
     let Some(v) = last_mark else {
         return compare(t, &Model::default(), None);
     };
@@ -371,7 +396,9 @@ fn compare(t: &Tree, m: &Model, loose: Option<(&str, &Model)>) -> Result<(), Str
             (Node::File(id), Kind::File(bytes, xattrs, flags)) => {
                 let want_flags = m.flags.get(id).copied().unwrap_or(0);
                 if *flags != want_flags {
-                    return Err(format!("{path}: flags {flags:#x}, expected {want_flags:#x}"));
+                    return Err(format!(
+                        "{path}: flags {flags:#x}, expected {want_flags:#x}"
+                    ));
                 }
                 if *xattrs != m.xattrs.get(id).cloned().unwrap_or_default() {
                     return Err(format!(

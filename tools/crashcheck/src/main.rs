@@ -78,7 +78,9 @@ fn real_main() -> Result<bool, String> {
     let pre = std::fs::read(&image).map_err(|e| format!("{}: {e}", image.display()))?;
     let raw = std::fs::read(&trace_path).map_err(|e| format!("{}: {e}", trace_path.display()))?;
     let events = trace::parse(&raw)?;
-    let workloads: Vec<_> = (0..threads).map(|t| ferrofs_crashwl::thread_ops(seed, nops, t, threads)).collect();
+    let workloads: Vec<_> = (0..threads)
+        .map(|t| ferrofs_crashwl::thread_ops(seed, nops, t, threads))
+        .collect();
     let want: usize = workloads.iter().map(|w| 2 * w.len()).sum();
     let marks = events
         .iter()

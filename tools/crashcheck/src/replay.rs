@@ -170,12 +170,19 @@ mod tests {
         m.step(&Event::Task(1));
         m.step(&st(0, 1, 8));
         m.step(&Event::Flush { off: 0, len: 8 });
-        m.step(&Event::NtStore { off: 128, data: vec![3; 8] });
+        m.step(&Event::NtStore {
+            off: 128,
+            data: vec![3; 8],
+        });
         m.step(&Event::Task(2));
         m.step(&st(64, 2, 8));
         m.step(&Event::Flush { off: 64, len: 8 });
         m.step(&Event::Fence);
-        assert_eq!((m.durable[0], m.durable[64], m.durable[128]), (0, 2, 0), "thread 2's fence");
+        assert_eq!(
+            (m.durable[0], m.durable[64], m.durable[128]),
+            (0, 2, 0),
+            "thread 2's fence"
+        );
         // Thread 2 writes line 0 back too (whoever stored to it): its next
         // fence makes it durable.
         m.step(&Event::Flush { off: 0, len: 1 });
@@ -183,7 +190,10 @@ mod tests {
         assert_eq!((m.durable[0], m.durable[128]), (1, 0));
         m.step(&Event::Task(1));
         m.step(&Event::Fence);
-        assert_eq!(m.durable[128], 3, "thread 1's non-temporal store at its fence");
+        assert_eq!(
+            m.durable[128], 3,
+            "thread 1's non-temporal store at its fence"
+        );
         assert!(m.pending_counts().is_empty());
     }
 

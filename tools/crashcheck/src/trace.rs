@@ -186,7 +186,10 @@ mod tests {
         raw.extend_from_slice(&64u64.to_le_bytes());
         raw.extend_from_slice(&8u32.to_le_bytes());
         raw[16..24].copy_from_slice(&14u64.to_le_bytes());
-        assert_eq!(parse(&raw), Ok(vec![Event::Fence, Event::Flush { off: 64, len: 8 }]));
+        assert_eq!(
+            parse(&raw),
+            Ok(vec![Event::Fence, Event::Flush { off: 64, len: 8 }])
+        );
     }
 
     #[test]

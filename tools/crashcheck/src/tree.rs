@@ -106,9 +106,13 @@ impl Reader<'_> {
             return Ok(out);
         }
         let blk = self.block(b)?;
-        let it = xattr_entries(blk, ino).map_err(|e| format!("inode {ino}: xattr block {b}: {}", e.reason()))?;
+        let it = xattr_entries(blk, ino)
+            .map_err(|e| format!("inode {ino}: xattr block {b}: {}", e.reason()))?;
         for e in it.filter(|e| e.index == XATTR_USER) {
-            out.insert(format!("user.{}", String::from_utf8_lossy(e.name)), e.value.to_vec());
+            out.insert(
+                format!("user.{}", String::from_utf8_lossy(e.name)),
+                e.value.to_vec(),
+            );
         }
         Ok(out)
     }

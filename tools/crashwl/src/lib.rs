@@ -480,7 +480,10 @@ pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> 
         let short = format!("{SHARED_DIR}/t{t}-{next}");
         let fresh = if rng.below(8) == 0 {
             let len = 249 + rng.below(7) as usize;
-            format!("{short}-{}", "l".repeat(len - (short.len() - SHARED_DIR.len())))
+            format!(
+                "{short}-{}",
+                "l".repeat(len - (short.len() - SHARED_DIR.len()))
+            )
         } else {
             short
         };
@@ -592,7 +595,11 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
             12 | 13 => match rng.pick(&flagged).cloned() {
                 Some(path) if rng.below(2) == 0 => Some(Op::SetFlags { path, flags: 0 }),
                 _ => file.map(|path| Op::SetFlags {
-                    flags: if rng.below(2) == 0 { FLAG_IMMUTABLE } else { FLAG_APPEND },
+                    flags: if rng.below(2) == 0 {
+                        FLAG_IMMUTABLE
+                    } else {
+                        FLAG_APPEND
+                    },
                     path,
                 }),
             },
@@ -627,8 +634,12 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
                 let name = rng.pick(&others).cloned();
                 let symlink = |p: &String| matches!(m.nodes.get(p), Some(Node::Symlink(_)));
                 match op_kind {
-                    56 => name.filter(symlink).map(|from| Op::Rename { from, to: fresh }),
-                    67 => name.filter(symlink).map(|from| Op::Link { from, to: fresh }),
+                    56 => name
+                        .filter(symlink)
+                        .map(|from| Op::Rename { from, to: fresh }),
+                    67 => name
+                        .filter(symlink)
+                        .map(|from| Op::Link { from, to: fresh }),
                     _ => name.map(Op::Unlink),
                 }
             }
@@ -696,7 +707,14 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
                     };
                     push(op, &mut m, &mut out);
                     let cut = HUGE + 1 + rng.below(HUGE - 1);
-                    push(Op::Truncate { path: path.clone(), size: cut }, &mut m, &mut out);
+                    push(
+                        Op::Truncate {
+                            path: path.clone(),
+                            size: cut,
+                        },
+                        &mut m,
+                        &mut out,
+                    );
                     Some(Op::Truncate {
                         path,
                         size: rng.below(MAX_FILE),
@@ -717,7 +735,9 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
                 match rng.pick(&with).cloned() {
                     Some(path) if rng.below(2) == 0 => {
                         let names: Vec<String> = m.xattrs_of(&path).keys().cloned().collect();
-                        rng.pick(&names).cloned().map(|name| Op::RemoveXattr { path, name })
+                        rng.pick(&names)
+                            .cloned()
+                            .map(|name| Op::RemoveXattr { path, name })
                     }
                     _ => file.map(|path| Op::SetXattr {
                         name: format!("user.k{}", rng.below(4)),
@@ -732,8 +752,10 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
             // Two names swapped (a file and a symlink, two files, two
             // names of different directories, a whiteout).
             97 => {
-                let names =
-                    m.paths(|n| !matches!(n, Node::Dir) && !matches!(n, Node::File(id) if m.flags.contains_key(id)));
+                let names = m.paths(|n| {
+                    !matches!(n, Node::Dir)
+                        && !matches!(n, Node::File(id) if m.flags.contains_key(id))
+                });
                 match (rng.pick(&names).cloned(), rng.pick(&names).cloned()) {
                     (Some(a), Some(b)) if a != b => Some(Op::Exchange { a, b }),
                     _ => None,
@@ -748,7 +770,12 @@ pub fn ops_in(seed: u64, count: usize, root: &str) -> Vec<Op> {
     // Clear every flag (one name per file), so the tree can be removed.
     let ids: Vec<u32> = m.flags.keys().copied().collect();
     for id in ids {
-        if let Some(path) = m.nodes.iter().find(|(_, n)| **n == Node::File(id)).map(|(p, _)| p.clone()) {
+        if let Some(path) = m
+            .nodes
+            .iter()
+            .find(|(_, n)| **n == Node::File(id))
+            .map(|(p, _)| p.clone())
+        {
             push(Op::SetFlags { path, flags: 0 }, &mut m, &mut out);
         }
     }
@@ -841,70 +868,78 @@ mod tests {
     #[test]
     fn operations_are_valid_in_the_state_they_run_in() {
         for seed in [99, 20261125] {
-        let v = ops(seed, 500);
-        let mut m = Model::default();
-        for op in &v {
-            match op {
-                Op::Write { path, .. }
-                | Op::MapWrite { path, .. }
-                | Op::Truncate { path, .. }
-                | Op::Fallocate { path, .. }
-                | Op::Punch { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
-                Op::Unlink(path) => assert!(
-                    matches!(m.nodes.get(path), Some(Node::File(_) | Node::Symlink(_) | Node::Whiteout)),
-                    "{op:?}"
-                ),
-                Op::Create(p) | Op::Mkdir(p) | Op::Symlink { path: p, .. } => {
-                    assert!(!m.nodes.contains_key(p), "{op:?}")
-                }
-                Op::Link { from, to } => {
-                    assert!(
-                        matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_)))
-                            && !m.nodes.contains_key(to),
-                        "{op:?}"
-                    )
-                }
-                Op::Rename { from, .. } => assert!(
-                    matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_))),
-                    "{op:?}"
-                ),
-                Op::Whiteout { from, to } => {
-                    assert!(m.file(from).is_some() && !m.nodes.contains_key(to), "{op:?}")
-                }
-                Op::Exchange { a, b } => assert!(
-                    a != b && m.nodes.contains_key(a) && m.nodes.contains_key(b),
-                    "{op:?}"
-                ),
-                Op::Rmdir(p) => assert!(m.is_empty_dir(p), "{op:?}"),
-                Op::SetXattr { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
-                Op::RemoveXattr { path, name } => {
-                    assert!(m.xattrs_of(path).contains_key(name), "{op:?}")
-                }
-                Op::SetFlags { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
-                Op::Tmpfile { path, .. } => assert!(!m.nodes.contains_key(path), "{op:?}"),
-            }
-            // Nothing but SetFlags touches a flagged file or its names.
-            if !matches!(op, Op::SetFlags { .. }) {
-                let touched: Vec<&String> = match op {
+            let v = ops(seed, 500);
+            let mut m = Model::default();
+            for op in &v {
+                match op {
                     Op::Write { path, .. }
                     | Op::MapWrite { path, .. }
                     | Op::Truncate { path, .. }
                     | Op::Fallocate { path, .. }
-                    | Op::Punch { path, .. }
-                    | Op::SetXattr { path, .. }
-                    | Op::RemoveXattr { path, .. }
-                    | Op::Unlink(path) => vec![path],
-                    Op::Rename { from, to } | Op::Link { from, to } | Op::Whiteout { from, to } => vec![from, to],
-                    Op::Exchange { a, b } => vec![a, b],
-                    _ => vec![],
-                };
-                for p in touched {
-                    assert_eq!(m.flags_of(p), 0, "{op:?} touches a flagged file");
+                    | Op::Punch { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                    Op::Unlink(path) => assert!(
+                        matches!(
+                            m.nodes.get(path),
+                            Some(Node::File(_) | Node::Symlink(_) | Node::Whiteout)
+                        ),
+                        "{op:?}"
+                    ),
+                    Op::Create(p) | Op::Mkdir(p) | Op::Symlink { path: p, .. } => {
+                        assert!(!m.nodes.contains_key(p), "{op:?}")
+                    }
+                    Op::Link { from, to } => {
+                        assert!(
+                            matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_)))
+                                && !m.nodes.contains_key(to),
+                            "{op:?}"
+                        )
+                    }
+                    Op::Rename { from, .. } => assert!(
+                        matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_))),
+                        "{op:?}"
+                    ),
+                    Op::Whiteout { from, to } => {
+                        assert!(
+                            m.file(from).is_some() && !m.nodes.contains_key(to),
+                            "{op:?}"
+                        )
+                    }
+                    Op::Exchange { a, b } => assert!(
+                        a != b && m.nodes.contains_key(a) && m.nodes.contains_key(b),
+                        "{op:?}"
+                    ),
+                    Op::Rmdir(p) => assert!(m.is_empty_dir(p), "{op:?}"),
+                    Op::SetXattr { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                    Op::RemoveXattr { path, name } => {
+                        assert!(m.xattrs_of(path).contains_key(name), "{op:?}")
+                    }
+                    Op::SetFlags { path, .. } => assert!(m.file(path).is_some(), "{op:?}"),
+                    Op::Tmpfile { path, .. } => assert!(!m.nodes.contains_key(path), "{op:?}"),
                 }
+                // Nothing but SetFlags touches a flagged file or its names.
+                if !matches!(op, Op::SetFlags { .. }) {
+                    let touched: Vec<&String> = match op {
+                        Op::Write { path, .. }
+                        | Op::MapWrite { path, .. }
+                        | Op::Truncate { path, .. }
+                        | Op::Fallocate { path, .. }
+                        | Op::Punch { path, .. }
+                        | Op::SetXattr { path, .. }
+                        | Op::RemoveXattr { path, .. }
+                        | Op::Unlink(path) => vec![path],
+                        Op::Rename { from, to }
+                        | Op::Link { from, to }
+                        | Op::Whiteout { from, to } => vec![from, to],
+                        Op::Exchange { a, b } => vec![a, b],
+                        _ => vec![],
+                    };
+                    for p in touched {
+                        assert_eq!(m.flags_of(p), 0, "{op:?} touches a flagged file");
+                    }
+                }
+                m.apply(op);
             }
-            m.apply(op);
-        }
-        assert!(m.flags.is_empty(), "flags left at the end: {:?}", m.flags);
+            assert!(m.flags.is_empty(), "flags left at the end: {:?}", m.flags);
         }
     }
 
@@ -915,34 +950,50 @@ mod tests {
             let root = thread_root(t);
             let v = thread_ops(5, 200, t, 3);
             assert_eq!(v.len(), 200, "thread {t}");
-            let on_shared: Vec<_> = v.iter().filter(|op| op.data_target() == Some(SHARED)).collect();
+            let on_shared: Vec<_> = v
+                .iter()
+                .filter(|op| op.data_target() == Some(SHARED))
+                .collect();
             assert_eq!(on_shared.len(), 66, "thread {t}");
             for kind in ["Punch", "Write", "MapWrite"] {
                 assert!(
-                    on_shared.iter().any(|op| format!("{op:?}").starts_with(&format!("{kind} "))),
+                    on_shared
+                        .iter()
+                        .any(|op| format!("{op:?}").starts_with(&format!("{kind} "))),
                     "thread {t}: no {kind}"
                 );
             }
             let (lo, hi) = (t as u64 * SHARED_REGION, (t as u64 + 1) * SHARED_REGION);
             for op in &on_shared {
-                let (Op::Write { off, len, .. } | Op::MapWrite { off, len, .. } | Op::Punch { off, len, .. }) = op else {
+                let (Op::Write { off, len, .. }
+                | Op::MapWrite { off, len, .. }
+                | Op::Punch { off, len, .. }) = op
+                else {
                     panic!("thread {t}: {op:?}");
                 };
-                assert!(*off >= lo && off + len <= hi && *len > 0, "thread {t}: {op:?} outside {lo}..{hi}");
+                assert!(
+                    *off >= lo && off + len <= hi && *len > 0,
+                    "thread {t}: {op:?} outside {lo}..{hi}"
+                );
             }
             // Its operations in the shared directory name only its own
             // entries there, and every kind is among them.
             let in_dir: Vec<String> = v
                 .iter()
                 .filter_map(|op| match op {
-                    Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } => Some(vec![p.clone()]),
+                    Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } => {
+                        Some(vec![p.clone()])
+                    }
                     Op::Rename { from, to } => Some(vec![from.clone(), to.clone()]),
                     _ => None,
                 })
                 .flatten()
                 .filter(|p| p.starts_with(&format!("{SHARED_DIR}/")))
                 .collect();
-            assert!(in_dir.iter().all(|p| shared_dir_mine(p, t)), "thread {t}: {in_dir:?}");
+            assert!(
+                in_dir.iter().all(|p| shared_dir_mine(p, t)),
+                "thread {t}: {in_dir:?}"
+            );
             for u in 0..3 {
                 assert_eq!(in_dir.iter().any(|p| shared_dir_mine(p, u)), u == t);
             }
@@ -960,7 +1011,10 @@ mod tests {
                     "thread {t}: no {kind} in the shared directory"
                 );
             }
-            assert!(in_dir.iter().any(|p| p.len() > 200), "thread {t}: no long name in the shared directory");
+            assert!(
+                in_dir.iter().any(|p| p.len() > 200),
+                "thread {t}: no long name in the shared directory"
+            );
             let m = states_from(thread_start(3), &v).pop().unwrap_or_default();
             assert!(
                 m.nodes.keys().all(|p| p == SHARED
@@ -971,14 +1025,25 @@ mod tests {
                 "thread {t}"
             );
             assert!(
-                m.nodes.keys().all(|p| p.len() - p.rfind('/').map_or(0, |i| i + 1) <= 255),
+                m.nodes
+                    .keys()
+                    .all(|p| p.len() - p.rfind('/').map_or(0, |i| i + 1) <= 255),
                 "thread {t}: a name longer than 255 bytes"
             );
             assert_eq!(m.nodes.get(&format!("{root}/many")), Some(&Node::Dir));
             let f = m.file(SHARED).cloned().unwrap_or_default();
             assert_eq!(f.len() as u64, 3 * SHARED_REGION);
-            assert!(f[..lo as usize].iter().chain(&f[hi as usize..]).all(|&b| b == 0), "thread {t} wrote outside");
-            assert!(f[lo as usize..hi as usize].iter().any(|&b| b != 0), "thread {t} wrote nothing");
+            assert!(
+                f[..lo as usize]
+                    .iter()
+                    .chain(&f[hi as usize..])
+                    .all(|&b| b == 0),
+                "thread {t} wrote outside"
+            );
+            assert!(
+                f[lo as usize..hi as usize].iter().any(|&b| b != 0),
+                "thread {t} wrote nothing"
+            );
         }
     }
 
@@ -987,7 +1052,10 @@ mod tests {
         for seed in [1, 2, 99, 20261125] {
             let v = ops(seed, 300);
             assert_eq!(v.len(), 300);
-            let set = v.iter().filter(|op| matches!(op, Op::SetFlags { flags, .. } if *flags != 0)).count();
+            let set = v
+                .iter()
+                .filter(|op| matches!(op, Op::SetFlags { flags, .. } if *flags != 0))
+                .count();
             assert!(set > 0, "seed {seed}: no flag set");
             let end = states_of(&v).pop().unwrap_or_default();
             assert!(end.flags.is_empty(), "seed {seed}: {:?}", end.flags);
@@ -997,20 +1065,37 @@ mod tests {
     #[test]
     fn extended_attributes_follow_the_file_through_links_and_go_with_it() {
         let mut m = Model::default();
-        let set = |n: &str| Op::SetXattr { path: "w/a".into(), name: n.into(), len: 5, seed: 1 };
+        let set = |n: &str| Op::SetXattr {
+            path: "w/a".into(),
+            name: n.into(),
+            len: 5,
+            seed: 1,
+        };
         for op in [
             Op::Mkdir("w".into()),
             Op::Create("w/a".into()),
             set("user.k0"),
             set("user.k1"),
-            Op::RemoveXattr { path: "w/a".into(), name: "user.k0".into() },
-            Op::Link { from: "w/a".into(), to: "w/b".into() },
-            Op::Rename { from: "w/a".into(), to: "w/c".into() },
+            Op::RemoveXattr {
+                path: "w/a".into(),
+                name: "user.k0".into(),
+            },
+            Op::Link {
+                from: "w/a".into(),
+                to: "w/b".into(),
+            },
+            Op::Rename {
+                from: "w/a".into(),
+                to: "w/c".into(),
+            },
         ] {
             m.apply(&op);
         }
         let want: Vec<u8> = (0..5).map(|i| pattern(1, i)).collect();
-        assert_eq!(m.xattrs_of("w/b").into_iter().collect::<Vec<_>>(), vec![("user.k1".to_string(), want)]);
+        assert_eq!(
+            m.xattrs_of("w/b").into_iter().collect::<Vec<_>>(),
+            vec![("user.k1".to_string(), want)]
+        );
         assert_eq!(m.xattrs_of("w/b"), m.xattrs_of("w/c"));
         m.apply(&Op::Unlink("w/b".into()));
         assert!(!m.xattrs.is_empty());
@@ -1025,7 +1110,10 @@ mod tests {
             _ => 0,
         };
         let v = ops(20261125, 300);
-        assert!(v.iter().map(long).any(|n| (249..=255).contains(&n)), "{v:?}");
+        assert!(
+            v.iter().map(long).any(|n| (249..=255).contains(&n)),
+            "{v:?}"
+        );
         assert!(v.iter().map(long).all(|n| n <= 255));
     }
 
@@ -1035,8 +1123,16 @@ mod tests {
         for op in [
             Op::Mkdir("w".into()),
             Op::Create("w/a".into()),
-            Op::Write { path: "w/a".into(), off: 0, len: 3, seed: 2 },
-            Op::Whiteout { from: "w/a".into(), to: "w/b".into() },
+            Op::Write {
+                path: "w/a".into(),
+                off: 0,
+                len: 3,
+                seed: 2,
+            },
+            Op::Whiteout {
+                from: "w/a".into(),
+                to: "w/b".into(),
+            },
         ] {
             m.apply(&op);
         }
@@ -1053,9 +1149,20 @@ mod tests {
             Op::Mkdir("w".into()),
             Op::Mkdir("w/d".into()),
             Op::Create("w/a".into()),
-            Op::Symlink { path: "w/d/s".into(), target: "t".into() },
-            Op::Write { path: "w/a".into(), off: 0, len: 3, seed: 2 },
-            Op::Exchange { a: "w/a".into(), b: "w/d/s".into() },
+            Op::Symlink {
+                path: "w/d/s".into(),
+                target: "t".into(),
+            },
+            Op::Write {
+                path: "w/a".into(),
+                off: 0,
+                len: 3,
+                seed: 2,
+            },
+            Op::Exchange {
+                a: "w/a".into(),
+                b: "w/d/s".into(),
+            },
         ] {
             m.apply(&op);
         }

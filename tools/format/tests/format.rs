@@ -130,7 +130,14 @@ fn superblock_with_unknown_version_is_rejected_with_that_version() {
 #[test]
 fn superblocks_of_versions_1_to_5_are_accepted() {
     assert_eq!(
-        (VERSION_MIN, VERSION_FLAGS, VERSION_XATTR, VERSION_LONG_NAMES, VERSION_SLOTS, VERSION),
+        (
+            VERSION_MIN,
+            VERSION_FLAGS,
+            VERSION_XATTR,
+            VERSION_LONG_NAMES,
+            VERSION_SLOTS,
+            VERSION
+        ),
         (1, 2, 3, 4, 5, 5)
     );
     for v in VERSION_MIN..=VERSION {
@@ -141,25 +148,43 @@ fn superblocks_of_versions_1_to_5_are_accepted() {
             sb.journal_slots.set(0);
         }
         sb.update_checksum();
-        let g = sb.validate(1024).unwrap_or_else(|e| panic!("version {v}: {e:?}"));
-        assert_eq!(g.journal_slots, if v < VERSION_SLOTS { 1 } else { JOURNAL_SLOTS }, "version {v}");
+        let g = sb
+            .validate(1024)
+            .unwrap_or_else(|e| panic!("version {v}: {e:?}"));
+        assert_eq!(
+            g.journal_slots,
+            if v < VERSION_SLOTS { 1 } else { JOURNAL_SLOTS },
+            "version {v}"
+        );
     }
 }
 
 #[test]
 fn journal_areas_are_checked() {
     let sb = fresh_superblock(1024);
-    assert_eq!(sb.journal_slots.get(), JOURNAL_SLOTS, "mkfs makes version 5 areas");
+    assert_eq!(
+        sb.journal_slots.get(),
+        JOURNAL_SLOTS,
+        "mkfs makes version 5 areas"
+    );
     let g = sb.validate(1024).unwrap();
     let (o1, l1) = g.slot_bytes(1);
-    assert_eq!((o1, l1), (l1, g.journal_blocks as usize * BLOCK_SIZE / JOURNAL_SLOTS as usize));
+    assert_eq!(
+        (o1, l1),
+        (
+            l1,
+            g.journal_blocks as usize * BLOCK_SIZE / JOURNAL_SLOTS as usize
+        )
+    );
     // Several areas on an image that says version 4: damage.
     let mut old = fresh_superblock(1024);
     old.version.set(VERSION_LONG_NAMES);
     old.update_checksum();
     assert_eq!(
         old.validate(1024),
-        Err(FormatError::BadGeometry("journal areas on an image older than version 5"))
+        Err(FormatError::BadGeometry(
+            "journal areas on an image older than version 5"
+        ))
     );
     // Counts that do not divide the region, make areas too small, or exceed the limit.
     for n in [3u32, 5, 8, 17, 64, u32::MAX] {
@@ -185,7 +210,13 @@ fn inodes_with_unknown_flags_are_rejected() {
     let mut d = Inode::zeroed();
     d.mode.set(S_IFREG | 0o644);
     d.nlink.set(1);
-    for (flags, ok) in [(0, true), (INODE_FL_IMMUTABLE, true), (INODE_FL_APPEND, true), (4, false), (0x8000, false)] {
+    for (flags, ok) in [
+        (0, true),
+        (INODE_FL_IMMUTABLE, true),
+        (INODE_FL_APPEND, true),
+        (4, false),
+        (0x8000, false),
+    ] {
         d.flags.set(flags);
         d.update_checksum(5);
         assert_eq!(d.validate(5, 1024).is_ok(), ok, "flags {flags:#x}");
@@ -579,11 +610,20 @@ fn names_of_249_to_255_bytes_take_two_slots_and_read_back() {
         assert_eq!(cont.name_len as usize, len - SLOT_NAME_MAX);
         let short = Dirent::new(8, b"short", DT_DIR).unwrap();
         let blk = block_with(&[(0, short), (3, head), (4, cont), (15, short)]);
-        let got: Vec<_> = block_entries(&blk).map(|r| r.map_err(|(s, _)| s).unwrap()).collect();
-        let seen: Vec<_> = got.iter().map(|e| (e.slot, e.slots, e.ino, e.name().to_vec())).collect();
+        let got: Vec<_> = block_entries(&blk)
+            .map(|r| r.map_err(|(s, _)| s).unwrap())
+            .collect();
+        let seen: Vec<_> = got
+            .iter()
+            .map(|e| (e.slot, e.slots, e.ino, e.name().to_vec()))
+            .collect();
         assert_eq!(
             seen,
-            vec![(0, 1, 8, b"short".to_vec()), (3, 2, 7, name.clone()), (15, 1, 8, b"short".to_vec())]
+            vec![
+                (0, 1, 8, b"short".to_vec()),
+                (3, 2, 7, name.clone()),
+                (15, 1, 8, b"short".to_vec())
+            ]
         );
     }
     assert!(Dirent::new_entry(7, &[b'x'; NAME_MAX + 1], DT_REG).is_err());
@@ -597,7 +637,11 @@ fn broken_long_names_and_stray_continuations_are_errors() {
     let (head, cont) = Dirent::new_entry(7, &name, DT_REG).unwrap();
     let cont = cont.unwrap();
     let short = Dirent::new(8, b"s", DT_REG).unwrap();
-    let errs = |blk: &[u8]| -> Vec<usize> { block_entries(blk).filter_map(|r| r.err().map(|(s, _)| s)).collect() };
+    let errs = |blk: &[u8]| -> Vec<usize> {
+        block_entries(blk)
+            .filter_map(|r| r.err().map(|(s, _)| s))
+            .collect()
+    };
     // In the block's last slot: no room for the continuation.
     assert_eq!(errs(&block_with(&[(15, head)])), vec![15]);
     // Followed by a free slot, or by another entry.
@@ -825,10 +869,26 @@ fn xattr_block(ino: u32, entries: &[XattrEntry<'_>]) -> Vec<u8> {
 #[test]
 fn an_xattr_block_reads_back_what_was_built() {
     let es = [
-        XattrEntry { index: XATTR_USER, name: b"a", value: b"1" },
-        XattrEntry { index: XATTR_TRUSTED, name: b"t.x", value: b"" },
-        XattrEntry { index: XATTR_ACL_ACCESS, name: b"", value: &[2, 0, 0, 0] },
-        XattrEntry { index: XATTR_SECURITY, name: &[b'n'; 255], value: &[7; 1000] },
+        XattrEntry {
+            index: XATTR_USER,
+            name: b"a",
+            value: b"1",
+        },
+        XattrEntry {
+            index: XATTR_TRUSTED,
+            name: b"t.x",
+            value: b"",
+        },
+        XattrEntry {
+            index: XATTR_ACL_ACCESS,
+            name: b"",
+            value: &[2, 0, 0, 0],
+        },
+        XattrEntry {
+            index: XATTR_SECURITY,
+            name: &[b'n'; 255],
+            value: &[7; 1000],
+        },
     ];
     let b = xattr_block(9, &es);
     let got: Vec<_> = xattr_entries(&b, 9).expect("valid").collect();
@@ -843,8 +903,16 @@ fn an_xattr_block_reads_back_what_was_built() {
 #[test]
 fn every_flipped_byte_of_an_xattr_block_in_use_is_caught() {
     let es = [
-        XattrEntry { index: XATTR_USER, name: b"key", value: b"value" },
-        XattrEntry { index: XATTR_USER, name: b"k2", value: b"v2" },
+        XattrEntry {
+            index: XATTR_USER,
+            name: b"key",
+            value: b"value",
+        },
+        XattrEntry {
+            index: XATTR_USER,
+            name: b"k2",
+            value: b"v2",
+        },
     ];
     let b = xattr_block(3, &es);
     let used = XATTR_HEADER_SIZE + es.iter().map(|e| e.size()).sum::<usize>();
@@ -854,11 +922,17 @@ fn every_flipped_byte_of_an_xattr_block_in_use_is_caught() {
         }
         let mut c = b.clone();
         c[i] ^= 0x40;
-        assert!(xattr_entries(&c, 3).is_err(), "byte {i} flipped, still accepted");
+        assert!(
+            xattr_entries(&c, 3).is_err(),
+            "byte {i} flipped, still accepted"
+        );
     }
     let mut c = b.clone();
     c[20] ^= 1;
-    assert_eq!(xattr_entries(&c, 3).err(), Some(FormatError::BadXattr("bad check")));
+    assert_eq!(
+        xattr_entries(&c, 3).err(),
+        Some(FormatError::BadXattr("bad check"))
+    );
     // Bytes after the entries are not covered (they are zero after a build).
     let mut c = b;
     c[BLOCK_SIZE - 1] = 0xff;
@@ -869,15 +943,49 @@ fn every_flipped_byte_of_an_xattr_block_in_use_is_caught() {
 fn xattr_entries_that_do_not_fit_or_are_malformed_are_refused_by_the_builder() {
     let mut b = vec![0u8; BLOCK_SIZE];
     let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER - 1];
-    assert!(xattr_build(&mut b, 1, [XattrEntry { index: XATTR_USER, name: b"x", value: &big }].into_iter()).is_ok());
+    assert!(xattr_build(
+        &mut b,
+        1,
+        [XattrEntry {
+            index: XATTR_USER,
+            name: b"x",
+            value: &big
+        }]
+        .into_iter()
+    )
+    .is_ok());
     let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER];
     assert_eq!(
-        xattr_build(&mut b, 1, [XattrEntry { index: XATTR_USER, name: b"x", value: &big }].into_iter()),
+        xattr_build(
+            &mut b,
+            1,
+            [XattrEntry {
+                index: XATTR_USER,
+                name: b"x",
+                value: &big
+            }]
+            .into_iter()
+        ),
         Err(FormatError::XattrNoSpace)
     );
-    for (index, name) in [(0u8, &b"x"[..]), (6, b"x"), (XATTR_USER, b""), (XATTR_ACL_DEFAULT, b"x")] {
+    for (index, name) in [
+        (0u8, &b"x"[..]),
+        (6, b"x"),
+        (XATTR_USER, b""),
+        (XATTR_ACL_DEFAULT, b"x"),
+    ] {
         assert!(
-            xattr_build(&mut b, 1, [XattrEntry { index, name, value: b"" }].into_iter()).is_err(),
+            xattr_build(
+                &mut b,
+                1,
+                [XattrEntry {
+                    index,
+                    name,
+                    value: b""
+                }]
+                .into_iter()
+            )
+            .is_err(),
             "index {index} name {name:?} accepted"
         );
     }
@@ -901,7 +1009,13 @@ fn an_inode_xattr_pointer_past_the_end_is_rejected() {
 
 #[test]
 fn special_files_have_no_blocks_and_only_they_have_device_numbers() {
-    for (fmt, ok) in [(S_IFCHR, true), (S_IFBLK, true), (S_IFIFO, true), (S_IFSOCK, true), (0o070000, false)] {
+    for (fmt, ok) in [
+        (S_IFCHR, true),
+        (S_IFBLK, true),
+        (S_IFIFO, true),
+        (S_IFSOCK, true),
+        (0o070000, false),
+    ] {
         let mut i = Inode::zeroed();
         i.mode.set(fmt | 0o644);
         i.nlink.set(1);
@@ -914,11 +1028,17 @@ fn special_files_have_no_blocks_and_only_they_have_device_numbers() {
         assert_eq!(dt_from_mode(fmt) != DT_UNKNOWN, true);
         i.direct[0].set(300);
         i.update_checksum(2);
-        assert_eq!(i.validate(2, 4096), Err(FormatError::BadInode("special file with data")));
+        assert_eq!(
+            i.validate(2, 4096),
+            Err(FormatError::BadInode("special file with data"))
+        );
         i.direct[0].set(0);
         i.size.set(1);
         i.update_checksum(2);
-        assert_eq!(i.validate(2, 4096), Err(FormatError::BadInode("special file with data")));
+        assert_eq!(
+            i.validate(2, 4096),
+            Err(FormatError::BadInode("special file with data"))
+        );
     }
     let mut f = Inode::zeroed();
     f.mode.set(S_IFREG | 0o644);
@@ -927,6 +1047,8 @@ fn special_files_have_no_blocks_and_only_they_have_device_numbers() {
     f.update_checksum(3);
     assert_eq!(
         f.validate(3, 4096),
-        Err(FormatError::BadInode("device number on a file that is not a device"))
+        Err(FormatError::BadInode(
+            "device number on a file that is not a device"
+        ))
     );
 }

@@ -30,11 +30,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use ferrofs_format::{
-    block_entries, is_special, xattr_entries, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, SLOT_NAME_MAX, VERSION_LONG_NAMES,
-    VERSION_SPECIAL, VERSION_XATTR,
-    dt_from_mode, Dirent, FormatError, Geometry, Inode, JournalHeader, Pod, Superblock, BLOCK_SIZE,
-    DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE, JOURNAL_RECORDS_OFF, NDIRECT,
-    PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    block_entries, dt_from_mode, is_special, xattr_entries, Dirent, FormatError, Geometry, Inode,
+    JournalHeader, Pod, Superblock, BLOCK_SIZE, DIRENT_SIZE, INODES_PER_BLOCK, INODE_SIZE,
+    JOURNAL_RECORDS_OFF, NDIRECT, PTRS_PER_BLOCK, ROOT_INO, SLOT_NAME_MAX, S_IFBLK, S_IFCHR,
+    S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, VERSION_LONG_NAMES, VERSION_SPECIAL,
+    VERSION_XATTR,
 };
 use ferrofs_image::{blocks_in, inode_location, Bitmap, Image};
 
@@ -698,7 +698,10 @@ impl Checker<'_> {
                     }
                 }
                 if n == 0 {
-                    self.report(format!("inode {ino}: xattr block {b} has no entries"), vec![]);
+                    self.report(
+                        format!("inode {ino}: xattr block {b} has no entries"),
+                        vec![],
+                    );
                 }
             }
         }
@@ -857,11 +860,17 @@ impl Checker<'_> {
                                 vec![],
                             );
                         }
-                        let e = EntryRef { slot: be.slot, slots: be.slots, ino: be.ino, file_type: be.file_type };
+                        let e = EntryRef {
+                            slot: be.slot,
+                            slots: be.slots,
+                            ino: be.ino,
+                            file_type: be.file_type,
+                        };
                         self.check_entry(dir, block, &e, Ok(be.name()), &mut names, t, queue);
                     }
                     Err((slot, err)) => {
-                        let d = Dirent::from_bytes(&buf[slot * DIRENT_SIZE..]).expect("a whole slot");
+                        let d =
+                            Dirent::from_bytes(&buf[slot * DIRENT_SIZE..]).expect("a whole slot");
                         if d.is_cont() {
                             // Its entry is gone: a free slot that was not
                             // freed. Clearing it loses nothing.
@@ -871,7 +880,12 @@ impl Checker<'_> {
                             );
                             continue;
                         }
-                        let e = EntryRef { slot, slots: 1, ino: d.ino.get(), file_type: d.file_type };
+                        let e = EntryRef {
+                            slot,
+                            slots: 1,
+                            ino: d.ino.get(),
+                            file_type: d.file_type,
+                        };
                         let why = format!("with bad name length {} ({})", d.name_len, err.reason());
                         self.check_entry(dir, block, &e, Err(why), &mut names, t, queue);
                     }
@@ -928,7 +942,9 @@ impl Checker<'_> {
             };
             self.report(
                 format!("inode {dir}: {at} names {why} (dangling)"),
-                (slot..slot + e.slots).map(|slot| Fix::ClearEntry { block, slot }).collect(),
+                (slot..slot + e.slots)
+                    .map(|slot| Fix::ClearEntry { block, slot })
+                    .collect(),
             );
             return;
         };

@@ -139,7 +139,11 @@ impl Fs {
             let mut run = 0;
             for s in 0..DIRENTS_PER_BLOCK {
                 let off = b as usize * BS + s * DIRENT_SIZE;
-                run = if self.img[off..off + 4] == [0; 4] { run + 1 } else { 0 };
+                run = if self.img[off..off + 4] == [0; 4] {
+                    run + 1
+                } else {
+                    0
+                };
                 if run == need {
                     at = Some((b, s + 1 - need));
                     break 'find;
@@ -150,7 +154,8 @@ impl Fs {
         let off = s * DIRENT_SIZE;
         self.block_mut(b)[off..off + DIRENT_SIZE].copy_from_slice(e.as_bytes());
         if let Some(c) = cont {
-            self.block_mut(b)[off + DIRENT_SIZE..off + 2 * DIRENT_SIZE].copy_from_slice(c.as_bytes());
+            self.block_mut(b)[off + DIRENT_SIZE..off + 2 * DIRENT_SIZE]
+                .copy_from_slice(c.as_bytes());
         }
         (b, s)
     }
@@ -592,7 +597,10 @@ fn orphan_symlink_without_its_target_block_is_no_problem_but_a_linked_one_is() {
     });
     linked.set_bit(b, false);
     let img = TempImage::new("linked-symlink", &linked.img);
-    img.fsck(&["-n"]).expect_code(4).expect_one(&format!("inode {}", s.link), &["symlink has no target block"]);
+    img.fsck(&["-n"]).expect_code(4).expect_one(
+        &format!("inode {}", s.link),
+        &["symlink has no target block"],
+    );
 }
 
 #[test]
@@ -705,7 +713,12 @@ fn a_long_name_on_a_version_3_image_is_reported() {
     let mut s = sample();
     s.fs.file(s.sub, &[b'v'; 252], 10);
     s.fs.set_version(3);
-    assert_found_not_fixed("long-name-v3", &s.fs, &format!("inode {}", s.sub), &["252-byte name", "version 3"]);
+    assert_found_not_fixed(
+        "long-name-v3",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &["252-byte name", "version 3"],
+    );
 }
 
 #[test]
@@ -718,7 +731,10 @@ fn a_continuation_slot_without_its_entry_is_cleared() {
         "stray-cont",
         &s.fs,
         &format!("inode {}", s.sub),
-        &[&format!("block {b} slot 3"), "continuation slot without its entry"],
+        &[
+            &format!("block {b} slot 3"),
+            "continuation slot without its entry",
+        ],
     );
     let off = b as usize * BS + 3 * DIRENT_SIZE;
     assert_eq!(fixed.img[off..off + 4], [0; 4]);
@@ -728,7 +744,12 @@ fn a_continuation_slot_without_its_entry_is_cleared() {
 fn a_dangling_long_entry_is_cleared_with_its_continuation() {
     let mut s = sample();
     let (b, slot) = s.fs.add_entry(s.sub, &[b'g'; 254], 200, DT_REG);
-    let fixed = assert_found_and_fixed("dangling-long", &s.fs, &format!("inode {}", s.sub), &["free inode 200", "dangling"]);
+    let fixed = assert_found_and_fixed(
+        "dangling-long",
+        &s.fs,
+        &format!("inode {}", s.sub),
+        &["free inode 200", "dangling"],
+    );
     for sl in [slot, slot + 1] {
         let off = b as usize * BS + sl * DIRENT_SIZE;
         assert_eq!(fixed.img[off..off + 4], [0; 4], "slot {sl}");
@@ -743,7 +764,10 @@ fn a_long_entry_whose_continuation_is_gone_is_reported() {
     let off = b as usize * BS + (slot + 1) * DIRENT_SIZE;
     s.fs.img[off..off + 4].fill(0);
     let img = TempImage::new("long-no-cont", &s.fs.img);
-    img.fsck(&["-n"]).expect_code(4).expect_one(&format!("inode {}", s.sub), &["bad name length 249", "without its continuation"]);
+    img.fsck(&["-n"]).expect_code(4).expect_one(
+        &format!("inode {}", s.sub),
+        &["bad name length 249", "without its continuation"],
+    );
 }
 
 #[test]

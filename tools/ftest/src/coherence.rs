@@ -643,7 +643,8 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
         fd.fsync()?;
         let s2 = ctx.snap()?;
         if let (Some(c0), Some(c1), Some(c2)) = (&s0, &s1, &s2) {
-            let marked = c1.get(Field::EntriesMarked) as i128 - c0.get(Field::EntriesMarked) as i128;
+            let marked =
+                c1.get(Field::EntriesMarked) as i128 - c0.get(Field::EntriesMarked) as i128;
             let faulted = (c1.get(Field::WriteFaults) + c1.get(Field::PfnMkwrite)) as i128
                 - (c0.get(Field::WriteFaults) + c0.get(Field::PfnMkwrite)) as i128;
             let flushed =
@@ -669,11 +670,17 @@ pub fn write_faults_racing_fsync_leave_no_unmarked_writable_pte(ctx: &mut Ctx) -
             );
         }
     }
-    ctx.diag(&format!("{} fsyncs racing the stores; {faults} faults after them", fsyncs.load(SeqCst)));
+    ctx.diag(&format!(
+        "{} fsyncs racing the stores; {faults} faults after them",
+        fsyncs.load(SeqCst)
+    ));
     // ferrofs counts the faults that found their entry claimed between
     // their mark and their upgrade: the window this case is about.
     if let (Some(r0), Some(r1)) = (remarks0, crate::gup::stat_value(ctx, "upgrade_remarks")) {
-        ctx.diag(&format!("{} faults found their entry claimed before the upgrade", r1 - r0));
+        ctx.diag(&format!(
+            "{} faults found their entry claimed before the upgrade",
+            r1 - r0
+        ));
         ctx.check(r1 > r0, || "no fault met a walk between its mark and its upgrade (upgrade_remarks did not grow): the race was not reached".into());
     }
     Ok(())

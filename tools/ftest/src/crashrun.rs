@@ -42,7 +42,13 @@ fn io_err(e: String) -> std::io::Error {
 /// FLUSH per piece and one fence, so the crash checker replays them after
 /// the faults that allocated their blocks. Without a trace (a host test on
 /// a file system without MAP_SYNC) a plain shared mapping and msync stand in.
-fn map_write(path: &Path, off: u64, len: u64, seed: u64, user: Option<&Path>) -> std::io::Result<()> {
+fn map_write(
+    path: &Path,
+    off: u64,
+    len: u64,
+    seed: u64,
+    user: Option<&Path>,
+) -> std::io::Result<()> {
     let fd = Fd::open_rw(path).map_err(io_err)?;
     let end = off + len;
     if fd.size().map_err(io_err)? < end {
@@ -53,9 +59,10 @@ fn map_write(path: &Path, off: u64, len: u64, seed: u64, user: Option<&Path>) ->
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let (map, sync) = match Map::new_at(&fd, maplen, rw, MAP_SHARED_VALIDATE | MAP_SYNC, first) {
         Ok(m) => (m, true),
-        Err(_) if user.is_none() => {
-            (Map::new_at(&fd, maplen, rw, libc::MAP_SHARED, first).map_err(io_err)?, false)
-        }
+        Err(_) if user.is_none() => (
+            Map::new_at(&fd, maplen, rw, libc::MAP_SHARED, first).map_err(io_err)?,
+            false,
+        ),
         Err(e) => return Err(io_err(e)),
     };
     let data: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
@@ -63,7 +70,13 @@ fn map_write(path: &Path, off: u64, len: u64, seed: u64, user: Option<&Path>) ->
     map.copy_in(at, &data);
     if sync {
         // SAFETY: `at..at+len` lies inside the live mapping.
-        unsafe { persist(FlushInsn::detect(), (map.addr() + at) as *const u8, data.len()) };
+        unsafe {
+            persist(
+                FlushInsn::detect(),
+                (map.addr() + at) as *const u8,
+                data.len(),
+            )
+        };
     } else {
         map.msync(0, maplen, libc::MS_SYNC).map_err(io_err)?;
     }
@@ -150,21 +163,30 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             let v: Vec<u8> = (0..*len).map(|i| pattern(*seed, i)).collect();
             let (cp, cn) = (cpath(&p(path))?, cname(name)?);
             // SAFETY: NUL-terminated path and name; `v` is `v.len()` bytes.
-            let r = unsafe {
-                libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-            };
-            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            let r =
+                unsafe { libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         }
         Op::RemoveXattr { path, name } => {
             let (cp, cn) = (cpath(&p(path))?, cname(name)?);
             // SAFETY: NUL-terminated path and name.
             let r = unsafe { libc::removexattr(cp.as_ptr(), cn.as_ptr()) };
-            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         }
         Op::SetFlags { path, flags } => set_flags(&p(path), *flags),
         Op::Tmpfile { path, len, seed } => {
             let target = p(path);
-            let parent = target.parent().ok_or_else(|| std::io::Error::other("no parent"))?;
+            let parent = target
+                .parent()
+                .ok_or_else(|| std::io::Error::other("no parent"))?;
             let f = OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_TMPFILE)
@@ -177,9 +199,19 @@ fn one(dir: &Path, op: &Op, user: Option<&Path>) -> std::io::Result<()> {
             let to = cpath(&target)?;
             // SAFETY: two NUL-terminated paths.
             let r = unsafe {
-                libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
             };
-            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         }
     }
 }
@@ -212,8 +244,20 @@ pub fn set_flags(path: &Path, flags: u16) -> std::io::Result<()> {
 fn rename2(a: &Path, b: &Path, flags: libc::c_uint) -> std::io::Result<()> {
     let (ca, cb) = (cpath(a)?, cpath(b)?);
     // SAFETY: two NUL-terminated paths.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), flags) };
-    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
@@ -231,7 +275,13 @@ pub fn run(seed: u64, count: usize, dir: &Path, marks: Option<&Path>) -> Result<
 
 /// `threads` workloads at once ([`ferrofs_crashwl::thread_ops`]), thread t's
 /// markers offset by t * 2^32. One thread is [`run`].
-pub fn run_threads(seed: u64, count: usize, dir: &Path, marks: Option<&Path>, threads: usize) -> Result<String, String> {
+pub fn run_threads(
+    seed: u64,
+    count: usize,
+    dir: &Path,
+    marks: Option<&Path>,
+    threads: usize,
+) -> Result<String, String> {
     if threads <= 1 {
         return run(seed, count, dir, marks);
     }
@@ -261,7 +311,10 @@ pub fn run_threads(seed: u64, count: usize, dir: &Path, marks: Option<&Path>, th
             })
             .collect();
         hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a workload thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a workload thread panicked".into()))
+            })
             .collect()
     });
     for r in res {
@@ -321,7 +374,11 @@ mod tests {
             let t = fs::read_link(&p).unwrap().into_os_string();
             (md.ino(), Node::Symlink(t.into_string().unwrap()), vec![])
         } else if std::os::unix::fs::FileTypeExt::is_char_device(&md.file_type()) {
-            assert_eq!((md.rdev(), md.mode() & 0o7777), (0, 0), "{rel}: not a whiteout");
+            assert_eq!(
+                (md.rdev(), md.mode() & 0o7777),
+                (0, 0),
+                "{rel}: not a whiteout"
+            );
             (md.ino(), Node::Whiteout, vec![])
         } else {
             (md.ino(), Node::File(0), fs::read(&p).unwrap())
@@ -336,13 +393,22 @@ mod tests {
         let mut names = vec![0u8; 65536];
         // SAFETY: NUL-terminated path; `names` is writable for its length.
         let n = unsafe { libc::listxattr(cp.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-        assert!(n >= 0, "listxattr {}: {}", p.display(), std::io::Error::last_os_error());
+        assert!(
+            n >= 0,
+            "listxattr {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
         let mut out = BTreeMap::new();
-        for name in names[..n as usize].split(|&b| b == 0).filter(|s| s.starts_with(b"user.")) {
+        for name in names[..n as usize]
+            .split(|&b| b == 0)
+            .filter(|s| s.starts_with(b"user."))
+        {
             let cn = std::ffi::CString::new(name).unwrap();
             let mut v = vec![0u8; 65536];
             // SAFETY: as above.
-            let l = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+            let l =
+                unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
             assert!(l >= 0);
             v.truncate(l as usize);
             out.insert(String::from_utf8(name.to_vec()).unwrap(), v);
@@ -387,7 +453,9 @@ mod tests {
 
     #[test]
     fn two_threads_on_a_host_filesystem_leave_each_models_tree_and_region() {
-        use ferrofs_crashwl::{states_from, thread_ops, thread_root, thread_start, SHARED, SHARED_REGION};
+        use ferrofs_crashwl::{
+            states_from, thread_ops, thread_root, thread_start, SHARED, SHARED_REGION,
+        };
         let dir = std::env::temp_dir().join(format!("crashrun2-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let probe = dir.join("probe");
@@ -408,15 +476,25 @@ mod tests {
         let shared = fs::read(run_dir.join(SHARED)).unwrap();
         assert_eq!(shared.len() as u64, 2 * SHARED_REGION);
         for t in 0..2 {
-            let m = states_from(thread_start(2), &thread_ops(seed, n, t, 2)).pop().unwrap();
+            let m = states_from(thread_start(2), &thread_ops(seed, n, t, 2))
+                .pop()
+                .unwrap();
             assert!(
-                m.nodes.keys().any(|p| ferrofs_crashwl::shared_dir_mine(p, t)),
+                m.nodes
+                    .keys()
+                    .any(|p| ferrofs_crashwl::shared_dir_mine(p, t)),
                 "thread {t} leaves no name in the shared directory"
             );
             same_under(&m, &run_dir, &thread_root(t), Some(t));
-            let (lo, hi) = ((t as u64 * SHARED_REGION) as usize, ((t as u64 + 1) * SHARED_REGION) as usize);
+            let (lo, hi) = (
+                (t as u64 * SHARED_REGION) as usize,
+                ((t as u64 + 1) * SHARED_REGION) as usize,
+            );
             let want = m.file(SHARED).unwrap();
-            assert!(shared[lo..hi] == want[lo..hi], "thread {t}: its region of the shared file differs");
+            assert!(
+                shared[lo..hi] == want[lo..hi],
+                "thread {t}: its region of the shared file differs"
+            );
         }
         let _ = fs::remove_dir_all(&dir);
     }

@@ -101,7 +101,12 @@ fn store_u64(addr: usize, v: u64) {
 
 /// futex(2) on the word at `addr` (a shared futex: no FUTEX_PRIVATE_FLAG);
 /// `timeout` is relative (FUTEX_WAIT). Returns the result or errno.
-pub(crate) fn futex(addr: usize, op: c_int, val: u32, timeout: Option<Duration>) -> Result<i64, i32> {
+pub(crate) fn futex(
+    addr: usize,
+    op: c_int,
+    val: u32,
+    timeout: Option<Duration>,
+) -> Result<i64, i32> {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,

@@ -11,8 +11,8 @@ mod crashrun;
 mod gup;
 mod mapsync;
 mod mtstress;
-mod pmd;
 mod pattern;
+mod pmd;
 mod runner;
 mod stress;
 mod sys;
@@ -82,7 +82,13 @@ fn main() -> ExitCode {
             dir,
             mark,
             threads,
-        } => said(crashrun::run_threads(seed, ops, &dir, mark.as_deref(), threads)),
+        } => said(crashrun::run_threads(
+            seed,
+            ops,
+            &dir,
+            mark.as_deref(),
+            threads,
+        )),
     }
 }
 

@@ -75,7 +75,11 @@ fn covered(ctx: &mut Ctx, what: &str, extents: &[Extent]) -> BTreeSet<u64> {
         });
         let last = k + 1 == extents.len();
         ctx.check((e.flags & FIEMAP_EXTENT_LAST != 0) == last, || {
-            format!("{what}: extent {k} of {}: LAST flag {}", extents.len(), e.flags & 1)
+            format!(
+                "{what}: extent {k} of {}: LAST flag {}",
+                extents.len(),
+                e.flags & 1
+            )
         });
         prev_end = e.logical + e.len;
         for p in e.logical / PAGE as u64..prev_end / PAGE as u64 {
@@ -130,7 +134,11 @@ pub fn map_sync_mapping_is_accepted_and_faults_are_synchronous(ctx: &mut Ctx) ->
     if let (Some(m0), Some(f0)) = (maps0, faults0) {
         let m1 = stat_value(ctx, "sync_maps").unwrap_or(0);
         let f1 = stat_value(ctx, "sync_write_faults").unwrap_or(0);
-        ctx.check_eq("sync_maps after one MAP_SYNC mmap", 1, m1 as i128 - m0 as i128);
+        ctx.check_eq(
+            "sync_maps after one MAP_SYNC mmap",
+            1,
+            m1 as i128 - m0 as i128,
+        );
         ctx.check_eq(
             "sync_write_faults after a store to each of 16 pages",
             PAGES as i128,
@@ -166,8 +174,12 @@ pub fn statx_reports_dax(ctx: &mut Ctx) -> CaseResult {
     let fd = Fd::create(&ctx.file(""))?;
     match fd.dax_attr() {
         Some(true) => Ok(()),
-        Some(false) => Err("statx: STATX_ATTR_DAX is in the mask but not set".to_string().into()),
-        None => Err("statx: STATX_ATTR_DAX not in stx_attributes_mask".to_string().into()),
+        Some(false) => Err("statx: STATX_ATTR_DAX is in the mask but not set"
+            .to_string()
+            .into()),
+        None => Err("statx: STATX_ATTR_DAX not in stx_attributes_mask"
+            .to_string()
+            .into()),
     }
 }
 
@@ -181,8 +193,12 @@ pub fn fiemap_maps_file_offsets_to_device_offsets(ctx: &mut Ctx) -> CaseResult {
     for &p in &data {
         fd.pwrite_all(&page_bytes(seed, p), p * PAGE as u64)?;
     }
-    fd.fallocate(libc::FALLOC_FL_KEEP_SIZE, 305 * PAGE as u64, 2 * PAGE as u64)
-        .map_err(|e| format!("fallocate KEEP_SIZE: {e}"))?;
+    fd.fallocate(
+        libc::FALLOC_FL_KEEP_SIZE,
+        305 * PAGE as u64,
+        2 * PAGE as u64,
+    )
+    .map_err(|e| format!("fallocate KEEP_SIZE: {e}"))?;
     fd.fsync()?;
     let ext = fd.fiemap(0, u64::MAX).map_err(|e| format!("FIEMAP: {e}"))?;
     let pages = covered(ctx, "FIEMAP of the whole file", &ext);
@@ -210,7 +226,9 @@ pub fn fiemap_maps_file_offsets_to_device_offsets(ctx: &mut Ctx) -> CaseResult {
         }
     }
     let want_sub: BTreeSet<u64> = [1, 2, 10].into_iter().collect();
-    ctx.check(sp == want_sub, || format!("FIEMAP of pages 1..=10 covers {sp:?}"));
+    ctx.check(sp == want_sub, || {
+        format!("FIEMAP of pages 1..=10 covers {sp:?}")
+    });
     // The physical offsets are the device's: read them there.
     let dev = device_of(&path)?;
     let dfd = Fd::open(&dev, libc::O_RDONLY | libc::O_DIRECT, 0)
@@ -226,7 +244,8 @@ pub fn fiemap_maps_file_offsets_to_device_offsets(ctx: &mut Ctx) -> CaseResult {
             let p = e.logical / PAGE as u64 + k;
             let at = e.physical + k * PAGE as u64;
             // SAFETY: `buf` is a private page-aligned mapping of PAGE bytes.
-            let n = unsafe { libc::pread(dfd.raw(), buf.addr() as *mut libc::c_void, PAGE, at as i64) };
+            let n =
+                unsafe { libc::pread(dfd.raw(), buf.addr() as *mut libc::c_void, PAGE, at as i64) };
             if n != PAGE as isize {
                 ctx.fail(&format!(
                     "pread {} at {at}: {n} ({})",
@@ -235,7 +254,11 @@ pub fn fiemap_maps_file_offsets_to_device_offsets(ctx: &mut Ctx) -> CaseResult {
                 ));
                 continue;
             }
-            let expect = if data.contains(&p) { page_bytes(seed, p) } else { vec![0u8; PAGE] };
+            let expect = if data.contains(&p) {
+                page_bytes(seed, p)
+            } else {
+                vec![0u8; PAGE]
+            };
             ctx.check(buf.bytes() == &expect[..], || {
                 format!(
                     "page {p}: {} at FIEMAP's physical offset {at} does not hold the file's bytes",
@@ -246,8 +269,12 @@ pub fn fiemap_maps_file_offsets_to_device_offsets(ctx: &mut Ctx) -> CaseResult {
     }
     // An empty file has no extents.
     fd.ftruncate(0)?;
-    let none = fd.fiemap(0, u64::MAX).map_err(|e| format!("FIEMAP after truncate: {e}"))?;
-    ctx.check(none.is_empty(), || format!("FIEMAP of an empty file: {none:?}"));
+    let none = fd
+        .fiemap(0, u64::MAX)
+        .map_err(|e| format!("FIEMAP after truncate: {e}"))?;
+    ctx.check(none.is_empty(), || {
+        format!("FIEMAP of an empty file: {none:?}")
+    });
     Ok(())
 }
 
@@ -277,7 +304,15 @@ fn register_buffer(ring: libc::c_int, addr: usize, len: usize) -> i32 {
     if r == 0 {
         // Unregister (IORING_UNREGISTER_BUFFERS = 1).
         // SAFETY: plain syscall on our ring.
-        unsafe { libc::syscall(SYS_IO_URING_REGISTER, ring, 1 as libc::c_uint, 0usize, 0 as libc::c_uint) };
+        unsafe {
+            libc::syscall(
+                SYS_IO_URING_REGISTER,
+                ring,
+                1 as libc::c_uint,
+                0usize,
+                0 as libc::c_uint,
+            )
+        };
         0
     } else {
         errno()
@@ -286,7 +321,7 @@ fn register_buffer(ring: libc::c_int, addr: usize, len: usize) -> i32 {
 
 pub fn longterm_pin_of_a_dax_mapping_is_refused(ctx: &mut Ctx) -> CaseResult {
     let mut params = [0u8; 120]; // struct io_uring_params
-    // SAFETY: `params` is a zeroed struct io_uring_params.
+                                 // SAFETY: `params` is a zeroed struct io_uring_params.
     let ring = unsafe { libc::syscall(SYS_IO_URING_SETUP, 4 as libc::c_uint, params.as_mut_ptr()) };
     if ring < 0 {
         return Err(CaseError::Skip(format!(

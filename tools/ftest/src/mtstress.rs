@@ -29,7 +29,10 @@ fn threads() -> usize {
 const SHARED_PAGES: usize = 1024;
 
 pub fn dirs(dir: &Path) -> (PathBuf, PathBuf) {
-    (dir.join("ferrotest-mt-own"), dir.join("ferrotest-mt-shared"))
+    (
+        dir.join("ferrotest-mt-own"),
+        dir.join("ferrotest-mt-shared"),
+    )
 }
 
 struct Model {
@@ -47,15 +50,30 @@ fn write_pattern(fd: &Fd, seed: u64, from: u64, to: u64) -> Result<(), String> {
 fn check_file(p: &Path, seed: u64, len: u64) -> Result<(), String> {
     let data = std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()))?;
     if data.len() as u64 != len {
-        return Err(format!("{}: {} bytes, model says {len}", p.display(), data.len()));
+        return Err(format!(
+            "{}: {} bytes, model says {len}",
+            p.display(),
+            data.len()
+        ));
     }
     if let Some((off, want, got)) = pattern::first_mismatch(seed, 0, &data) {
-        return Err(format!("{}: byte {off} is {got:#x}, want {want:#x}", p.display()));
+        return Err(format!(
+            "{}: byte {off} is {got:#x}, want {want:#x}",
+            p.display()
+        ));
     }
     Ok(())
 }
 
-fn worker(t: usize, seed: u64, own: &Path, shared: &Path, base: usize, nthreads: usize, until: Instant) -> Result<(Model, u64), String> {
+fn worker(
+    t: usize,
+    seed: u64,
+    own: &Path,
+    shared: &Path,
+    base: usize,
+    nthreads: usize,
+    until: Instant,
+) -> Result<(Model, u64), String> {
     let mine = own.join(format!("t{t}"));
     std::fs::create_dir(&mine).map_err(|e| format!("mkdir {}: {e}", mine.display()))?;
     let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -147,7 +165,14 @@ fn worker(t: usize, seed: u64, own: &Path, shared: &Path, base: usize, nthreads:
                 }
                 if rng.below(4) == 0 {
                     // SAFETY: msync of that mapping, no memory is touched.
-                    if unsafe { libc::msync(base as *mut libc::c_void, SHARED_PAGES * PAGE, libc::MS_SYNC) } != 0 {
+                    if unsafe {
+                        libc::msync(
+                            base as *mut libc::c_void,
+                            SHARED_PAGES * PAGE,
+                            libc::MS_SYNC,
+                        )
+                    } != 0
+                    {
                         return Err(format!("msync: {}", std::io::Error::last_os_error()));
                     }
                 }
@@ -182,15 +207,17 @@ pub fn concurrent_metadata_stress(ctx: &mut Ctx) -> CaseResult {
         let hs: Vec<_> = (0..nthreads)
             .map(|t| {
                 let (own, shared, errors, base) = (&own, &shared, &errors, map.addr());
-                s.spawn(move || match worker(t, seed, own, shared, base, nthreads, until) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        if let Ok(mut v) = errors.lock() {
-                            v.push(format!("thread {t}: {e}"));
+                s.spawn(
+                    move || match worker(t, seed, own, shared, base, nthreads, until) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            if let Ok(mut v) = errors.lock() {
+                                v.push(format!("thread {t}: {e}"));
+                            }
+                            None
                         }
-                        None
-                    }
-                })
+                    },
+                )
             })
             .collect();
         hs.into_iter().map(|h| h.join().ok().flatten()).collect()
@@ -215,7 +242,11 @@ pub fn concurrent_metadata_stress(ctx: &mut Ctx) -> CaseResult {
         want_dirs.push(own.join(format!("t{t}")));
         want_dirs.extend(m.subdirs);
     }
-    ctx.diag(&format!("{ops} operations, {} files, {} directories at the end", want.len(), want_dirs.len()));
+    ctx.diag(&format!(
+        "{ops} operations, {} files, {} directories at the end",
+        want.len(),
+        want_dirs.len()
+    ));
     for (p, &(s, len)) in &want {
         if let Err(e) = check_file(p, s, len) {
             ctx.fail(&e);
@@ -230,7 +261,10 @@ pub fn concurrent_metadata_stress(ctx: &mut Ctx) -> CaseResult {
             let p = e.path();
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 if !want_dirs.contains(&p) {
-                    ctx.fail(&format!("{}: a directory the model does not have", p.display()));
+                    ctx.fail(&format!(
+                        "{}: a directory the model does not have",
+                        p.display()
+                    ));
                 }
                 stack.push(p);
             } else {
@@ -241,10 +275,13 @@ pub fn concurrent_metadata_stress(ctx: &mut Ctx) -> CaseResult {
     found.sort();
     let names: Vec<PathBuf> = want.keys().cloned().collect();
     ctx.check(found == names, || {
-        format!("{} files found, {} in the model (first extra: {:?}, first missing: {:?})",
-            found.len(), names.len(),
+        format!(
+            "{} files found, {} in the model (first extra: {:?}, first missing: {:?})",
+            found.len(),
+            names.len(),
             found.iter().find(|p| !want.contains_key(*p)),
-            names.iter().find(|p| !found.contains(p)))
+            names.iter().find(|p| !found.contains(p))
+        )
     });
     for d in &want_dirs {
         ctx.check(d.is_dir(), || format!("{}: missing directory", d.display()));

@@ -15,7 +15,9 @@ const MIB2: usize = 2 << 20;
 
 fn need_counters(ctx: &Ctx) -> Result<(), CaseError> {
     if ctx.stats_dir().is_none() || stat_value(ctx, "pmd_faults").is_none() {
-        return Err(CaseError::Skip("needs the ferrofs PMD counters (--stats)".into()));
+        return Err(CaseError::Skip(
+            "needs the ferrofs PMD counters (--stats)".into(),
+        ));
     }
     Ok(())
 }
@@ -41,7 +43,11 @@ const NAMES: [&str; 7] = [
 fn delta(ctx: &mut Ctx, what: &str, before: &[i128], after: &[i128], want: [i128; 7]) {
     for k in 0..NAMES.len() {
         if want[k] >= 0 {
-            ctx.check_eq(&format!("{what}: {}", NAMES[k]), want[k], after[k] - before[k]);
+            ctx.check_eq(
+                &format!("{what}: {}", NAMES[k]),
+                want[k],
+                after[k] - before[k],
+            );
         }
     }
 }
@@ -52,7 +58,14 @@ fn fill_pattern(map: &Map, seed: u64, len: usize) {
     map.copy_in(0, &buf);
 }
 
-fn check_pattern(ctx: &mut Ctx, what: &str, fd: &Fd, seed: u64, len: usize, zero: &[(usize, usize)]) -> Result<(), String> {
+fn check_pattern(
+    ctx: &mut Ctx,
+    what: &str,
+    fd: &Fd,
+    seed: u64,
+    len: usize,
+    zero: &[(usize, usize)],
+) -> Result<(), String> {
     let mut back = vec![0u8; len];
     fd.pread_exact(&mut back, 0)?;
     let mut want = vec![0u8; len];
@@ -76,7 +89,10 @@ pub fn pmd_write_faults_map_2mib_and_fsync_flushes_each_once(ctx: &mut Ctx) -> C
     fd.ftruncate(len as u64)?;
     let map = Map::shared_rw(&fd, len)?;
     ctx.check(map.addr() % MIB2 == 0, || {
-        format!("a 8 MiB mapping at {:#x}: not 2 MiB aligned (get_unmapped_area)", map.addr())
+        format!(
+            "a 8 MiB mapping at {:#x}: not 2 MiB aligned (get_unmapped_area)",
+            map.addr()
+        )
     });
     let s0 = snap(ctx, &NAMES);
     // One store per 2 MiB region: one PMD fault each, no 4 KiB fault.
@@ -84,13 +100,25 @@ pub fn pmd_write_faults_map_2mib_and_fsync_flushes_each_once(ctx: &mut Ctx) -> C
         map.write(r * MIB2 + 100, 0x40 + r as u8);
     }
     let s1 = snap(ctx, &NAMES);
-    delta(ctx, "one store in each of 4 holes of 2 MiB", &s0, &s1, [4, 4, 0, 0, 0, 0, 0]);
+    delta(
+        ctx,
+        "one store in each of 4 holes of 2 MiB",
+        &s0,
+        &s1,
+        [4, 4, 0, 0, 0, 0, 0],
+    );
     // Stores anywhere else in those 2 MiB: no fault at all.
     for p in (0..len).step_by(PAGE) {
         map.write(p + 7, 1);
     }
     let s2 = snap(ctx, &NAMES);
-    delta(ctx, "stores to every page after that", &s1, &s2, [0, 0, 0, 0, 0, 0, 0]);
+    delta(
+        ctx,
+        "stores to every page after that",
+        &s1,
+        &s2,
+        [0, 0, 0, 0, 0, 0, 0],
+    );
     fd.fsync()?;
     let s3 = snap(ctx, &NAMES);
     delta(ctx, "fsync", &s2, &s3, [0, 0, 4, 0, -1, 0, 0]);
@@ -101,15 +129,24 @@ pub fn pmd_write_faults_map_2mib_and_fsync_flushes_each_once(ctx: &mut Ctx) -> C
     map.write(MIB2 + 5 * PAGE, 0x99);
     fd.fsync()?;
     let s5 = snap(ctx, &NAMES);
-    delta(ctx, "store after fsync, fsync", &s4, &s5, [1, 1, 1, 0, 0, 0, 0]);
+    delta(
+        ctx,
+        "store after fsync, fsync",
+        &s4,
+        &s5,
+        [1, 1, 1, 0, 0, 0, 0],
+    );
     // The extents are whole, aligned 2 MiB runs of the device.
-    let ext = fd.fiemap(0, len as u64).map_err(|e| format!("FIEMAP: {e}"))?;
+    let ext = fd
+        .fiemap(0, len as u64)
+        .map_err(|e| format!("FIEMAP: {e}"))?;
     let covered: u64 = ext.iter().map(|e| e.len).sum();
     ctx.check_eq("bytes FIEMAP covers", len as u64, covered);
     for e in &ext {
-        ctx.check(e.physical % MIB2 as u64 == 0 && e.len % MIB2 as u64 == 0, || {
-            format!("extent {e:?} is not whole aligned 2 MiB runs")
-        });
+        ctx.check(
+            e.physical % MIB2 as u64 == 0 && e.len % MIB2 as u64 == 0,
+            || format!("extent {e:?} is not whole aligned 2 MiB runs"),
+        );
     }
     let mut b = [0u8; 1];
     fd.pread_exact(&mut b, (MIB2 + 5 * PAGE) as u64)?;
@@ -127,7 +164,13 @@ pub fn punch_inside_a_pmd_keeps_the_rest_dirty(ctx: &mut Ctx) -> CaseResult {
     let s0 = snap(ctx, &NAMES);
     fill_pattern(&map, seed, len);
     let s1 = snap(ctx, &NAMES);
-    delta(ctx, "filling 4 MiB through the mapping", &s0, &s1, [2, 2, 0, 0, 0, 0, 0]);
+    delta(
+        ctx,
+        "filling 4 MiB through the mapping",
+        &s0,
+        &s1,
+        [2, 2, 0, 0, 0, 0, 0],
+    );
     // Punch 3 pages in the middle of the first extent.
     let hole = (100 * PAGE, 3 * PAGE);
     fd.fallocate(
@@ -139,15 +182,29 @@ pub fn punch_inside_a_pmd_keeps_the_rest_dirty(ctx: &mut Ctx) -> CaseResult {
     let s2 = snap(ctx, &NAMES);
     // The first extent's entry goes; its 509 other pages keep their dirty
     // state as 4 KiB entries.
-    delta(ctx, "punch of 3 pages inside a dirty PMD", &s1, &s2, [0, 0, 0, 1, 0, 509, 0]);
+    delta(
+        ctx,
+        "punch of 3 pages inside a dirty PMD",
+        &s1,
+        &s2,
+        [0, 0, 0, 1, 0, 509, 0],
+    );
     fd.fsync()?;
     let s3 = snap(ctx, &NAMES);
-    delta(ctx, "fsync after the punch", &s2, &s3, [0, 0, 1, 0, 0, 0, 509]);
+    delta(
+        ctx,
+        "fsync after the punch",
+        &s2,
+        &s3,
+        [0, 0, 1, 0, 0, 0, 509],
+    );
     check_pattern(ctx, "after the punch", &fd, seed, len, &[hole])?;
     // The mapping sees the hole too (its PMD was dropped by the punch).
     let mut v = [0u8; 8];
     map.copy_out(hole.0, &mut v);
-    ctx.check(v == [0; 8], || format!("mapping over the punched page reads {v:?}"));
+    ctx.check(v == [0; 8], || {
+        format!("mapping over the punched page reads {v:?}")
+    });
     // Truncate into the second extent: the pages below the cut stay.
     let cut = MIB2 + 10 * PAGE;
     map.write(MIB2 + 3, 0x77); // dirty the second PMD again
@@ -155,14 +212,22 @@ pub fn punch_inside_a_pmd_keeps_the_rest_dirty(ctx: &mut Ctx) -> CaseResult {
     let s4 = snap(ctx, &NAMES);
     fd.ftruncate(cut as u64)?;
     let s5 = snap(ctx, &NAMES);
-    delta(ctx, "truncate into a dirty PMD", &s4, &s5, [0, 0, 0, 1, 0, 10, -1]);
+    delta(
+        ctx,
+        "truncate into a dirty PMD",
+        &s4,
+        &s5,
+        [0, 0, 0, 1, 0, 10, -1],
+    );
     fd.fsync()?;
     let mut back = vec![0u8; 16];
     fd.pread_exact(&mut back, MIB2 as u64)?;
     let mut want = vec![0u8; 16];
     pattern::fill(seed, MIB2 as u64, &mut want);
     want[3] = 0x77;
-    ctx.check(back == want, || format!("second extent's first bytes after truncate: {back:?}"));
+    ctx.check(back == want, || {
+        format!("second extent's first bytes after truncate: {back:?}")
+    });
     ctx.check_eq("size after truncate", cut as u64, fd.size()?);
     Ok(())
 }
@@ -223,7 +288,12 @@ pub fn skewed_and_small_mappings_of_pmd_extents_map_each_page(ctx: &mut Ctx) -> 
     fd.fsync()?;
     let cases: [(&str, usize, u64, usize); 3] = [
         ("mapping 4 KiB past a 2 MiB boundary", len, 0, PAGE),
-        ("mapping from file offset 4 KiB at a 2 MiB boundary", len - PAGE, PAGE as u64, 0),
+        (
+            "mapping from file offset 4 KiB at a 2 MiB boundary",
+            len - PAGE,
+            PAGE as u64,
+            0,
+        ),
         ("1 MiB mapping at a 2 MiB boundary", MIB2 / 2, 0, 0),
     ];
     for (what, mlen, off, skew) in cases {
@@ -248,9 +318,15 @@ pub fn skewed_and_small_mappings_of_pmd_extents_map_each_page(ctx: &mut Ctx) -> 
         fd.pread_exact(&mut b, off + PAGE as u64 + 3)?;
         buf[off as usize + PAGE + 3] = 0xa7;
         if let Some((pg, w, g)) = bad {
-            ctx.fail(&format!("{what}: page {pg} reads {g:#04x}, its file bytes are {w:#04x}"));
+            ctx.fail(&format!(
+                "{what}: page {pg} reads {g:#04x}, its file bytes are {w:#04x}"
+            ));
         }
-        ctx.check_eq(&format!("{what}: stored byte at its file offset"), 0xa7, b[0]);
+        ctx.check_eq(
+            &format!("{what}: stored byte at its file offset"),
+            0xa7,
+            b[0],
+        );
         let p1 = stat_value(ctx, "pmd_faults").unwrap_or(0);
         ctx.check_eq(&format!("{what}: PMD faults"), 0, p1 as i128 - p0 as i128);
     }
@@ -325,7 +401,9 @@ pub fn futexes_in_pages_of_a_pmd_mapping_have_their_own_keys(ctx: &mut Ctx) -> C
             break;
         }
         if Instant::now() > deadline {
-            return Err(CaseError::Fail("the waiting thread did not fall asleep in 10 s".into()));
+            return Err(CaseError::Fail(
+                "the waiting thread did not fall asleep in 10 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -401,7 +479,10 @@ pub fn sequential_writes_from_offset_0_make_every_2mib_one_extent(ctx: &mut Ctx)
         });
         let map = Map::shared_ro(&fd, len)?;
         if map.addr() % MIB2 != 0 {
-            return Err(CaseError::Fail(format!("a 6 MiB mapping at {:#x}: not 2 MiB aligned", map.addr())));
+            return Err(CaseError::Fail(format!(
+                "a 6 MiB mapping at {:#x}: not 2 MiB aligned",
+                map.addr()
+            )));
         }
         let s0 = snap(ctx, &NAMES);
         let mut diff = None;
@@ -414,12 +495,19 @@ pub fn sequential_writes_from_offset_0_make_every_2mib_one_extent(ctx: &mut Ctx)
         }
         let s1 = snap(ctx, &NAMES);
         ctx.check_eq(
-            &format!("PMD faults reading every page of the file ({} KiB writes)", chunk >> 10),
+            &format!(
+                "PMD faults reading every page of the file ({} KiB writes)",
+                chunk >> 10
+            ),
             (len / MIB2) as i128,
             s1[0] - s0[0],
         );
         if let Some(at) = diff {
-            ctx.fail(&format!("offset {at}: the mapping reads {:#04x}, written {:#04x}", map.read(at), buf[at]));
+            ctx.fail(&format!(
+                "offset {at}: the mapping reads {:#04x}, written {:#04x}",
+                map.read(at),
+                buf[at]
+            ));
         }
     }
     Ok(())
@@ -451,7 +539,11 @@ pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseRes
         }
         let s1 = snap(ctx, &NAMES);
         if let Some(at) = bad {
-            ctx.fail(&format!("{what}: offset {at}: the mapping reads {:#04x}, expected {:#04x}", map.read(at), want[at]));
+            ctx.fail(&format!(
+                "{what}: offset {at}: the mapping reads {:#04x}, expected {:#04x}",
+                map.read(at),
+                want[at]
+            ));
         }
         Ok(s1[0] - s0[0])
     };
@@ -459,8 +551,12 @@ pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseRes
     ctx.check_eq("PMD faults of the first read", 2, n);
     // Punch page 100 of extent 0 and write it again: a new 4 KiB block.
     let p = 100 * PAGE;
-    fd.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, p as u64, PAGE as u64)
-        .map_err(|e| format!("punch: {e}"))?;
+    fd.fallocate(
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        p as u64,
+        PAGE as u64,
+    )
+    .map_err(|e| format!("punch: {e}"))?;
     let new = vec![0x5au8; PAGE];
     fd.pwrite_all(&new, p as u64)?;
     buf[p..p + PAGE].copy_from_slice(&new);
@@ -475,7 +571,11 @@ pub fn read_pmds_see_punches_and_truncates_that_follow(ctx: &mut Ctx) -> CaseRes
     let n = read_all(ctx, "after the punch and the truncate", &buf)?;
     let whole = pmd_ranges(&fd, len as u64)?;
     let want = whole.iter().filter(|&&w| w).count() as i128;
-    ctx.check_eq("PMD faults after them (one per range still one extent)", want, n);
+    ctx.check_eq(
+        "PMD faults after them (one per range still one extent)",
+        want,
+        n,
+    );
     Ok(())
 }
 
@@ -529,17 +629,36 @@ pub fn pmd_write_faults_racing_fsync_leave_no_unmarked_writable_pmd(ctx: &mut Ct
         fd.fsync()?;
         let s2 = snap(ctx, &NAMES);
         let n = N as i128;
-        delta(ctx, &format!("round {round}: one store per extent after an fsync"), &s0, &s1, [n, n, 0, 0, -1, 0, 0]);
-        delta(ctx, &format!("round {round}: the fsync after them"), &s1, &s2, [0, 0, n, 0, 0, 0, 0]);
+        delta(
+            ctx,
+            &format!("round {round}: one store per extent after an fsync"),
+            &s0,
+            &s1,
+            [n, n, 0, 0, -1, 0, 0],
+        );
+        delta(
+            ctx,
+            &format!("round {round}: the fsync after them"),
+            &s1,
+            &s2,
+            [0, 0, n, 0, 0, 0, 0],
+        );
         let mut b = [0u8; 1];
         for r in 0..N {
             fd.pread_exact(&mut b, (r * MIB2 + 8 * r) as u64)?;
-            ctx.check_eq(&format!("round {round}: last byte stored in extent {r}"), v2, b[0]);
+            ctx.check_eq(
+                &format!("round {round}: last byte stored in extent {r}"),
+                v2,
+                b[0],
+            );
         }
     }
     ctx.diag(&format!("{} fsyncs racing the stores", fsyncs.load(SeqCst)));
     if let (Some(r0), Some(r1)) = (remarks0, stat_value(ctx, "upgrade_remarks")) {
-        ctx.diag(&format!("{} faults found their entry claimed before the upgrade", r1 - r0));
+        ctx.diag(&format!(
+            "{} faults found their entry claimed before the upgrade",
+            r1 - r0
+        ));
     }
     Ok(())
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use libc::{c_int, c_void};
 
 pub use ferrofs_usys::{
-    cpath, last_err, persist, Extent, Fd, FlushInsn, FIEMAP_EXTENT_LAST, MAP_SHARED_VALIDATE, MAP_SYNC,
-    PAGE,
+    cpath, last_err, persist, Extent, Fd, FlushInsn, FIEMAP_EXTENT_LAST, MAP_SHARED_VALIDATE,
+    MAP_SYNC, PAGE,
 };
 
 /// A memory mapping of a file, unmapped on drop. Accesses go through raw

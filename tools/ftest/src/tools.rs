@@ -210,17 +210,23 @@ pub fn cut_symlink_block(dev: &Path, ino: u32) -> Result<String, String> {
     let name = dev.display();
     let file = std::fs::File::open(dev).map_err(|e| format!("{name}: {e}"))?;
     let mut img = ferrofs_image::Image::new(file);
-    let (_, geo) = img.validated_superblock().map_err(|e| format!("{name}: {e}"))?;
+    let (_, geo) = img
+        .validated_superblock()
+        .map_err(|e| format!("{name}: {e}"))?;
     let mut d = img.inode(&geo, ino).map_err(|e| format!("{name}: {e}"))?;
     if d.mode.get() & S_IFMT != S_IFLNK {
-        return Err(format!("inode {ino} is not a symlink (mode {:o})", d.mode.get()));
+        return Err(format!(
+            "inode {ino} is not a symlink (mode {:o})",
+            d.mode.get()
+        ));
     }
     let b = u64::from(d.direct[0].get());
     if b < geo.data_start || b >= geo.blocks_count {
         return Err(format!("inode {ino}: target block {b} is not a data block"));
     }
     // Both offsets lie inside the validated geometry, so inside the device.
-    let (block, slot) = ferrofs_image::inode_location(&geo, ino).ok_or("inode outside the table")?;
+    let (block, slot) =
+        ferrofs_image::inode_location(&geo, ino).ok_or("inode outside the table")?;
     let at_inode = block * BLOCK_SIZE as u64 + slot as u64;
     let at_bit = geo.bitmap_start * BLOCK_SIZE as u64 + b / 8;
     d.direct[0].set(0);

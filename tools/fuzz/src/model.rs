@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use ferrofs_format::{
-    block_entries, Geometry, Inode, JournalState, Pod, Superblock, BLOCK_SIZE,
-    DIRENT_SIZE, NDIRECT, PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    block_entries, Geometry, Inode, JournalState, Pod, Superblock, BLOCK_SIZE, DIRENT_SIZE,
+    NDIRECT, PTRS_PER_BLOCK, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use ferrofs_image::inode_location;
 
@@ -179,7 +179,9 @@ impl Model {
             for &b in info.data_blocks.iter().take(nblocks) {
                 let base = b as usize * BS;
                 for r in block_entries(&img[base..base + BS]) {
-                    let e = r.map_err(|(s, e)| format!("inode {}: slot {s}: {}", info.ino, e.reason()))?;
+                    let e = r.map_err(|(s, e)| {
+                        format!("inode {}: slot {s}: {}", info.ino, e.reason())
+                    })?;
                     dirents.push(DirentInfo {
                         off: base + e.slot * DIRENT_SIZE,
                         dir: info.ino,

@@ -276,9 +276,12 @@ pub fn rollback_in_memory(image: &mut [u8], geo: &Geometry) -> Result<usize, For
         }
         for u in &undo {
             let t = usize::try_from(u.target).unwrap_or(usize::MAX);
-            let cur = image.get_mut(t..t.saturating_add(u.len())).ok_or(FormatError::BadJournal(
-                "journal record past the end of the image",
-            ))?;
+            let cur =
+                image
+                    .get_mut(t..t.saturating_add(u.len()))
+                    .ok_or(FormatError::BadJournal(
+                        "journal record past the end of the image",
+                    ))?;
             u.apply(cur);
         }
         let seq = state.seq_done.wrapping_add(1);
@@ -533,12 +536,19 @@ mod tests {
         let f = TempFile::new("masked", &img);
         assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 2);
         let after = f.bytes();
-        assert_eq!(u64::from_le_bytes(after[w..w + 8].try_into().unwrap()), 0b100);
+        assert_eq!(
+            u64::from_le_bytes(after[w..w + 8].try_into().unwrap()),
+            0b100
+        );
         assert_eq!(rollback_in_memory(&mut img, &geo), Ok(2));
         assert!(img == after, "file and in-memory rollback differ");
         for k in [0u32, 2] {
             let j = base + geo.slot_bytes(k).0 + JOURNAL_SEQ_DONE_OFF;
-            assert_eq!(u64::from_le_bytes(after[j..j + 8].try_into().unwrap()), 10, "area {k}");
+            assert_eq!(
+                u64::from_le_bytes(after[j..j + 8].try_into().unwrap()),
+                10,
+                "area {k}"
+            );
         }
         assert_eq!(recover_journal(&f.open(), &geo).unwrap(), 0, "second run");
     }

@@ -231,10 +231,16 @@ mod tests {
     fn block_size_4096_and_a_block_count_are_accepted() {
         let o = opts(&["-b", "4096", "-b4k", "img", "300"]);
         assert_eq!((o.device, o.blocks), ("img".into(), Some(300)));
-        assert!(p(&["-b", "1024", "img"]).unwrap_err().contains("4096-byte blocks only"));
+        assert!(p(&["-b", "1024", "img"])
+            .unwrap_err()
+            .contains("4096-byte blocks only"));
         assert!(p(&["img", "0"]).unwrap_err().contains("not a block count"));
-        assert!(p(&["img", "12x"]).unwrap_err().contains("not a block count"));
-        assert!(p(&["img", "1", "2"]).unwrap_err().contains("unexpected argument(s): 2"));
+        assert!(p(&["img", "12x"])
+            .unwrap_err()
+            .contains("not a block count"));
+        assert!(p(&["img", "1", "2"])
+            .unwrap_err()
+            .contains("unexpected argument(s): 2"));
     }
 
     #[test]

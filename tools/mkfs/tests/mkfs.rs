@@ -435,7 +435,11 @@ fn an_existing_filesystem_is_overwritten_when_the_answer_is_yes() {
     let img = image_with_ferrofs("ferro-yes");
     let o = mkfs_answering(&["-q", "-L", "yes"], &img, b"y\ny\ny\n");
     assert_success(&o);
-    assert!(stderr(&o).contains("Proceed anyway? (y,N)"), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Proceed anyway? (y,N)"),
+        "stderr: {}",
+        stderr(&o)
+    );
     assert_eq!(superblock(&img).0.label_str(), b"yes");
 
     let before = img.bytes();
@@ -467,7 +471,11 @@ fn a_block_count_formats_only_the_first_blocks() {
         .output()
         .expect("run mkfs");
     assert_exit_1(&o);
-    assert!(stderr(&o).contains("4096 were asked for"), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4096 were asked for"),
+        "stderr: {}",
+        stderr(&o)
+    );
 }
 
 #[test]
