@@ -430,8 +430,10 @@ pub fn thread_start(threads: usize) -> Model {
 /// allocate without the VFS inode lock, so only inode ownership keeps two
 /// threads' transactions on the file apart), a pwrite + fsync or a hole
 /// punch (a quarter each); a sixth are on the thread's names in
-/// [`SHARED_DIR`]: create, symlink, rename to a new name, unlink (one new
-/// name in eight takes two directory slots). The other half is the
+/// [`SHARED_DIR`]: create, symlink, rename to a new name, unlink, rename
+/// out into the thread's own top directory and back (half of those back
+/// over one of its names there); one new name in eight takes two directory
+/// slots. The other half is the
 /// thread's own tree; one shared operation follows each own one.
 pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> {
     let seed = seed.wrapping_add(t as u64);
@@ -472,33 +474,68 @@ pub fn thread_ops(seed: u64, count: usize, t: usize, threads: usize) -> Vec<Op> 
             },
         }
     };
-    // Thread t's names in the shared directory, and the next number.
+    // Thread t's names in the shared directory, the names it moved from
+    // there into its own top directory (`{root}/s{t}-k`: the own workload's
+    // names start with `n`), and the next number.
     let mut names: Vec<String> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
     let mut next = 0u32;
     let mut dir_op = |rng: &mut Rng| {
         next += 1;
-        let short = format!("{SHARED_DIR}/t{t}-{next}");
-        let fresh = if rng.below(8) == 0 {
-            let len = 249 + rng.below(7) as usize;
-            format!(
-                "{short}-{}",
-                "l".repeat(len - (short.len() - SHARED_DIR.len()))
-            )
-        } else {
-            short
+        // One new name in eight (every eighth) takes two slots.
+        let long = next % 8 == 3;
+        let len = 249 + rng.below(7) as usize;
+        let name_in = |dir: &str, short: String| {
+            if long {
+                format!("{short}-{}", "l".repeat(len - (short.len() - dir.len())))
+            } else {
+                short
+            }
         };
+        let fresh = name_in(SHARED_DIR, format!("{SHARED_DIR}/t{t}-{next}"));
         let pick = if names.is_empty() {
             None
         } else {
             Some(rng.below(names.len() as u64) as usize)
         };
-        match (rng.below(4), pick) {
-            (2, Some(i)) => {
+        let pick_moved = if moved.is_empty() {
+            None
+        } else {
+            Some(rng.below(moved.len() as u64) as usize)
+        };
+        match (rng.below(6), pick, pick_moved) {
+            (2, Some(i), _) => {
                 let from = std::mem::replace(&mut names[i], fresh.clone());
                 Op::Rename { from, to: fresh }
             }
-            (3, Some(i)) => Op::Unlink(names.swap_remove(i)),
-            (1, _) => {
+            (3, Some(i), _) => Op::Unlink(names.swap_remove(i)),
+            // Out of the shared directory into the thread's own tree: one
+            // transaction changes a directory the other threads change too
+            // and one only this thread does.
+            (4, Some(i), _) => {
+                let to = name_in(&root, format!("{root}/s{t}-{next}"));
+                moved.push(to.clone());
+                Op::Rename {
+                    from: names.swap_remove(i),
+                    to,
+                }
+            }
+            // And back, half of the time over one of its names there (the
+            // replaced file or symlink is freed in the same transaction).
+            (5, _, Some(j)) => {
+                let from = moved.swap_remove(j);
+                match pick {
+                    Some(i) if rng.below(2) == 0 => Op::Rename {
+                        from,
+                        to: names[i].clone(),
+                    },
+                    _ => {
+                        names.push(fresh.clone());
+                        Op::Rename { from, to: fresh }
+                    }
+                }
+            }
+            (1, _, _) => {
                 names.push(fresh.clone());
                 Op::Symlink {
                     path: fresh,
@@ -999,9 +1036,12 @@ mod tests {
             }
             let dir_ops: Vec<_> = v
                 .iter()
-                .filter(|op| {
-                    matches!(op, Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } | Op::Rename { to: p, .. }
-                        if shared_dir_mine(p, t))
+                .filter(|op| match op {
+                    Op::Create(p) | Op::Unlink(p) | Op::Symlink { path: p, .. } => {
+                        shared_dir_mine(p, t)
+                    }
+                    Op::Rename { from, to } => shared_dir_mine(from, t) || shared_dir_mine(to, t),
+                    _ => false,
                 })
                 .collect();
             assert_eq!(dir_ops.len(), 33, "thread {t}");
@@ -1043,6 +1083,42 @@ mod tests {
             assert!(
                 f[lo as usize..hi as usize].iter().any(|&b| b != 0),
                 "thread {t} wrote nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn names_move_between_the_shared_directory_and_the_threads_own_tree() {
+        for t in 0..2 {
+            let root = thread_root(t);
+            let v = thread_ops(7, 1200, t, 2);
+            // Out of the shared directory, back, and back over a name of
+            // its own there; each from a name that exists, to one in the
+            // thread's part of the tree.
+            let own = |p: &String| p.starts_with(&format!("{root}/s{t}-"));
+            let mut m = thread_start(2);
+            let (mut out_of, mut back, mut over) = (0, 0, 0);
+            for op in &v {
+                if let Op::Rename { from, to } = op {
+                    if shared_dir_mine(from, t) || own(from) {
+                        assert!(
+                            matches!(m.nodes.get(from), Some(Node::File(_) | Node::Symlink(_))),
+                            "thread {t}: {op:?}"
+                        );
+                        assert!(shared_dir_mine(to, t) || own(to), "thread {t}: {op:?}");
+                    }
+                    if shared_dir_mine(from, t) && own(to) {
+                        out_of += 1;
+                    } else if own(from) && shared_dir_mine(to, t) {
+                        back += 1;
+                        over += m.nodes.contains_key(to) as usize;
+                    }
+                }
+                m.apply(op);
+            }
+            assert!(
+                out_of > 2 && back > 2 && over > 0,
+                "thread {t}: {out_of} out, {back} back, {over} over"
             );
         }
     }
