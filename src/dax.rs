@@ -57,7 +57,8 @@
 //! eviction) keep this without a lock between them, so faults on one part
 //! of a file never wait for a walk over another part:
 //!
-//! - a write fault (1) marks the entry, (2) inserts a read-only PTE,
+//! - a write fault (1) marks the entry, (2) inserts a read-only PTE
+//!   (`pfn_mkwrite` comes with one and keeps it, unless it is gone),
 //!   (3) takes the page-table lock, issues a full barrier and makes the PTE
 //!   writable only if the entry is *still marked* (`VmFault::pte_mkwrite`);
 //!   if not, it marks again and retries (`upgrade_remarks`);
@@ -210,7 +211,7 @@ pub(crate) fn fault(vmf: &VmFault) -> vm_fault_t {
         if beyond_eof(inode, vmf.pgoff()) {
             VM_FAULT_SIGBUS
         } else if write {
-            map_writable(vmf, inode)
+            map_writable(vmf, inode, false)
         } else {
             let _h = inode.huge_lock().read();
             if vmf.pmd_is_leaf() {
@@ -237,7 +238,7 @@ pub(crate) fn pfn_mkwrite(vmf: &VmFault) -> vm_fault_t {
         if beyond_eof(inode, vmf.pgoff()) {
             VM_FAULT_SIGBUS
         } else {
-            map_writable(vmf, inode)
+            map_writable(vmf, inode, true)
         }
     };
     vmf.sb_end_pagefault();
@@ -420,7 +421,7 @@ pub(crate) fn mmap_check(inode: &Inode, sync: bool) -> Result {
 /// Mark the page dirty, then give it a writable PTE: insert a read-only PTE
 /// if none is there, then upgrade that PTE if the entry is still marked
 /// (see "Marks and write access without a lock" above).
-fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
+fn map_writable(vmf: &VmFault, inode: &Inode, present: bool) -> vm_fault_t {
     let fs = inode.fs();
     let pgoff = vmf.pgoff();
     // An allocated block needs no transaction: the lockless lookup (one
@@ -457,6 +458,13 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
         return VM_FAULT_NOPAGE;
     }
     vmf.associate(pfn, pgoff);
+    // pfn_mkwrite comes with a read-only PTE of this block (the core saw it
+    // before calling us): upgrade it in place. Inserting it again would
+    // only find it there, after vmf_insert_mixed's track_pfn_insert, which
+    // takes two locks of the whole machine (the PAT memtype lock and the
+    // resource lock): on every write after an fsync, a cache line that all
+    // CPUs' faults share. If the PTE is gone by now, insert it as below.
+    let mut in_place = present && !fresh;
     // A fresh block's allocation already zapped this page's zero-page PTEs
     // in every mapping (`inode::get_or_alloc_tx`). A few rounds: a PTE can
     // vanish between insert and upgrade (MADV_DONTNEED needs only the mmap
@@ -466,10 +474,13 @@ fn map_writable(vmf: &VmFault, inode: &Inode) -> vm_fault_t {
         if let Err(e) = mark(inode, &inode.dirty, pgoff, block, Counter::EntriesMarked) {
             return to_fault(e);
         }
-        let r = vmf.insert_ro(pfn);
-        if r != VM_FAULT_NOPAGE {
-            return r;
+        if !in_place {
+            let r = vmf.insert_ro(pfn);
+            if r != VM_FAULT_NOPAGE {
+                return r;
+            }
         }
+        in_place = false;
         match vmf.pte_mkwrite(pfn, &inode.dirty, pgoff) {
             Upgrade::Done => return VM_FAULT_NOPAGE,
             Upgrade::Unmarked => fs.count(Counter::UpgradeRemarks),
