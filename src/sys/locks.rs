@@ -4,7 +4,7 @@
 //! ferrofs lock order (outermost first); every path takes a prefix of it:
 //!
 //! 1. `i_rwsem` (VFS inode lock: write, truncate, fallocate, directory ops)
-//! 1b. `xattr_lock` (per inode rwsem): exclusive around an extended
+//!    1b. `xattr_lock` (per inode rwsem): exclusive around an extended
 //!    attribute change, which then opens a transaction (6, 7, 8); shared
 //!    around a read, which takes nothing else. A read may come with any
 //!    `i_rwsem` held (ACL checks); nothing takes it with 2-10 held.
@@ -25,7 +25,7 @@
 //!    holds at most one (quiescing takes all, in order, as subclasses). A
 //!    transaction also sets memalloc_nofs, so reclaim never evicts one of
 //!    our inodes while we hold it
-//! 6b. inode ownership (not a lock lockdep sees): a transaction that
+//!    6b. inode ownership (not a lock lockdep sees): a transaction that
 //!    changes an inode owns it until it commits (`Tx::lock_inode`); another
 //!    transaction wanting it sleeps until then with `map_lock` released,
 //!    holding only its own area and locks 1-5. Two transactions that each
@@ -43,8 +43,8 @@
 //!    the page-table lock of the fault address under `huge_lock` shared,
 //!    without i_mmap, and reads the XArray mark inside it)
 //! 10. the XArray spinlock; the page's refcount wait queue (a truncate waiting
-//!    for a pinned page sleeps with `i_rwsem` held and the invalidate lock
-//!    *released*, as ext4_break_layouts does)
+//!     for a pinned page sleeps with `i_rwsem` held and the invalidate lock
+//!     *released*, as ext4_break_layouts does)
 
 use core::marker::PhantomData;
 use kernel::bindings;

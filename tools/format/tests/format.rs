@@ -1025,7 +1025,7 @@ fn special_files_have_no_blocks_and_only_they_have_device_numbers() {
         if !ok {
             continue;
         }
-        assert_eq!(dt_from_mode(fmt) != DT_UNKNOWN, true);
+        assert!(dt_from_mode(fmt) != DT_UNKNOWN);
         i.direct[0].set(300);
         i.update_checksum(2);
         assert_eq!(

@@ -399,7 +399,7 @@ pub fn block_pointer_race_stress(ctx: &mut Ctx) -> CaseResult {
             let rw_base = rw.addr();
             let ro_base = ro.addr();
             s.spawn(move || {
-                for p in 0..A_PAGES {
+                for (p, page_done) in done.iter().enumerate() {
                     if errors.any() {
                         break;
                     }
@@ -415,7 +415,7 @@ pub fn block_pointer_race_stress(ctx: &mut Ctx) -> CaseResult {
                             store_word(rw_base, p * PAGE + i * 8, tag(FILE_A, p as u64, gen));
                         }
                     }
-                    done[p].store(true, SeqCst);
+                    page_done.store(true, SeqCst);
                 }
                 stop.store(true, SeqCst);
             });

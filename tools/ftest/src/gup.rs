@@ -1498,45 +1498,6 @@ pub fn truncate_racing_odirect_read_stress(ctx: &mut Ctx) -> CaseResult {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errno_names() {
-        assert_eq!(errno_name(libc::EFAULT), "EFAULT");
-        assert_eq!(errno_name(libc::ETIMEDOUT), "ETIMEDOUT");
-        assert_eq!(errno_name(libc::EOWNERDEAD), "EOWNERDEAD");
-        assert_eq!(errno_name(9999), "errno 9999");
-        assert!(err_text(libc::EIO).starts_with("EIO ("));
-    }
-
-    #[test]
-    fn device_pattern_is_recognized_and_distinct_from_tags() {
-        for w in [0u64, 1, 0xff_ffff, 0x12_3456] {
-            for region in [1u64, 2, 3, 0xff] {
-                let d = dev_word(region, w, 0xabcd);
-                assert!(is_dev_word(d), "{d:#x}");
-                assert_eq!(d & 0xff_ffff, w & 0xff_ffff);
-                assert_eq!((d >> 32) & 0xff, region);
-            }
-            assert!(!is_dev_word(g_tag(w, 7)));
-        }
-        assert_ne!(dev_word(1, 5, 1), dev_word(2, 5, 1));
-    }
-
-    #[test]
-    fn first_diff_names_offset_and_page() {
-        let a = vec![1u8; 3 * PAGE];
-        let mut b = a.clone();
-        assert_eq!(first_diff("x", &a, &b), None);
-        b[PAGE..2 * PAGE].fill(0);
-        let m = first_diff("x", &a, &b).unwrap_or_default();
-        assert!(m.contains("offset 4096 (page 1)"), "{m}");
-        assert!(m.contains("reads as zeros"), "{m}");
-    }
-}
-
 pub(crate) fn stat_value(ctx: &Ctx, name: &str) -> Option<u64> {
     let p = ctx.stats_dir()?.join(name);
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
@@ -1626,4 +1587,43 @@ pub fn fsync_keeps_pinned_pages_dirty(ctx: &mut Ctx) -> CaseResult {
         f3 as i128 - f2 as i128,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(libc::EFAULT), "EFAULT");
+        assert_eq!(errno_name(libc::ETIMEDOUT), "ETIMEDOUT");
+        assert_eq!(errno_name(libc::EOWNERDEAD), "EOWNERDEAD");
+        assert_eq!(errno_name(9999), "errno 9999");
+        assert!(err_text(libc::EIO).starts_with("EIO ("));
+    }
+
+    #[test]
+    fn device_pattern_is_recognized_and_distinct_from_tags() {
+        for w in [0u64, 1, 0xff_ffff, 0x12_3456] {
+            for region in [1u64, 2, 3, 0xff] {
+                let d = dev_word(region, w, 0xabcd);
+                assert!(is_dev_word(d), "{d:#x}");
+                assert_eq!(d & 0xff_ffff, w & 0xff_ffff);
+                assert_eq!((d >> 32) & 0xff, region);
+            }
+            assert!(!is_dev_word(g_tag(w, 7)));
+        }
+        assert_ne!(dev_word(1, 5, 1), dev_word(2, 5, 1));
+    }
+
+    #[test]
+    fn first_diff_names_offset_and_page() {
+        let a = vec![1u8; 3 * PAGE];
+        let mut b = a.clone();
+        assert_eq!(first_diff("x", &a, &b), None);
+        b[PAGE..2 * PAGE].fill(0);
+        let m = first_diff("x", &a, &b).unwrap_or_default();
+        assert!(m.contains("offset 4096 (page 1)"), "{m}");
+        assert!(m.contains("reads as zeros"), "{m}");
+    }
 }
