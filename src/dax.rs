@@ -459,11 +459,11 @@ fn map_writable(vmf: &VmFault, inode: &Inode, present: bool) -> vm_fault_t {
     }
     vmf.associate(pfn, pgoff);
     // pfn_mkwrite comes with a read-only PTE of this block (the core saw it
-    // before calling us): upgrade it in place. Inserting it again would
-    // only find it there, after vmf_insert_mixed's track_pfn_insert, which
-    // takes two locks of the whole machine (the PAT memtype lock and the
-    // resource lock): on every write after an fsync, a cache line that all
-    // CPUs' faults share. If the PTE is gone by now, insert it as below.
+    // before calling us; a store to a page first read): upgrade it in
+    // place. Inserting it again would only find it there, after
+    // vmf_insert_mixed's track_pfn_insert, which takes two locks of the
+    // whole machine (the PAT memtype lock and the resource lock), and walk
+    // the page tables twice. If the PTE is gone by now, insert it as below.
     let mut in_place = present && !fresh;
     // A fresh block's allocation already zapped this page's zero-page PTEs
     // in every mapping (`inode::get_or_alloc_tx`). A few rounds: a PTE can

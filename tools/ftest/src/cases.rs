@@ -360,9 +360,16 @@ fn read_then_store_goes_through_pfn_mkwrite(ctx: &mut Ctx) -> CaseResult {
     ctx.check_delta(step, &s1, &s2, PfnMkwrite, 1);
     ctx.check_delta(step, &s1, &s2, WriteFaults, 0);
     ctx.check_delta(step, &s1, &s2, EntriesMarked, 1);
+    // pfn_mkwrite made the read-only PTE writable in place: the next store
+    // to the page faults no more.
+    map.write(spot(5) + 64, 0x57);
+    let s2b = ctx.snap()?;
+    let step = "second store to page 5";
+    ctx.check_delta(step, &s2, &s2b, PfnMkwrite, 0);
+    ctx.check_delta(step, &s2, &s2b, WriteFaults, 0);
     fd.fsync()?;
     let s3 = ctx.snap()?;
-    ctx.check_delta("fsync", &s2, &s3, EntriesFlushed, 1);
+    ctx.check_delta("fsync", &s2b, &s3, EntriesFlushed, 1);
     Ok(())
 }
 
