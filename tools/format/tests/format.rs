@@ -942,30 +942,14 @@ fn every_flipped_byte_of_an_xattr_block_in_use_is_caught() {
 #[test]
 fn xattr_entries_that_do_not_fit_or_are_malformed_are_refused_by_the_builder() {
     let mut b = vec![0u8; BLOCK_SIZE];
+    let mut build = |index: u8, name: &[u8], value: &[u8]| {
+        xattr_build(&mut b, 1, [XattrEntry { index, name, value }].into_iter())
+    };
     let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER - 1];
-    assert!(xattr_build(
-        &mut b,
-        1,
-        [XattrEntry {
-            index: XATTR_USER,
-            name: b"x",
-            value: &big
-        }]
-        .into_iter()
-    )
-    .is_ok());
+    assert!(build(XATTR_USER, b"x", &big).is_ok());
     let big = vec![0u8; XATTR_SPACE - XATTR_ENTRY_HEADER];
     assert_eq!(
-        xattr_build(
-            &mut b,
-            1,
-            [XattrEntry {
-                index: XATTR_USER,
-                name: b"x",
-                value: &big
-            }]
-            .into_iter()
-        ),
+        build(XATTR_USER, b"x", &big),
         Err(FormatError::XattrNoSpace)
     );
     for (index, name) in [
@@ -975,17 +959,7 @@ fn xattr_entries_that_do_not_fit_or_are_malformed_are_refused_by_the_builder() {
         (XATTR_ACL_DEFAULT, b"x"),
     ] {
         assert!(
-            xattr_build(
-                &mut b,
-                1,
-                [XattrEntry {
-                    index,
-                    name,
-                    value: b""
-                }]
-                .into_iter()
-            )
-            .is_err(),
+            build(index, name, b"").is_err(),
             "index {index} name {name:?} accepted"
         );
     }
