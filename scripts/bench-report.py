@@ -122,6 +122,29 @@ def rows(runs):
     return out
 
 
+# Case 13's getppid reference: two threads of system calls on two idle
+# cores scale by about 2 (1.88-2.05 in quiet runs). Outside this band a
+# turn was slowed by the host, and the run's scaling ratios say more about
+# the machine than about the file systems.
+QUIET = (1.8, 2.1)
+
+
+def noise_note(runs, have):
+    refs = {}
+    for fs in have:
+        s = series_index(runs[fs]).get("c13.ref.syscall.scale2")
+        sm = summary(s["samples"]) if s else None
+        if sm:
+            refs[fs] = sm["median"]
+    off = {fs: v for fs, v in refs.items() if not QUIET[0] <= v <= QUIET[1]}
+    if not off:
+        return None
+    got = ", ".join(f"{LABEL[fs]} {v:.2f}" for fs, v in refs.items())
+    return (f"**A noisy run for case 13**: its getppid reference (no file system) scaled by {got} "
+            f"(quiet runs: {QUIET[0]}-{QUIET[1]}); compare this run's 2-thread/1-thread ratios "
+            "between file systems with care, or run case 13 again on an idle machine.")
+
+
 def markdown(runs, accel, seconds, command):
     first = runs[next(iter(runs))]
     quick = first.get("quick")
@@ -183,6 +206,10 @@ def markdown(runs, accel, seconds, command):
             cells.append("—" if not v else v[0] if len(set(v)) == 1 else "/".join(v))
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
+    noisy = noise_note(runs, have)
+    if noisy:
+        L.append(noisy)
+        L.append("")
     L.append("↓: lower is better; ↑: higher is better. Ratio = ferrofs ÷ the other file system, so "
              "below 1 is ferrofs faster for ↓ rows and slower for ↑ rows. \"ferrofs is\" reads the "
              f"ratios against ext4-dax/xfs-dax: faster or slower by more than {EVEN:.0%}, else even. "
