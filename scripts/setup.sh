@@ -12,11 +12,12 @@ PKGS=(linux-source-6.12 rustc-web rust-web-src rustfmt-web rust-web-clippy
       libclang-19-dev clang-19 bc flex bison libelf-dev libssl-dev cpio
       busybox-static qemu-system-x86 qemu-utils xfsprogs e2fsprogs kmod
       python3 python3-matplotlib make gcc xz-utils dwarves util-linux
-      libpmem-dev libpmemobj-dev pmdk-tools fio python3-lmdb liblmdb-dev)
+      libpmem-dev libpmemobj-dev pmdk-tools fio python3-lmdb liblmdb-dev
+      acl attr)
 if [ "${1:-}" = --fstests ]; then
   PKGS+=(autoconf automake libtool pkg-config uuid-dev xfslibs-dev libattr1-dev
          libacl1-dev libaio-dev libgdbm-dev libgdbm-compat-dev liburing-dev libcap-dev
-         acl attr bc psmisc gawk file quota dbench)
+         bc psmisc gawk file quota dbench)
 fi
 
 missing=()
