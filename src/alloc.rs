@@ -3,10 +3,18 @@
 //!
 //! The block bitmap in pmem is the truth (bit i set: block i in use); the
 //! allocator keeps only hints and free counts in memory, rebuilt at mount.
-//! Callers hold `FsInfo::alloc`, inside a journal transaction (`Tx::alloc`,
-//! or `Tx::alloc_hold` for frees, which keeps it until commit): every
-//! bitmap and inode-table store is logged, bitmap words with their own bits
-//! only (`Tx::write_bits`).
+//! Callers hold `FsInfo::alloc` for one call, inside a journal transaction
+//! (`Tx::alloc`): every bitmap and inode-table store is logged, bitmap words
+//! with their own bits only (`Tx::write_bits`).
+//!
+//! Frees are pending until their transaction commits: a freed block or
+//! inode slot is clear on the medium at once, but it is listed in
+//! `pending` with the freeing transaction's tag, allocation passes over it,
+//! and the free counts (and group counts) take it in only when
+//! [`Allocator::release`] runs after the commit. So no other transaction can
+//! take (and overwrite) what a crash may yet give back to its old owner by
+//! rolling the free back, and unrelated allocations do not wait for the
+//! freeing transaction to commit.
 //!
 //! Huge extents: the data area is seen as groups of 512 blocks (2 MiB,
 //! aligned in the device). `groups` holds each group's free count, rebuilt
@@ -19,6 +27,7 @@
 use crate::format::{self, Geometry, Inode as DiskInode, Pod};
 use crate::journal::Tx;
 use crate::sys::pmem::Pmem;
+use crate::sys::stats::Counter;
 use kernel::error::{code::*, Result};
 use kernel::prelude::*;
 
@@ -39,7 +48,24 @@ pub(crate) struct Allocator {
     /// the group and its first 2 MiB can be mapped with one PMD. An entry
     /// lapses when the group fills or when newer streams push it out.
     reserved: [u64; RESERVED],
+    /// Blocks and inode slots freed by transactions not yet committed (see
+    /// the module comment), unordered: few at a time, one transaction's
+    /// frees are bounded by its journal area.
+    pending: KVec<Pending>,
+    /// Every pending block lies in `pend_lo..=pend_hi` (empty: lo > hi).
+    pend_lo: u64,
+    pend_hi: u64,
 }
+
+/// A free not yet committed: of block `what`, or of inode slot
+/// `what & !PENDING_INODE` when that bit is set.
+#[derive(Clone, Copy)]
+struct Pending {
+    tag: u64,
+    what: u64,
+}
+
+const PENDING_INODE: u64 = 1 << 63;
 
 /// How many stream groups are kept reserved at once.
 const RESERVED: usize = 16;
@@ -99,6 +125,9 @@ impl Allocator {
             groups,
             next_group: 0,
             reserved: [u64::MAX; RESERVED],
+            pending: KVec::new(),
+            pend_lo: u64::MAX,
+            pend_hi: 0,
         })
     }
 
@@ -134,7 +163,11 @@ impl Allocator {
                 continue;
             }
             let off = bitmap + w * 8;
-            let v = pmem.read_u64(off)?;
+            let on = pmem.read_u64(off)?;
+            let v = on | self.pending_mask(w);
+            if v != on && on != u64::MAX {
+                tx.count(Counter::PendingSkips);
+            }
             if v == u64::MAX {
                 continue;
             }
@@ -168,7 +201,11 @@ impl Allocator {
             let off = (g.bitmap_start << format::BLOCK_SHIFT) + (goal / 64) * 8;
             let v = tx.pmem().read_u64(off)?;
             let m = 1u64 << (goal % 64);
-            if v & m == 0 {
+            let pending = v & m == 0 && self.block_pending(goal);
+            if pending {
+                tx.count(Counter::PendingSkips);
+            }
+            if v & m == 0 && !pending {
                 tx.write_bits(off, m, u64::MAX)?;
                 self.free_blocks -= 1;
                 self.group_add(goal, -1);
@@ -225,14 +262,86 @@ impl Allocator {
             kernel::pr_err!("block {} freed twice\n", b);
             return Err(EIO);
         }
+        // Room first: once the bit is clear the block must be listed.
+        self.pending.reserve(1, GFP_KERNEL)?;
         tx.write_bits(off, m, 0)?;
         tx.freed = true;
-        self.free_blocks += 1;
-        self.group_add(b, 1);
-        if b < self.next_block {
-            self.next_block = b;
-        }
+        self.pend(tx, b);
+        self.pend_lo = self.pend_lo.min(b);
+        self.pend_hi = self.pend_hi.max(b);
         Ok(())
+    }
+
+    /// List a free of this transaction (room reserved by the caller).
+    fn pend(&mut self, tx: &mut Tx<'_>, what: u64) {
+        tx.pends = true;
+        // Cannot fail: the caller reserved room.
+        let _ = self.pending.push(
+            Pending {
+                tag: tx.tag(),
+                what,
+            },
+            GFP_KERNEL,
+        );
+    }
+
+    /// The bits of bitmap word `w` whose blocks are pending frees.
+    fn pending_mask(&self, w: u64) -> u64 {
+        if self.pend_lo > self.pend_hi || w < self.pend_lo / 64 || w > self.pend_hi / 64 {
+            return 0;
+        }
+        self.pending
+            .iter()
+            .filter(|p| p.what & PENDING_INODE == 0 && p.what / 64 == w)
+            .fold(0, |m, p| m | 1 << (p.what % 64))
+    }
+
+    fn block_pending(&self, b: u64) -> bool {
+        self.pending_mask(b / 64) & (1 << (b % 64)) != 0
+    }
+
+    fn inode_pending(&self, ino: u32) -> bool {
+        let what = PENDING_INODE | ino as u64;
+        self.pending.iter().any(|p| p.what == what)
+    }
+
+    /// The transaction of `tag` committed: its frees become free space.
+    pub(crate) fn release(&mut self, tag: u64) {
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        let mut kept = 0;
+        for i in 0..self.pending.len() {
+            let p = self.pending[i];
+            if p.tag != tag {
+                if p.what & PENDING_INODE == 0 {
+                    lo = lo.min(p.what);
+                    hi = hi.max(p.what);
+                }
+                self.pending[kept] = p;
+                kept += 1;
+            } else if p.what & PENDING_INODE != 0 {
+                self.free_inodes += 1;
+            } else {
+                self.free_blocks += 1;
+                self.group_add(p.what, 1);
+                if p.what < self.next_block {
+                    self.next_block = p.what;
+                }
+            }
+        }
+        // SAFETY: `kept <= len`, the first `kept` entries were just written,
+        // and `Pending` is `Copy`: the entries cut off need no drop.
+        unsafe { self.pending.set_len(kept) };
+        self.pend_lo = lo;
+        self.pend_hi = hi;
+    }
+
+    /// The tag of a transaction other than `tag` with frees pending, for
+    /// which `running` holds (one that is still in flight).
+    pub(crate) fn pending_other(&self, tag: u64, running: impl Fn(u64) -> bool) -> Option<u64> {
+        self.pending
+            .iter()
+            .map(|p| p.tag)
+            .find(|&t| t != tag && running(t))
     }
 
     fn group_add(&mut self, b: u64, d: i32) {
@@ -303,6 +412,10 @@ impl Allocator {
             if pmem.read_u32(off)? & 0xffff != 0 {
                 continue;
             }
+            if self.inode_pending(ino) {
+                tx.count(Counter::PendingSkips);
+                continue;
+            }
             init.update_checksum(ino);
             tx.write(off, init.as_bytes())?;
             self.free_inodes -= 1;
@@ -314,8 +427,10 @@ impl Allocator {
 
     pub(crate) fn free_inode(&mut self, tx: &mut Tx<'_>, g: &Geometry, ino: u32) -> Result {
         let off = inode_off(g, ino);
+        // Room first: once the slot is zero it must be listed.
+        self.pending.reserve(1, GFP_KERNEL)?;
         tx.zero(off, format::INODE_SIZE)?;
-        self.free_inodes += 1;
+        self.pend(tx, PENDING_INODE | ino as u64);
         Ok(())
     }
 }

@@ -713,7 +713,7 @@ fn free_some(tx: &mut Tx<'_>, inode: &Inode, first: u64, last: u64) -> Result<(b
 }
 
 fn free_block(tx: &mut Tx<'_>, fs: &FsInfo, b: u64) -> Result {
-    tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, b))
+    tx.alloc(|a, tx| a.free_block(tx, &fs.geo, b))
 }
 
 /// Free the leaves of indirect block `b` (covering logical blocks from
@@ -1053,7 +1053,7 @@ pub(crate) fn evict(inode: &Inode) {
             }
             let mut tx = fs.tx();
             let r = crate::xattr::free_tx(&mut tx, inode)
-                .and_then(|()| tx.alloc_hold(|a, tx| a.free_inode(tx, &fs.geo, inode.ino())));
+                .and_then(|()| tx.alloc(|a, tx| a.free_inode(tx, &fs.geo, inode.ino())));
             if let Err(e) = r.and_then(|()| tx.commit()) {
                 pr_err!("inode {}: freeing the inode failed: {:?}\n", inode.ino(), e);
             }

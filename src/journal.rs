@@ -37,9 +37,10 @@
 //!   across the whole operation (and so across the commit);
 //! - bitmap words are shared: allocation and free change them under the
 //!   allocator mutex, each change logged as a masked record of its own bits
-//!   (`Tx::write_bits`); a transaction that frees keeps the allocator
-//!   until it commits, so no other transaction can take a block (or inode
-//!   slot) whose free may yet roll back;
+//!   (`Tx::write_bits`); what a transaction frees stays pending (listed in
+//!   the allocator, passed over by every allocation) until it commits, so
+//!   no other transaction can take a block (or inode slot) whose free may
+//!   yet roll back (`alloc.rs`);
 //! - the superblock's version is raised only on images older than
 //!   version 5, which have one area.
 //!
@@ -57,6 +58,7 @@ use crate::format::{
 };
 use crate::sys::locks::{Guard, Mutex, MutexGuard};
 use crate::sys::pmem::Pmem;
+use crate::sys::stats::{Counter, Stats};
 use crate::sys::vfs::Inode;
 use crate::sys::NoFs;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -250,7 +252,12 @@ impl Journal {
     }
 
     /// Start a transaction in a free area, or wait for area 0.
-    pub(crate) fn begin<'a>(&'a self, pmem: &'a Pmem, alloc: &'a Mutex<Allocator>) -> Tx<'a> {
+    pub(crate) fn begin<'a>(
+        &'a self,
+        pmem: &'a Pmem,
+        alloc: &'a Mutex<Allocator>,
+        stats: &'a Stats,
+    ) -> Tx<'a> {
         let nofs = NoFs::enter();
         let mut got = None;
         for (k, s) in self.slots.iter().enumerate() {
@@ -273,7 +280,8 @@ impl Journal {
             j: self,
             pmem,
             alloc,
-            held: None,
+            pends: false,
+            stats,
             pos: JOURNAL_RECORDS_OFF,
             records: 0,
             need_fence: false,
@@ -293,8 +301,10 @@ pub(crate) struct Tx<'a> {
     j: &'a Journal,
     pmem: &'a Pmem,
     alloc: &'a Mutex<Allocator>,
-    /// The allocator, held from the first free until commit.
-    held: Option<Guard<'a, Allocator>>,
+    /// This transaction freed a block or inode slot, pending in the
+    /// allocator until [`Allocator::release`] after the commit.
+    pub(crate) pends: bool,
+    stats: &'a Stats,
     /// Where the next record goes, inside the area.
     pos: usize,
     records: usize,
@@ -315,6 +325,15 @@ pub(crate) const RESERVE: usize = 4096;
 impl<'a> Tx<'a> {
     pub(crate) fn pmem(&self) -> &'a Pmem {
         self.pmem
+    }
+
+    pub(crate) fn count(&self, c: Counter) {
+        self.stats.inc(c)
+    }
+
+    /// This transaction's tag (see [`Inode::tx_tag`]).
+    pub(crate) fn tag(&self) -> u64 {
+        self.tag
     }
 
     /// The journal area this transaction runs in.
@@ -409,10 +428,9 @@ impl<'a> Tx<'a> {
             let g = inode.map_lock().lock();
             let t = inode.tx_tag().load(Ordering::Acquire);
             if t == self.tag || !self.j.in_flight(t) {
-                if t != self.tag && self.held.is_some() {
-                    // Lock order 8 before 6b: could deadlock with a
-                    // transaction that owns this inode and waits for the
-                    // allocator.
+                if t != self.tag && self.pends {
+                    // Could deadlock: a transaction that owns this inode
+                    // may wait for our pending frees (`Tx::alloc`).
                     pr_err!("internal error: inode {} taken after a free\n", inode.ino());
                 }
                 inode.tx_tag().store(self.tag, Ordering::Release);
@@ -423,33 +441,29 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Run `f` with the allocator: the one this transaction holds (it
-    /// freed), else locked for the call.
-    pub(crate) fn alloc<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
-        match self.held.take() {
-            Some(mut a) => {
-                let r = f(&mut a, self);
-                self.held = Some(a);
-                r
+    /// Run `f` with the allocator locked. If it finds no room while another
+    /// transaction's frees are pending, wait for that one to commit and run
+    /// `f` again: the space is about to be free. Only a transaction with no
+    /// frees of its own waits (`pends`), so no two wait for each other: a
+    /// transaction waited for is one that freed, which never waits.
+    pub(crate) fn alloc<R>(
+        &mut self,
+        mut f: impl FnMut(&mut Allocator, &mut Tx<'a>) -> Result<R>,
+    ) -> Result<R> {
+        loop {
+            let mut a = self.alloc.lock();
+            let r = f(&mut a, self);
+            if self.pends || !matches!(&r, Err(e) if *e == ENOSPC) {
+                return r;
             }
-            None => {
-                let mut a = self.alloc.lock();
-                f(&mut a, self)
-            }
+            let j = self.j;
+            let Some(t) = a.pending_other(self.tag, |t| j.in_flight(t)) else {
+                return r;
+            };
+            drop(a);
+            self.count(Counter::PendingWaits);
+            self.j.wait(t);
         }
-    }
-
-    /// As [`Tx::alloc`], and keep the allocator until this transaction
-    /// commits: for frees (and version raises), whose undo must not meet
-    /// another transaction's use of what they released.
-    pub(crate) fn alloc_hold<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
-        let mut a = match self.held.take() {
-            Some(a) => a,
-            None => self.alloc.lock(),
-        };
-        let r = f(&mut a, self);
-        self.held = Some(a);
-        r
     }
 
     /// Records before the in-place stores they protect.
@@ -528,10 +542,15 @@ impl<'a> Tx<'a> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.finish() {
-            pr_err!("journal: commit failed: {:?}\n", e);
+        match self.finish() {
+            // Before `running` clears: a transaction waiting in `Tx::alloc`
+            // for these frees finds them released when it wakes.
+            Ok(()) if self.pends => self.alloc.lock().release(self.tag),
+            Ok(()) => {}
+            // Not committed: what it freed stays pending, out of use until
+            // the next mount reads the bitmap again.
+            Err(e) => pr_err!("journal: commit failed: {:?}\n", e),
         }
-        self.held = None;
         // SAFETY: `running` is boxed and lives as long as the journal; the
         // store is WRITE_ONCE, then a full barrier and the wake-up.
         unsafe { crate::sys::ferrofs_set_var_wake(self.slot.running.as_ptr(), 0) };

@@ -61,7 +61,7 @@ fn new_object<'n>(
     let ni = match NewInode::new(dir, idmap, ino, mode, kind) {
         Ok(ni) => out.insert(ni),
         Err(e) => {
-            let _ = tx.alloc_hold(|a, tx| a.free_inode(tx, &fs.geo, ino));
+            let _ = tx.alloc(|a, tx| a.free_inode(tx, &fs.geo, ino));
             return Err(e);
         }
     };
@@ -151,7 +151,7 @@ pub(crate) fn tmpfile(idmap: &IdMap, dir: &Inode, mode: u16) -> Result<NewInode>
         let ni = match NewInode::new(dir, idmap, ino, mode, Kind::File) {
             Ok(ni) => slot.insert(ni),
             Err(e) => {
-                let _ = tx.alloc_hold(|a, tx| a.free_inode(tx, &fs.geo, ino));
+                let _ = tx.alloc(|a, tx| a.free_inode(tx, &fs.geo, ino));
                 return Err(e);
             }
         };

@@ -47,7 +47,7 @@ impl FsInfo {
 
     /// Start a metadata transaction (see `journal.rs`).
     pub(crate) fn tx(&self) -> Tx<'_> {
-        let tx = self.journal.begin(&self.pmem, &self.alloc);
+        let tx = self.journal.begin(&self.pmem, &self.alloc, &self.stats);
         if tx.area() > 0 {
             self.count(Counter::TxOverlapped);
         }

@@ -227,7 +227,7 @@ pub(crate) fn set_tx(
     let ob = block_of(fs, ino)?;
     crate::inode::set_xattr_block_tx(tx, inode, nb, ob)?;
     if ob != 0 {
-        tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, ob))?;
+        tx.alloc(|a, tx| a.free_block(tx, &fs.geo, ob))?;
     }
     Ok(Changed { raised })
 }
@@ -264,7 +264,7 @@ pub(crate) fn free_tx(tx: &mut Tx<'_>, inode: &Inode) -> Result {
     let fs = inode.fs();
     let b = block_of(fs, inode.ino())?;
     if b != 0 {
-        tx.alloc_hold(|a, tx| a.free_block(tx, &fs.geo, b))?;
+        tx.alloc(|a, tx| a.free_block(tx, &fs.geo, b))?;
     }
     Ok(())
 }

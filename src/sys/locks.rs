@@ -35,8 +35,13 @@
 //!    rename, rmdir); every other one changes one inode
 //! 7. `map_lock` (per inode mutex): block map and on-media inode updates
 //! 8. `alloc` (per mount mutex): block bitmap and inode table allocation.
-//!    Taken for one call when allocating; a transaction that frees keeps it
-//!    until it commits, and takes no inode after that (6b)
+//!    Taken for one call to allocate or free, and once more after a
+//!    freeing transaction's commit, to release what it freed (pending until
+//!    then, `alloc.rs`). An allocation that finds no room while another
+//!    transaction's frees are pending drops it and waits for that commit,
+//!    holding 1-7 of its own; so a transaction that freed takes no inode
+//!    after that (6b) and never waits so itself: a transaction waited for
+//!    never waits for another transaction
 //! 9. `i_mmap_rwsem` (unmap_mapping_range), then page-table locks: taken by
 //!    the core inside any of the above (the walk's zap under `sync_lock`,
 //!    truncate's under `map_lock`; the PTE upgrade of a write fault takes

@@ -54,8 +54,14 @@ pub(crate) enum Counter {
     /// The fault marked it again (counted in `entries_marked` or
     /// `pmd_entries_marked`) and retried.
     UpgradeRemarks,
+    /// An allocation passed over a block or inode slot that a transaction
+    /// still in flight had freed (pending until it commits, `alloc.rs`).
+    PendingSkips,
+    /// An allocation found no room but another transaction's frees
+    /// pending, and waited for that transaction to commit.
+    PendingWaits,
 }
-const NCOUNTERS: usize = 22;
+const NCOUNTERS: usize = 24;
 /// Rows of counters; each row is a whole number of 64-byte lines.
 const SHARDS: usize = 8;
 const SHARD_WORDS: usize = NCOUNTERS.next_multiple_of(8);
@@ -85,6 +91,8 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"thaws",
     c"tx_overlapped",
     c"upgrade_remarks",
+    c"pending_skips",
+    c"pending_waits",
     c"flush_insn",
     c"trace_tx_delay",
     c"trace_mark",
