@@ -67,6 +67,12 @@ struct Pending {
 
 const PENDING_INODE: u64 = 1 << 63;
 
+/// Test only: a traced mount with `trace_tx_delay` set takes the lowest
+/// free block and slot ([`crate::sys::trace::Trace::low_first`]).
+fn low_first(tx: &Tx<'_>) -> bool {
+    tx.pmem().trace().is_some_and(|t| t.low_first())
+}
+
 /// How many stream groups are kept reserved at once.
 const RESERVED: usize = 16;
 
@@ -152,7 +158,12 @@ impl Allocator {
         let pmem = tx.pmem();
         let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let words = g.blocks_count.div_ceil(64);
-        let start = self.next_block.clamp(g.data_start, g.blocks_count - 1) / 64;
+        let next = if low_first(tx) {
+            g.data_start
+        } else {
+            self.next_block
+        };
+        let start = next.clamp(g.data_start, g.blocks_count - 1) / 64;
         // First pass: partly used groups not reserved for a stream; second:
         // partly used ones; third: any group.
         for i in 0..3 * words {
@@ -406,8 +417,9 @@ impl Allocator {
         }
         let pmem = tx.pmem();
         let n = g.inodes_count;
+        let next = if low_first(tx) { 1 } else { self.next_ino };
         for i in 0..n {
-            let ino = (self.next_ino - 1 + i) % n + 1;
+            let ino = (next - 1 + i) % n + 1;
             let off = inode_off(g, ino);
             if pmem.read_u32(off)? & 0xffff != 0 {
                 continue;

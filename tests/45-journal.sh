@@ -156,6 +156,91 @@ freeing_a_large_file_takes_bounded_transactions() {
   "$BIN/fsck-ferrofs" -n $DEV || fail "fsck: exit $?"
 }
 
+# What a transaction frees stays pending until it commits: no other
+# transaction may take it (a crash would roll the free back and leave the
+# block with two owners). Two processes each write one block to a file of
+# their own, fsync and truncate it again, on a file system left with 8 free
+# blocks, so each one's allocations keep meeting the other's frees while
+# their transactions are in flight. Every allocation must pass over them
+# (pending_skips). Then with one free block for the two, a write that
+# finds none while the other's free is in flight must wait for it
+# (pending_waits). Then fsck and the free count must agree that nothing
+# leaked.
+frees_stay_out_of_use_until_their_transaction_commits() {
+  fresh_mount
+  local free0 s0 w0 s1 w1 left
+  free0=$(stat -f -c %f $MNT)
+  # All but about 8 blocks taken: a filler short of its map blocks (one per
+  # 512 data blocks is plenty), then a second one for what is left over.
+  fallocate -l $(( (free0 - free0 / 256 - 16) * 4096 )) $MNT/filler
+  left=$(stat -f -c %f $MNT)
+  [ "$left" -gt 12 ] && fallocate -l $(( (left - 9) * 4096 )) $MNT/filler2
+  left=$(stat -f -c %f $MNT)
+  [ "$left" -ge 4 ] && [ "$left" -le 12 ] || fail "after the fillers $left blocks are free"
+  s0=$(counter pending_skips); w0=$(counter pending_waits)
+  cat > /tmp/cycle.py <<'PY'
+import errno, os, sys, time
+mnt, tolerate = sys.argv[1], sys.argv[2] == "enospc-ok"
+kids = []
+for t in range(2):
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(f"{mnt}/cycle{t}", os.O_RDWR | os.O_CREAT, 0o644)
+        buf = bytes([t + 1]) * 4096
+        n = full = 0
+        end = time.monotonic() + float(os.environ.get("FERRO_PEND_SECS", "6"))
+        try:
+            while time.monotonic() < end:
+                try:
+                    os.pwrite(fd, buf, 0)
+                except OSError as e:
+                    if not (tolerate and e.errno == errno.ENOSPC):
+                        raise
+                    full += 1
+                    continue
+                os.fsync(fd)
+                if os.pread(fd, 4096, 0) != buf:
+                    print(f"process {t}: read back other bytes", flush=True)
+                    os._exit(1)
+                os.ftruncate(fd, 0)
+                n += 1
+        except OSError as e:
+            print(f"process {t}: {e} after {n} turns", flush=True)
+            os._exit(1)
+        print(f"process {t}: {n} turns, {full} ENOSPC", flush=True)
+        os._exit(0 if n > 0 else 1)
+    kids.append(pid)
+bad = 0
+for pid in kids:
+    _, st = os.waitpid(pid, 0)
+    bad |= st
+sys.exit(1 if bad else 0)
+PY
+  python3 /tmp/cycle.py $MNT strict || fail "a cycling process failed"
+  s1=$(counter pending_skips); w1=$(counter pending_waits)
+  echo "pending_skips +$((s1 - s0)), pending_waits +$((w1 - w0))"
+  [ $((s1 - s0)) -gt 0 ] || fail "no allocation met the other process's pending frees (pending_skips stayed $s0)"
+  assert_eq "$left" "$(stat -f -c %f $MNT)" "free blocks after the cycles"
+  # One block left for the two: a write that finds none while the other
+  # process's truncate is in flight waits for its commit and gets the
+  # block (pending_waits); one that finds none otherwise gets ENOSPC.
+  local k=0
+  while [ "$(stat -f -c %f $MNT)" -gt 1 ]; do
+    k=$((k + 1)); fallocate -l 4096 $MNT/one$k
+  done
+  assert_eq 1 "$(stat -f -c %f $MNT)" "free blocks before the one-block cycles"
+  python3 /tmp/cycle.py $MNT enospc-ok || fail "a one-block cycling process failed"
+  w1=$(counter pending_waits)
+  echo "pending_waits +$((w1 - w0)) with one free block"
+  [ $((w1 - w0)) -gt 0 ] || fail "no write waited for the other process's pending free (pending_waits stayed $w0)"
+  assert_eq 1 "$(stat -f -c %f $MNT)" "free blocks after the one-block cycles"
+  left=1
+  umount $MNT
+  "$BIN/fsck-ferrofs" -n $DEV > /tmp/pend.fsck 2>&1 || fail "fsck exit $?: $(head -20 /tmp/pend.fsck)"
+  mount -t ferrofs -o dax $DEV $MNT
+  assert_eq "$left" "$(stat -f -c %f $MNT)" "free blocks after a remount"
+}
+
 t mount_rolls_back_an_unfinished_unlink mount_rolls_back_an_unfinished_unlink
 t every_operation_commits_one_transaction every_operation_commits_one_transaction
 t a_damaged_journal_fails_the_mount_cleanly a_damaged_journal_fails_the_mount_cleanly
@@ -163,5 +248,6 @@ t an_orphan_is_freed_at_mount an_orphan_is_freed_at_mount
 t an_orphan_symlink_without_its_target_block_is_freed_at_mount an_orphan_symlink_without_its_target_block_is_freed_at_mount
 t freeing_a_large_file_takes_bounded_transactions freeing_a_large_file_takes_bounded_transactions
 t concurrent_transactions_leave_a_consistent_file_system concurrent_transactions_leave_a_consistent_file_system
+t frees_stay_out_of_use_until_their_transaction_commits frees_stay_out_of_use_until_their_transaction_commits
 mountpoint -q $MNT && umount $MNT
 true

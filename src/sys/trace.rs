@@ -170,6 +170,15 @@ impl Trace {
             .store(us, core::sync::atomic::Ordering::Relaxed);
     }
 
+    /// While `trace_tx_delay` is set, allocations also take the lowest
+    /// free block and inode slot (`alloc.rs`) instead of going on from the
+    /// last one: what a transaction frees is then what the other thread's
+    /// next allocation meets, while the free is still in flight, so crash
+    /// states test that pending frees are passed over.
+    pub(crate) fn low_first(&self) -> bool {
+        self.tx_delay_us.load(core::sync::atomic::Ordering::Relaxed) > 0
+    }
+
     /// Sleep as `trace_tx_delay` asks, before a commit.
     pub(crate) fn tx_delay(&self) {
         let us = self.tx_delay_us.load(core::sync::atomic::Ordering::Relaxed);
