@@ -52,17 +52,21 @@ pub(crate) struct Allocator {
     /// the module comment), unordered: few at a time, one transaction's
     /// frees are bounded by its journal area.
     pending: KVec<Pending>,
-    /// Every pending block lies in `pend_lo..=pend_hi` (empty: lo > hi).
+    /// Every pending block lies in bitmap words `pend_lo..=pend_hi` (empty:
+    /// lo > hi).
     pend_lo: u64,
     pend_hi: u64,
 }
 
-/// A free not yet committed: of block `what`, or of inode slot
+/// Frees not yet committed, of one transaction: of the blocks of bitmap
+/// word `what` whose bits are set in `mask` (a truncate frees in order, so
+/// one entry takes up to 64 of its frees), or of inode slot
 /// `what & !PENDING_INODE` when that bit is set.
 #[derive(Clone, Copy)]
 struct Pending {
     tag: u64,
     what: u64,
+    mask: u64,
 }
 
 const PENDING_INODE: u64 = 1 << 63;
@@ -78,6 +82,8 @@ const RESERVED: usize = 16;
 
 /// Blocks per huge extent (2 MiB).
 pub(crate) const GROUP: u64 = 512;
+// A bitmap word's blocks lie in one group (`Allocator::release`).
+const _: () = assert!(GROUP % 64 == 0);
 const GROUP_WORDS: u64 = GROUP / 64;
 
 impl Allocator {
@@ -273,24 +279,37 @@ impl Allocator {
             kernel::pr_err!("block {} freed twice\n", b);
             return Err(EIO);
         }
-        // Room first: once the bit is clear the block must be listed.
-        self.pending.reserve(1, GFP_KERNEL)?;
+        let w = b / 64;
+        let tag = tx.tag();
+        let last = self.pending.len().checked_sub(1);
+        let same = last.filter(|&i| self.pending[i].tag == tag && self.pending[i].what == w);
+        if same.is_none() {
+            // Room first: once the bit is clear the block must be listed.
+            self.pending.reserve(1, GFP_KERNEL)?;
+        }
         tx.write_bits(off, m, 0)?;
         tx.freed = true;
-        self.pend(tx, b);
-        self.pend_lo = self.pend_lo.min(b);
-        self.pend_hi = self.pend_hi.max(b);
+        match same {
+            Some(i) => {
+                self.pending[i].mask |= m;
+                tx.pends = true;
+            }
+            None => self.pend(tx, w, m),
+        }
+        self.pend_lo = self.pend_lo.min(w);
+        self.pend_hi = self.pend_hi.max(w);
         Ok(())
     }
 
     /// List a free of this transaction (room reserved by the caller).
-    fn pend(&mut self, tx: &mut Tx<'_>, what: u64) {
+    fn pend(&mut self, tx: &mut Tx<'_>, what: u64, mask: u64) {
         tx.pends = true;
         // Cannot fail: the caller reserved room.
         let _ = self.pending.push(
             Pending {
                 tag: tx.tag(),
                 what,
+                mask,
             },
             GFP_KERNEL,
         );
@@ -298,13 +317,13 @@ impl Allocator {
 
     /// The bits of bitmap word `w` whose blocks are pending frees.
     fn pending_mask(&self, w: u64) -> u64 {
-        if self.pend_lo > self.pend_hi || w < self.pend_lo / 64 || w > self.pend_hi / 64 {
+        if w < self.pend_lo || w > self.pend_hi {
             return 0;
         }
         self.pending
             .iter()
-            .filter(|p| p.what & PENDING_INODE == 0 && p.what / 64 == w)
-            .fold(0, |m, p| m | 1 << (p.what % 64))
+            .filter(|p| p.what == w)
+            .fold(0, |m, p| m | p.mask)
     }
 
     fn block_pending(&self, b: u64) -> bool {
@@ -332,10 +351,14 @@ impl Allocator {
             } else if p.what & PENDING_INODE != 0 {
                 self.free_inodes += 1;
             } else {
-                self.free_blocks += 1;
-                self.group_add(p.what, 1);
-                if p.what < self.next_block {
-                    self.next_block = p.what;
+                // One word's blocks lie in one group (GROUP is a multiple
+                // of 64).
+                let first = p.what * 64;
+                self.free_blocks += p.mask.count_ones() as u64;
+                self.group_add(first, p.mask.count_ones() as i32);
+                let b = first + p.mask.trailing_zeros() as u64;
+                if b < self.next_block {
+                    self.next_block = b;
                 }
             }
         }
@@ -442,7 +465,7 @@ impl Allocator {
         // Room first: once the slot is zero it must be listed.
         self.pending.reserve(1, GFP_KERNEL)?;
         tx.zero(off, format::INODE_SIZE)?;
-        self.pend(tx, PENDING_INODE | ino as u64);
+        self.pend(tx, PENDING_INODE | ino as u64, 0);
         Ok(())
     }
 }

@@ -731,6 +731,9 @@ fn free_tree(
     last: u64,
     full: &mut bool,
 ) -> Result<(u64, bool)> {
+    if level == 1 {
+        return free_leaves(tx, inode, b, base, first, last, full);
+    }
     let fs = inode.fs();
     let p = PTRS_PER_BLOCK as u64;
     let span = p.pow(level - 1);
@@ -765,6 +768,60 @@ fn free_tree(
             freed += 1;
         } else {
             empty = false;
+        }
+    }
+    Ok((freed, empty))
+}
+
+/// How many pointers of a leaf block [`free_leaves`] clears and frees under
+/// one hold of the allocator.
+const FREE_BATCH: usize = 64;
+
+/// [`free_tree`] of a leaf block `b` (its pointers are data blocks, from
+/// logical block `base`): the same result. Its frees go in batches of
+/// [`FREE_BATCH`] under one hold of the allocator, not one lock round per
+/// block; between them only the pointer stores of this transaction, which
+/// wait for nothing.
+fn free_leaves(
+    tx: &mut Tx<'_>,
+    inode: &Inode,
+    b: u64,
+    base: u64,
+    first: u64,
+    last: u64,
+    full: &mut bool,
+) -> Result<(u64, bool)> {
+    let fs = inode.fs();
+    let mut freed = 0;
+    let mut empty = true;
+    let mut i = 0;
+    while i < PTRS_PER_BLOCK {
+        let end = (i + FREE_BATCH).min(PTRS_PER_BLOCK);
+        let stop = tx.with_alloc(|a, tx| -> Result<bool> {
+            while i < end {
+                if *full || tx.room() < RESERVE {
+                    *full = true;
+                    return Ok(true);
+                }
+                let off = ptr_off(b, i);
+                let lblk = base + i as u64;
+                i += 1;
+                let child = check_ptr(fs, inode.ino(), fs.pmem.read_u32(off)?)?;
+                if child == 0 {
+                    continue;
+                }
+                if lblk < first || lblk > last {
+                    empty = false;
+                    continue;
+                }
+                tx.write_u32(off, 0)?;
+                a.free_block(tx, &fs.geo, child)?;
+                freed += 1;
+            }
+            Ok(false)
+        })?;
+        if stop {
+            return Ok((freed, false));
         }
     }
     Ok((freed, empty))

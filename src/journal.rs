@@ -466,6 +466,15 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Run `f` once with the allocator locked, no retry: for frees (which
+    /// never want room), several of them with the stores between them.
+    /// `f` must not wait for anything (another transaction, an inode, the
+    /// allocator again): it holds lock 8.
+    pub(crate) fn with_alloc<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
+        let mut a = self.alloc.lock();
+        f(&mut a, self)
+    }
+
     /// Records before the in-place stores they protect.
     fn ready(&mut self) {
         if self.need_fence {

@@ -35,7 +35,9 @@
 //!    rename, rmdir); every other one changes one inode
 //! 7. `map_lock` (per inode mutex): block map and on-media inode updates
 //! 8. `alloc` (per mount mutex): block bitmap and inode table allocation.
-//!    Taken for one call to allocate or free, and once more after a
+//!    Taken for one call to allocate or free (or for up to 64 frees of one
+//!    leaf block's pointers, with this transaction's pointer stores between
+//!    them, which wait for nothing: `free_leaves`), and once more after a
 //!    freeing transaction's commit, to release what it freed (pending until
 //!    then, `alloc.rs`). An allocation that finds no room while another
 //!    transaction's frees are pending drops it and waits for that commit,
