@@ -919,8 +919,8 @@ pub const MAX_FILE_BLOCKS: u64 = NDIRECT as u64
 // ([`Geometry::slot_bytes`]), each laid out as above with its own header and
 // sequence numbers: one transaction may be in flight in each. Transactions
 // in flight at once never change the same bytes (the module holds each
-// inode it changes, directories are held by the VFS, and a transaction that
-// frees holds the allocator until it commits), with one exception: bitmap
+// inode it changes, directories are held by the VFS, and what a
+// transaction frees no other may take until it commits), with one exception: bitmap
 // words, which two transactions may each change a bit of. A bitmap change
 // is logged as a masked record ([`RECORD_MASKED`] set in `len`): 16 bytes
 // of data, the mask of the bits it changes and their old values, and
