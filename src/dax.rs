@@ -100,7 +100,7 @@
 //! starting on a 2 MiB boundary of the device), it is mapped with one
 //! devmap PMD (`vmf_insert_pfn_pmd`, so get_user_pages works on it as on
 //! pages). A write fault into a range that is all holes first allocates a
-//! whole free group of the allocator (`alloc::Allocator::alloc_group`) and
+//! whole free group of the allocator (`alloc::Allocators::alloc_group`) and
 //! zeroes it, in one transaction (`inode::alloc_extent`). Anything else
 //! falls back to 4 KiB PTEs. Mappings of 2 MiB or more get 2 MiB-aligned
 //! addresses (`thp_get_unmapped_area`).

@@ -390,7 +390,7 @@ pub(crate) fn get_or_alloc_block(inode: &Inode, lblk: u64, stream: bool) -> Resu
 /// Where a data block goes: after the block of the page before it if that
 /// one is free (a file written in order lies in order); with `stream`, at
 /// the start of a wholly free group, which stays reserved for the file
-/// (`Allocator::alloc_stream`). Indirect blocks go anywhere else.
+/// (`Allocators::alloc_stream`). Indirect blocks go anywhere else.
 fn alloc_data(tx: &mut Tx<'_>, inode: &Inode, lblk: u64, stream: bool) -> Result<u64> {
     let fs = inode.fs();
     let prev = match lblk.checked_sub(1) {
@@ -797,7 +797,7 @@ fn free_leaves(
     let mut i = 0;
     while i < PTRS_PER_BLOCK {
         let end = (i + FREE_BATCH).min(PTRS_PER_BLOCK);
-        let stop = tx.with_alloc(|a, tx| -> Result<bool> {
+        let stop = tx.with_frees(|a, tx| -> Result<bool> {
             while i < end {
                 if *full || tx.room() < RESERVE {
                     *full = true;

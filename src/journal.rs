@@ -36,7 +36,9 @@
 //! - a directory's blocks only under its `i_rwsem`, which the VFS holds
 //!   across the whole operation (and so across the commit);
 //! - bitmap words are shared: allocation and free change them under the
-//!   allocator mutex, each change logged as a masked record of its own bits
+//!   mutex of the allocator shard that owns the word (a word, like an inode
+//!   slot, belongs to one shard), each change logged as a masked record of
+//!   its own bits
 //!   (`Tx::write_bits`); what a transaction frees stays pending (listed in
 //!   the allocator, passed over by every allocation) until it commits, so
 //!   no other transaction can take a block (or inode slot) whose free may
@@ -50,7 +52,7 @@
 //! Each transaction is short: one metadata operation, or one bounded slice
 //! of a large truncate.
 
-use crate::alloc::Allocator;
+use crate::alloc::{Allocators, Frees};
 use crate::format::{
     self, fnv1a64_update, masked_data, record_check, Geometry, JournalHeader, JournalState, Pod,
     RecordHeader, Records, BLOCK_SHIFT, JOURNAL_RECORDS_OFF, JOURNAL_SEQ_DONE_OFF,
@@ -255,7 +257,7 @@ impl Journal {
     pub(crate) fn begin<'a>(
         &'a self,
         pmem: &'a Pmem,
-        alloc: &'a Mutex<Allocator>,
+        alloc: &'a Allocators,
         stats: &'a Stats,
     ) -> Tx<'a> {
         let nofs = NoFs::enter();
@@ -281,6 +283,7 @@ impl Journal {
             pmem,
             alloc,
             pends: false,
+            pend_shards: 0,
             stats,
             pos: JOURNAL_RECORDS_OFF,
             records: 0,
@@ -300,10 +303,12 @@ pub(crate) struct Tx<'a> {
     tag: u64,
     j: &'a Journal,
     pmem: &'a Pmem,
-    alloc: &'a Mutex<Allocator>,
+    alloc: &'a Allocators,
     /// This transaction freed a block or inode slot, pending in the
-    /// allocator until [`Allocator::release`] after the commit.
-    pub(crate) pends: bool,
+    /// allocator until [`Allocators::release`] after the commit, in the
+    /// shards of `pend_shards` (a bit each).
+    pends: bool,
+    pend_shards: u64,
     stats: &'a Stats,
     /// Where the next record goes, inside the area.
     pos: usize,
@@ -441,38 +446,45 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Run `f` with the allocator locked. If it finds no room while another
-    /// transaction's frees are pending, wait for that one to commit and run
-    /// `f` again: the space is about to be free. Only a transaction with no
-    /// frees of its own waits (`pends`), so no two wait for each other: a
-    /// transaction waited for is one that freed, which never waits.
+    /// Run `f` on the allocator (whose calls each lock the shards they
+    /// need). If it finds no room while another transaction's frees are
+    /// pending, wait for that one to commit and run `f` again: the space is
+    /// about to be free. Only a transaction with no frees of its own waits
+    /// (`pends`), so no two wait for each other: a transaction waited for
+    /// is one that freed, which never waits.
     pub(crate) fn alloc<R>(
         &mut self,
-        mut f: impl FnMut(&mut Allocator, &mut Tx<'a>) -> Result<R>,
+        mut f: impl FnMut(&'a Allocators, &mut Tx<'a>) -> Result<R>,
     ) -> Result<R> {
+        let allocs = self.alloc;
         loop {
-            let mut a = self.alloc.lock();
-            let r = f(&mut a, self);
+            let r = f(allocs, self);
             if self.pends || !matches!(&r, Err(e) if *e == ENOSPC) {
                 return r;
             }
             let j = self.j;
-            let Some(t) = a.pending_other(self.tag, |t| j.in_flight(t)) else {
+            let Some(t) = allocs.pending_other(self.tag, |t| j.in_flight(t)) else {
                 return r;
             };
-            drop(a);
             self.count(Counter::PendingWaits);
             self.j.wait(t);
         }
     }
 
-    /// Run `f` once with the allocator locked, no retry: for frees (which
-    /// never want room), several of them with the stores between them.
-    /// `f` must not wait for anything (another transaction, an inode, the
-    /// allocator again): it holds lock 8.
-    pub(crate) fn with_alloc<R>(&mut self, f: impl FnOnce(&mut Allocator, &mut Tx<'a>) -> R) -> R {
-        let mut a = self.alloc.lock();
-        f(&mut a, self)
+    /// Run `f` once with a freer ([`Allocators::frees`]), no retry: for
+    /// frees (which never want room), several of them with the stores
+    /// between them. `f` must not wait for anything (another transaction,
+    /// an inode, an allocator shard other than through the freer): the
+    /// freer holds a shard (lock 8).
+    pub(crate) fn with_frees<R>(&mut self, f: impl FnOnce(&mut Frees<'a>, &mut Tx<'a>) -> R) -> R {
+        let mut frees = self.alloc.frees();
+        f(&mut frees, self)
+    }
+
+    /// A free of this transaction is pending in allocator shard `k`.
+    pub(crate) fn pend_in(&mut self, k: usize) {
+        self.pends = true;
+        self.pend_shards |= 1 << k;
     }
 
     /// Records before the in-place stores they protect.
@@ -554,7 +566,7 @@ impl Drop for Tx<'_> {
         match self.finish() {
             // Before `running` clears: a transaction waiting in `Tx::alloc`
             // for these frees finds them released when it wakes.
-            Ok(()) if self.pends => self.alloc.lock().release(self.tag),
+            Ok(()) if self.pends => self.alloc.release(self.tag, self.pend_shards),
             Ok(()) => {}
             // Not committed: what it freed stays pending, out of use until
             // the next mount reads the bitmap again.

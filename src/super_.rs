@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Mount: options, the DAX device, superblock validation, per-mount state.
 
-use crate::alloc::Allocator;
+use crate::alloc::Allocators;
 use crate::format::{self, Geometry, Pod, Superblock};
 use crate::journal::{Journal, Tx};
-use crate::sys::locks::Mutex;
 use crate::sys::pmem::{FlushInsn, Pmem};
 use crate::sys::stats::{Counter, Stats};
 use crate::sys::vfs::{self, NewSuper};
@@ -17,7 +16,7 @@ pub(crate) struct FsInfo {
     pub(crate) stats: Stats,
     pub(crate) pmem: Pmem,
     pub(crate) geo: Geometry,
-    pub(crate) alloc: Mutex<Allocator>,
+    pub(crate) alloc: Allocators,
     pub(crate) journal: Journal,
     /// Inodes that may hold dirty marks, for sync_fs.
     pub(crate) sync_list: KBox<vfs::SyncList>,
@@ -130,7 +129,7 @@ impl FsInfo {
     }
 
     pub(crate) fn statfs(&self) -> StatFs {
-        let a = self.alloc.lock();
+        let a = &self.alloc;
         let mut fsid = [0u8; 8];
         for (i, b) in self.uuid.iter().enumerate() {
             fsid[i % 8] ^= b;
@@ -292,14 +291,14 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
         .version
         .store(version, core::sync::atomic::Ordering::Relaxed);
     let mut orphans = KVec::new();
-    let allocator = Allocator::scan(&pmem, &geo, &mut orphans)?;
+    let allocator = Allocators::scan(&pmem, &geo, crate::sys::online_cpus(), &mut orphans)?;
     let stats = Stats::new(dev, insn.name())?;
     let fs = KBox::new(
         FsInfo {
             stats,
             pmem,
             geo,
-            alloc: Mutex::new(allocator)?,
+            alloc: allocator,
             journal,
             sync_list: vfs::SyncList::new()?,
             uuid: raw.uuid,
@@ -345,9 +344,9 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
         pr_info!("{:?}: freed {} orphan inodes\n", dev, freed);
     }
     {
-        let a = fs.alloc.lock();
+        let a = &fs.alloc;
         pr_info!(
-            "mounted {:?}: {} blocks ({} free), {} inodes ({} free), {} journal area{}, flush with {}\n",
+            "mounted {:?}: {} blocks ({} free), {} inodes ({} free), {} journal area{}, {} allocator shard{}, flush with {}\n",
             dev,
             geo.blocks_count,
             a.free_blocks(),
@@ -355,6 +354,8 @@ pub(crate) fn fill_super(sb: &NewSuper, trace_mib: Option<u32>) -> Result {
             a.free_inodes(),
             fs.journal.areas(),
             if fs.journal.areas() == 1 { "" } else { "s" },
+            a.shards(),
+            if a.shards() == 1 { "" } else { "s" },
             insn.name()
         );
     }

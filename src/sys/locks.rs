@@ -34,16 +34,20 @@
 //!    inodes that other transactions can reach (create, link, unlink,
 //!    rename, rmdir); every other one changes one inode
 //! 7. `map_lock` (per inode mutex): block map and on-media inode updates
-//! 8. `alloc` (per mount mutex): block bitmap and inode table allocation.
-//!    Taken for one call to allocate or free (or for up to 64 frees of one
-//!    leaf block's pointers, with this transaction's pointer stores between
-//!    them, which wait for nothing: `free_leaves`), and once more after a
+//! 8. an allocator shard (per shard mutex, about one shard per CPU, one
+//!    lockdep class; `alloc.rs`): block bitmap and inode table allocation
+//!    in the shard's ranges. A thread holds at most one: an allocation
+//!    takes its CPU's shard, and only after letting it go the next one,
+//!    when that had no room. Taken for one call to allocate or free (or
+//!    for a run of up to 64 frees of one leaf block's pointers in one
+//!    shard, with this transaction's pointer stores between them, which
+//!    wait for nothing: `free_leaves`), and once more per shard after a
 //!    freeing transaction's commit, to release what it freed (pending until
-//!    then, `alloc.rs`). An allocation that finds no room while another
-//!    transaction's frees are pending drops it and waits for that commit,
-//!    holding 1-7 of its own; so a transaction that freed takes no inode
-//!    after that (6b) and never waits so itself: a transaction waited for
-//!    never waits for another transaction
+//!    then). An allocation that finds no room in any shard while another
+//!    transaction's frees are pending holds no shard and waits for that
+//!    commit, holding 1-7 of its own; so a transaction that freed takes no
+//!    inode after that (6b) and never waits so itself: a transaction waited
+//!    for never waits for another transaction
 //! 9. `i_mmap_rwsem` (unmap_mapping_range), then page-table locks: taken by
 //!    the core inside any of the above (the walk's zap under `sync_lock`,
 //!    truncate's under `map_lock`; the PTE upgrade of a write fault takes
@@ -148,7 +152,7 @@ impl Drop for MutexGuard<'_> {
 /// A mutex guarding `T`, with the C mutex in its own allocation so that the
 /// owner may move. Used for per-mount state.
 pub(crate) struct Mutex<T> {
-    raw: kernel::alloc::KBox<RawMutex>,
+    raw: kernel::alloc::KBox<LineMutex>,
     data: core::cell::UnsafeCell<T>,
 }
 
@@ -157,28 +161,32 @@ unsafe impl<T: Send> Send for Mutex<T> {}
 // SAFETY: access to `data` is serialised by the mutex.
 unsafe impl<T: Send> Sync for Mutex<T> {}
 
+/// A C mutex alone in its cache line(s): the mutexes of journal areas and
+/// allocator shards are taken by different CPUs side by side, and
+/// kmalloc would put small ones next to each other.
+#[repr(align(64))]
+struct LineMutex(RawMutex);
+
 pub(crate) struct Guard<'a, T> {
     _g: MutexGuard<'a>,
     data: &'a core::cell::UnsafeCell<T>,
 }
 
 impl<T> Mutex<T> {
-    pub(crate) fn new(v: T) -> kernel::error::Result<Self> {
-        Self::new_with(v, super::ferrofs_init_sb_mutex)
-    }
-
-    /// As `new`, with its own initialiser (and so its own lockdep class).
+    /// A mutex with its own initialiser (and so its own lockdep class).
     /// `init` must initialise the C mutex it is given (a shim that calls
     /// `mutex_init`).
     pub(crate) fn new_with(
         v: T,
         init: unsafe extern "C" fn(*mut bindings::mutex),
     ) -> kernel::error::Result<Self> {
-        let raw =
-            kernel::alloc::KBox::new(RawMutex(Opaque::uninit()), kernel::alloc::flags::GFP_KERNEL)?;
+        let raw = kernel::alloc::KBox::new(
+            LineMutex(RawMutex(Opaque::uninit())),
+            kernel::alloc::flags::GFP_KERNEL,
+        )?;
         // SAFETY: `raw` is a fresh heap allocation that is never moved; the
         // shim initialises it exactly once.
-        unsafe { init(raw.as_ptr()) };
+        unsafe { init(raw.0.as_ptr()) };
         Ok(Mutex {
             raw,
             data: core::cell::UnsafeCell::new(v),
@@ -186,19 +194,19 @@ impl<T> Mutex<T> {
     }
     pub(crate) fn lock(&self) -> Guard<'_, T> {
         Guard {
-            _g: self.raw.lock(),
+            _g: self.raw.0.lock(),
             data: &self.data,
         }
     }
     pub(crate) fn try_lock(&self) -> Option<Guard<'_, T>> {
         Some(Guard {
-            _g: self.raw.try_lock()?,
+            _g: self.raw.0.try_lock()?,
             data: &self.data,
         })
     }
     pub(crate) fn lock_nested(&self, sub: u32) -> Guard<'_, T> {
         Guard {
-            _g: self.raw.lock_nested(sub),
+            _g: self.raw.0.lock_nested(sub),
             data: &self.data,
         }
     }

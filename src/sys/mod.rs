@@ -38,6 +38,19 @@ pub(crate) fn smp_mb() {
     unsafe { ferrofs_smp_mb() }
 }
 
+/// The CPU this runs on now (preemption may move us on at once: for
+/// choosing among per-CPU things, where any choice is correct).
+pub(crate) fn this_cpu() -> usize {
+    // SAFETY: plain read of the current CPU number.
+    unsafe { ferrofs_cpu() as usize }
+}
+
+/// CPUs online now (at least 1).
+pub(crate) fn online_cpus() -> usize {
+    // SAFETY: plain read of the online CPU count.
+    core::cmp::max(1, unsafe { ferrofs_online_cpus() } as usize)
+}
+
 pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
@@ -80,7 +93,8 @@ extern "C" {
         map: *mut bindings::mutex,
         xa: *mut bindings::xarray,
     );
-    pub(crate) fn ferrofs_init_sb_mutex(m: *mut bindings::mutex);
+    pub(crate) fn ferrofs_init_alloc_mutex(m: *mut bindings::mutex);
+    pub(crate) fn ferrofs_online_cpus() -> kernel::ffi::c_uint;
     pub(crate) fn ferrofs_init_huge(huge: *mut bindings::rw_semaphore, xa: *mut bindings::xarray);
     pub(crate) fn ferrofs_init_xattr_lock(sem: *mut bindings::rw_semaphore);
     pub(crate) fn ferrofs_xattr_handlers() -> *const *mut bindings::xattr_handler;

@@ -64,7 +64,8 @@ pub(crate) struct Pmem {
 //   every aligned word of a range whole, `write_u32_atomic`) and read with
 //   one aligned load ([`Pmem::read_u32`]): the kernel's WRITE_ONCE/READ_ONCE;
 // - every other metadata byte is written under the inode's `map_lock` or
-//   the journal and allocator mutexes, and read under them or when no writer
+//   the journal mutexes and the mutex of the allocator shard that owns it
+//   (bitmap words, inode slots while free), and read under them or when no writer
 //   can exist (mount, an inode being loaded under I_NEW);
 // - file data is the user's: concurrent read/write/mmap of the same bytes
 //   races exactly as it does on memory shared with user space.

@@ -55,7 +55,6 @@ int ferrofs_pmd_mkwrite(struct vm_fault *vmf, unsigned long pfn, struct xarray *
 			unsigned long index);
 int ferrofs_pmd_is_leaf(struct vm_fault *vmf);
 int ferrofs_pmd_fits(struct vm_fault *vmf);
-void ferrofs_init_sb_mutex(struct mutex *m);
 void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags);
 size_t ferrofs_iov_count(const struct iov_iter *i);
 void ferrofs_sb_start_pagefault(struct super_block *sb);
@@ -260,9 +259,17 @@ int ferrofs_pmd_is_leaf(struct vm_fault *vmf)
 	return pmd_leaf(pmd);
 }
 
-void ferrofs_init_sb_mutex(struct mutex *m)
+/* The allocator shards' mutexes: one lockdep class, never two held. */
+void ferrofs_init_alloc_mutex(struct mutex *m);
+void ferrofs_init_alloc_mutex(struct mutex *m)
 {
 	mutex_init(m);
+}
+
+unsigned int ferrofs_online_cpus(void);
+unsigned int ferrofs_online_cpus(void)
+{
+	return num_online_cpus();
 }
 
 void ferrofs_vm_flags_set(struct vm_area_struct *vma, unsigned long flags)

@@ -60,8 +60,11 @@ pub(crate) enum Counter {
     /// An allocation found no room but another transaction's frees
     /// pending, and waited for that transaction to commit.
     PendingWaits,
+    /// An allocation came from an allocator shard other than its CPU's
+    /// (that one had no room; `alloc.rs`).
+    AllocRemote,
 }
-const NCOUNTERS: usize = 24;
+const NCOUNTERS: usize = 25;
 /// Rows of counters; each row is a whole number of 64-byte lines.
 const SHARDS: usize = 8;
 const SHARD_WORDS: usize = NCOUNTERS.next_multiple_of(8);
@@ -93,6 +96,7 @@ const NAMES: [&core::ffi::CStr; NATTRS] = [
     c"upgrade_remarks",
     c"pending_skips",
     c"pending_waits",
+    c"alloc_remote",
     c"flush_insn",
     c"trace_tx_delay",
     c"trace_mark",
