@@ -456,42 +456,80 @@ impl Allocator {
             pr_err!("internal error: allocation after a free in one transaction\n");
             return Err(EIO);
         }
-        let pmem = tx.pmem();
-        let bitmap = g.bitmap_start << format::BLOCK_SHIFT;
         let n = self.w_hi - self.w_lo;
-        let next = if low_first(tx) {
-            g.data_start
-        } else {
-            self.next_block
-        };
+        let low = low_first(tx);
+        let next = if low { g.data_start } else { self.next_block };
         let start = (next / 64).clamp(self.w_lo, self.w_hi - 1) - self.w_lo;
-        // First pass: partly used groups not reserved for a stream; second:
-        // partly used ones; third: any group.
-        for i in 0..3 * n {
+        // First pass: partly used groups not reserved for a stream.
+        for i in 0..n {
+            let w = self.w_lo + wrap64(start + i, n);
+            let gi = w / GROUP_WORDS;
+            if self.group_free(gi) == Some(GROUP as u16) || self.is_reserved(gi) {
+                continue;
+            }
+            if let Some(b) = self.take_in_word(tx, g, w)? {
+                return Ok(Some(b));
+            }
+        }
+        // Then a whole group, the highest of the shard: streams and extents
+        // take whole groups from the low end, so the group that single
+        // blocks break open (the next partly used one, for the blocks that
+        // follow) is away from them, and a stream's reserved group does not
+        // get the indirect block of its own file. (On a fresh shard with no
+        // metadata in it, no other group is partly used.)
+        if !low {
+            let top = (0..self.groups.len()).rev().find(|&li| {
+                let gi = self.g_lo + li as u64;
+                let first = gi * GROUP;
+                self.groups[li] == GROUP as u16
+                    && !self.is_reserved(gi)
+                    && first >= g.data_start
+                    && first + GROUP <= g.blocks_count
+            });
+            if let Some(li) = top {
+                let w0 = (self.g_lo + li as u64) * GROUP_WORDS;
+                for w in w0..(w0 + GROUP_WORDS).min(self.w_hi) {
+                    if let Some(b) = self.take_in_word(tx, g, w)? {
+                        return Ok(Some(b));
+                    }
+                }
+            }
+        }
+        // Then partly used groups reserved for a stream; then any group.
+        for i in 0..2 * n {
             let w = self.w_lo + wrap64(start + wrap64(i, n), n);
             let gi = w / GROUP_WORDS;
-            let whole = self.group_free(gi) == Some(GROUP as u16);
-            if (i < 2 * n && whole) || (i < n && self.is_reserved(gi)) {
+            if i < n && self.group_free(gi) == Some(GROUP as u16) {
                 continue;
             }
-            let off = bitmap + w * 8;
-            let on = pmem.read_u64(off)?;
-            let v = on | self.pending_mask(w);
-            if v != on && on != u64::MAX {
-                tx.count(Counter::PendingSkips);
+            if let Some(b) = self.take_in_word(tx, g, w)? {
+                return Ok(Some(b));
             }
-            if v == u64::MAX {
-                continue;
-            }
+        }
+        Ok(None)
+    }
+
+    /// The lowest free block of bitmap word `w` (of this shard) that no
+    /// transaction in flight freed, taken; None if there is none.
+    fn take_in_word(&mut self, tx: &mut Tx<'_>, g: &Geometry, w: u64) -> Result<Option<u64>> {
+        let off = (g.bitmap_start << format::BLOCK_SHIFT) + w * 8;
+        let on = tx.pmem().read_u64(off)?;
+        let v0 = on | self.pending_mask(w);
+        if v0 != on && on != u64::MAX {
+            tx.count(Counter::PendingSkips);
+        }
+        let mut v = v0;
+        while v != u64::MAX {
             let bit = (!v).trailing_zeros() as u64;
             let b = w * 64 + bit;
+            tx.write_bits(off, 1 << bit, u64::MAX)?;
             if b >= g.blocks_count || b < g.data_start {
                 // Bits below data_start or past the end are set by mkfs; a
-                // clear one means a damaged bitmap. Never hand it out.
-                tx.write_bits(off, 1 << bit, u64::MAX)?;
+                // clear one means a damaged bitmap. Never hand it out (the
+                // bit is set now).
+                v |= 1 << bit;
                 continue;
             }
-            tx.write_bits(off, 1 << bit, u64::MAX)?;
             self.free_blocks -= 1;
             self.group_add(b, -1);
             self.next_block = b + 1;

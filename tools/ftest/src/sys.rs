@@ -239,3 +239,31 @@ pub fn dev_of(path: &Path) -> Result<(u32, u32), String> {
     }
     Ok((libc::major(st.st_dev), libc::minor(st.st_dev)))
 }
+
+/// Run the calling thread only on CPU `cpu` (`None`: on every CPU again).
+/// An allocator shard belongs to a CPU: a case that must see what a
+/// write does on each shard pins itself to each CPU in turn.
+pub fn pin_to_cpu(cpu: Option<usize>) -> Result<(), String> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // Not available_parallelism: it reads this thread's affinity, which an
+    // earlier pin narrowed.
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.clamp(1, 1024) as usize;
+    for c in 0..n {
+        if cpu.is_none_or(|k| k == c) {
+            // SAFETY: `set` is a valid cpu_set_t and c < 1024, its size
+            // in bits.
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is valid for its size.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(format!(
+            "sched_setaffinity({cpu:?}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
