@@ -174,6 +174,7 @@ frees_stay_out_of_use_until_their_transaction_commits() {
   fresh_mount
   local free0 s0 w0 s1 w1 left
   free0=$(stat -f -c %f $MNT)
+  local r0; r0=$(counter alloc_remote)
   # All but about 8 blocks taken: a filler short of its map blocks (one per
   # 512 data blocks is plenty), then a second one for what is left over.
   fallocate -l $(( (free0 - free0 / 256 - 16) * 4096 )) $MNT/filler
@@ -181,6 +182,9 @@ frees_stay_out_of_use_until_their_transaction_commits() {
   [ "$left" -gt 12 ] && fallocate -l $(( (left - 9) * 4096 )) $MNT/filler2
   left=$(stat -f -c %f $MNT)
   [ "$left" -ge 4 ] && [ "$left" -le 12 ] || fail "after the fillers $left blocks are free"
+  # The device is two allocator shards: filling it took blocks from a
+  # shard other than the filler's CPU's once that one was full.
+  [ "$(counter alloc_remote)" -gt "$r0" ] || fail "filling the device took nothing from another shard (alloc_remote stayed $r0)"
   s0=$(counter pending_skips); w0=$(counter pending_waits)
   cat > /tmp/cycle.py <<'PY'
 import errno, os, sys, time
